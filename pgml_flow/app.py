@@ -1,0 +1,126 @@
+"""The library facade: every CLI command is one call on :class:`PgmlFlow`.
+
+Keeping the CLI, the scheduler and the tests on this one object means the rules
+(which database, is the schema current, how errors read) are written once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgml_flow import database, migrate, sqlfiles
+from pgml_flow.cluster import Cluster, Status
+from pgml_flow.errors import ConfigurationError
+from pgml_flow.seed import SeedReport
+from pgml_flow.settings import Settings
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """Where pgml-flow's database is, for ``db status``."""
+
+    embedded: bool
+    url: str
+    status: Status | None
+    server_venv: str | None
+
+
+class PgmlFlow:
+    """pgml-flow bound to one database (embedded or external)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+
+    # -- database -------------------------------------------------------------------------
+    @cached_property
+    def cluster(self) -> Cluster:
+        if self.settings.external:
+            raise ConfigurationError(
+                "DATABASE_URL (or PG* variables) points at an external server, which pgml-flow "
+                "does not start or stop; unset it to use the embedded cluster"
+            )
+        return Cluster(self.settings)
+
+    @property
+    def url(self) -> str:
+        return database.resolve_url(self.settings)
+
+    def start_database(self) -> Status:
+        """Create (first time) and start the embedded cluster, with its server-side venv."""
+        from pgml_flow import server_venv
+
+        cluster = self.cluster
+        venv = server_venv.resolve(
+            self.settings.home, self.settings.server_venv, cluster.server_user()
+        )
+        return cluster.start(server_venv=venv)
+
+    def stop_database(self) -> Status:
+        return self.cluster.stop()
+
+    def database_info(self) -> DatabaseInfo:
+        if self.settings.external:
+            return DatabaseInfo(False, database.describe(self.url), None, None)
+        status = self.cluster.status()
+        venv = None
+        if status.running:
+            with self.connect() as conn:
+                row = conn.execute("SELECT current_setting('pgml.venv', true)").fetchone()
+                venv = row[0] if row else None
+        url = self.cluster.url() if status.initialized else "(not initialized)"
+        return DatabaseInfo(True, url, status, venv)
+
+    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        return database.connect(self.url, autocommit=autocommit)
+
+    # -- schema ---------------------------------------------------------------------------
+    def upgrade(self, revision: str = "head") -> str | None:
+        return migrate.upgrade(self.url, revision)
+
+    def downgrade(self, revision: str) -> str | None:
+        return migrate.downgrade(self.url, revision)
+
+    def schema_revision(self) -> tuple[str | None, str]:
+        return migrate.current_revision(self.url), migrate.head_revision()
+
+    def require_current_schema(self) -> None:
+        migrate.check_current(self.url)
+
+    # -- data -----------------------------------------------------------------------------
+    def seed(
+        self,
+        *,
+        clients: int,
+        issues: int,
+        seed: int,
+        as_of: dt.datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SeedReport:
+        from pgml_flow.seed import seed as run_seed
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            report = run_seed(
+                conn, clients=clients, issues=issues, seed=seed, as_of=as_of, progress=progress
+            )
+            conn.execute("SELECT pgml_flow.refresh_training_summary()")
+            conn.commit()
+        return report
+
+    def refresh_training_summary(self) -> None:
+        """REFRESH ... CONCURRENTLY: readers of the old contents are never blocked."""
+        self.require_current_schema()
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SELECT pgml_flow.refresh_training_summary()")
+
+    def training_summary(self) -> list[dict[str, Any]]:
+        self.require_current_schema()
+        with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sqlfiles.query("training_summary")).fetchall()

@@ -1,0 +1,68 @@
+"""Connections: where the database is and how we talk to it.
+
+Everything that reaches PostgreSQL goes through :func:`connect`, which is where
+driver errors become :class:`~pgml_flow.errors.DatabaseUnreachable` with a message
+that says what to do, instead of a libpq traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgml_flow.cluster import Cluster
+from pgml_flow.errors import DatabaseUnreachable
+from pgml_flow.settings import Settings
+
+
+def resolve_url(settings: Settings) -> str:
+    """DATABASE_URL (or PG* variables) if set, else the embedded cluster's socket URL."""
+    if settings.database_url is not None:
+        return settings.database_url
+    return Cluster(settings).url()
+
+
+def describe(url: str) -> str:
+    """A password-free rendering of a URL for messages."""
+    if not url:
+        return "the server named by the PG* environment variables"
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "the configured DATABASE_URL"
+    info.pop("password", None)
+    host = info.get("host", "localhost")
+    return f"{info.get('user', '')}@{host}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def connect(url: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:
+    """Open a connection, turning "cannot connect" into an actionable error."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
+    except psycopg.OperationalError as exc:
+        hint = (
+            "start the embedded server with `pgml-flow db start`"
+            if "host=/" in url or "@/" in url
+            else "check DATABASE_URL / PG* variables and that the server is running"
+        )
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise DatabaseUnreachable(
+            f"cannot connect to {describe(url)}: {first_line}; {hint}"
+        ) from exc
+
+
+@contextlib.contextmanager
+def session(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A connection that is closed (and rolled back unless committed) on exit."""
+    conn = connect(url, autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def dict_cursor(conn: psycopg.Connection) -> psycopg.Cursor[dict[str, object]]:
+    return conn.cursor(row_factory=dict_row)

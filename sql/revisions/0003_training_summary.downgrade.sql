@@ -1,0 +1,1 @@
+DROP MATERIALIZED VIEW mv_ml_training_summary;
