@@ -112,18 +112,25 @@ class ClientProfile:
         components = rng.choice(COMPONENT_POOL, size=int(rng.integers(4, 9)), replace=False)
         name = COMPANY_NAMES[(client_id - 1) % len(COMPANY_NAMES)]
         suffix = "" if client_id <= len(COMPANY_NAMES) else f" {client_id}"
+        # Key parameters are spread over their range by a low-discrepancy sequence of the
+        # client id, so that any handful of clients really differ (which is what makes
+        # per-client models worth having), with a little seed-dependent jitter.
+        def spread(k: int, low: float, high: float) -> float:
+            u = (client_id * (0.6180339887 + 0.1 * k) + 0.05 * rng.random()) % 1.0
+            return low + (high - low) * u
+
         return cls(
             client_id=client_id,
             name=f"{name}{suffix}",
             slug=f"{name.lower()}_{client_id}",
             developers=int(rng.integers(6, 41)),
-            days_per_point=float(rng.uniform(0.4, 2.5)),
-            load_sensitivity=float(rng.uniform(0.01, 0.12)),
-            point_scale=float(rng.choice([0.6, 1.0, 1.0, 1.6, 2.4])),
+            days_per_point=spread(1, 0.4, 2.5),
+            load_sensitivity=spread(2, 0.01, 0.12),
+            point_scale=float(np.exp(spread(3, np.log(0.5), np.log(2.5)))),
             component_weights={str(c): float(rng.normal(0.0, 0.9)) for c in components},
-            rework_base=float(rng.normal(-0.8, 0.8)),
-            rework_size=float(rng.uniform(0.2, 1.6)),
-            rework_tests=float(rng.uniform(-1.5, 0.3)),
+            rework_base=spread(4, -2.2, 0.6),
+            rework_size=spread(5, -0.3, 2.2),
+            rework_tests=spread(6, -2.0, 0.8),
             rework_seniority=float(rng.uniform(0.5, 3.0)),
         )
 

@@ -1,0 +1,112 @@
+"""Test fixtures: a real PostgreSQL server, one fresh database per test.
+
+The embedded cluster (the same one ``pgml-flow db start`` manages) is started once
+per session; a template database is migrated to head once; every test that asks
+for ``db_url`` gets ``CREATE DATABASE ... TEMPLATE`` of it, dropped afterwards, so
+commits, locks and REFRESH behave exactly as in production.  Set DATABASE_URL to
+run the suite against an external server instead (the role needs CREATEDB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pgml_flow.app import PgmlFlow
+from pgml_flow.settings import Settings
+
+TEMPLATE = "pgmlflow_test_template"
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo("", **params)
+
+
+@pytest.fixture(scope="session")
+def base_flow() -> PgmlFlow:
+    """pgml-flow bound to the session's server (started if embedded)."""
+    flow = PgmlFlow()
+    if not flow.settings.external:
+        flow.start_database()
+    return flow
+
+
+@pytest.fixture(scope="session")
+def admin_url(base_flow: PgmlFlow) -> str:
+    return _with_dbname(base_flow.url, "postgres")
+
+
+@pytest.fixture(scope="session")
+def template_url(base_flow: PgmlFlow, admin_url: str) -> Iterator[str]:
+    _recreate(admin_url, TEMPLATE)
+    url = _with_dbname(admin_url, TEMPLATE)
+    flow_for(url).upgrade()
+    yield url
+
+
+def _recreate(admin_url: str, name: str, template: str | None = None) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop_in(conn, name)
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(statement)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop_in(conn, name)
+
+
+def _drop_in(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def flow_for(url: str) -> PgmlFlow:
+    """A PgmlFlow bound to one database URL."""
+    return PgmlFlow(dataclasses.replace(Settings.from_env(), database_url=url))
+
+
+@pytest.fixture
+def empty_db_url(admin_url: str) -> Iterator[str]:
+    """A brand-new database with no pgml-flow schema."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    _recreate(admin_url, name)
+    yield _with_dbname(admin_url, name)
+    _drop(admin_url, name)
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_url: str) -> Iterator[str]:
+    """A fresh database at the head schema revision, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    _recreate(admin_url, name, template=TEMPLATE)
+    yield _with_dbname(admin_url, name)
+    _drop(admin_url, name)
+
+
+@pytest.fixture
+def flow(db_url: str) -> PgmlFlow:
+    return flow_for(db_url)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def cli_env() -> dict[str, str]:
+    """Environment for running the real ``pgml-flow`` command in a subprocess."""
+    env = dict(os.environ)
+    env.pop("PGML_FLOW_DEBUG", None)
+    return env
