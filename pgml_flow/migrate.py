@@ -116,10 +116,28 @@ def downgrade(url: str, revision: str = "base") -> str | None:
     return current_revision(url)
 
 
+def pgml_backend(conn: psycopg.Connection) -> str | None:
+    """Which pgml implementation the database uses: ``pgml-flow``, ``postgresml`` or None."""
+    exists = conn.execute("SELECT to_regclass('public.pgml_flow_settings')").fetchone()
+    if not exists or exists[0] is None:
+        return None
+    row = conn.execute(
+        "SELECT value FROM pgml_flow_settings WHERE name = 'pgml_backend'"
+    ).fetchone()
+    return row[0] if row else None
+
+
 def apply_idempotent(url: str) -> None:
-    """Re-run every ``sql/idempotent`` file in one transaction: all or nothing."""
+    """Re-run the idempotent SQL in one transaction: all or nothing.
+
+    ``sql/pgml`` (our pgml API) first, and only where the real extension is absent;
+    then ``sql/idempotent``, which may build on it.
+    """
     with connect(url) as conn:
-        for path in sqlfiles.idempotent_files():
+        files = sqlfiles.idempotent_files()
+        if pgml_backend(conn) == "pgml-flow":
+            files = sqlfiles.idempotent_files("pgml") + files
+        for path in files:
             try:
                 conn.execute(path.read_text().encode())
             except psycopg.Error as exc:

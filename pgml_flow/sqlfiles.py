@@ -8,7 +8,8 @@ in a wheel it is shipped as ``pgml_flow/_data/sql``.
 * ``sql/idempotent/*.sql`` are re-applied, in name order, after every upgrade
   (``CREATE OR REPLACE`` functions and views, grants last);
 * ``sql/queries.sql`` holds the queries the Python code runs, each under a
-  ``-- name: query_name`` header.
+  ``-- name: query_name`` header; ``sql/pgml_queries.sql`` the same for the code
+  that runs inside PostgreSQL (``pgml_flow.server``).
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def idempotent_files(group: str = "idempotent") -> list[Path]:
 
 
 @functools.cache
-def queries() -> dict[str, str]:
-    """All named queries of ``sql/queries.sql``."""
-    return parse_queries(read("queries.sql"))
+def queries(source: str = "queries") -> dict[str, str]:
+    """All named queries of ``sql/<source>.sql``."""
+    return parse_queries(read(f"{source}.sql"))
 
 
 def parse_queries(text: str) -> dict[str, str]:
@@ -62,8 +63,8 @@ def parse_queries(text: str) -> dict[str, str]:
     return found
 
 
-def query(name: str) -> str:
+def query(name: str, source: str = "queries") -> str:
     try:
-        return queries()[name]
+        return queries(source)[name]
     except KeyError:
-        raise ConfigurationError(f"no query named {name!r} in sql/queries.sql") from None
+        raise ConfigurationError(f"no query named {name!r} in sql/{source}.sql") from None

@@ -1,0 +1,44 @@
+"""The pgml API's schema: the real PostgresML extension when the server has it, else ours.
+
+Revision ID: 0004_pgml_schema
+Revises: 0003_training_summary
+"""
+
+from alembic import op
+
+from pgml_flow.migrate import run_sql_file
+
+revision = "0004_pgml_schema"
+down_revision = "0003_training_summary"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    run_sql_file("0004_pgml_backend.sql")
+    available = bind.exec_driver_sql(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'pgml'"
+    ).first()
+    if available:
+        bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pgml")
+        backend = "postgresml"
+    else:
+        run_sql_file("0004_pgml_schema.upgrade.sql")
+        backend = "pgml-flow"
+    bind.exec_driver_sql(
+        "INSERT INTO pgml_flow_settings (name, value) VALUES ('pgml_backend', %(backend)s)",
+        {"backend": backend},
+    )
+
+
+def downgrade() -> None:
+    bind = op.get_bind()
+    backend = bind.exec_driver_sql(
+        "SELECT value FROM pgml_flow_settings WHERE name = 'pgml_backend'"
+    ).scalar()
+    if backend == "postgresml":
+        bind.exec_driver_sql("DROP EXTENSION IF EXISTS pgml CASCADE")
+    else:
+        run_sql_file("0004_pgml_schema.downgrade.sql")
+    bind.exec_driver_sql("DROP TABLE pgml_flow_settings")

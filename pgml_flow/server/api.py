@@ -1,0 +1,589 @@
+"""The pgml SQL API inside PostgreSQL: what the plpython3u wrappers in ``sql/pgml`` call.
+
+Each public function takes ``plpy`` (PL/Python's module) and ``GD`` (its per-session
+dictionary) first, then the SQL arguments.  All data work is delegated to
+:mod:`pgml_flow.engine`; this module only reads relations, writes the ``pgml`` tables
+and keeps the per-backend cache.  Queries come from ``sql/pgml_queries.sql``; every
+identifier that reaches dynamic SQL is quoted by PostgreSQL itself (``format('%I')``).
+
+Errors raised by the engine (``ModelError``) become SQL errors with the engine's
+message; a ``hint`` says what to do where the message alone would not.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pgml_flow import sqlfiles
+from pgml_flow.errors import ModelError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: parameter types of each query of sql/pgml_queries.sql, for plpy.prepare
+QUERY_TYPES: dict[str, list[str]] = {
+    "relation_info": ["text"],
+    "relation_columns": ["bigint"],
+    "project_by_name": ["text"],
+    "insert_project": ["text", "text"],
+    "touch_project": ["bigint"],
+    "latest_snapshot": ["bigint"],
+    "insert_snapshot": ["text", "text[]", "real", "text", "text", "text", "boolean"],
+    "insert_model": ["bigint", "bigint", "integer", "text", "text", "text", "text", "text",
+                     "text"],
+    "insert_file": ["bigint", "text", "integer", "bytea"],
+    "deployed_model": ["bigint"],
+    "deployed_model_by_name": ["text"],
+    "insert_deployment": ["bigint", "bigint", "text"],
+    "model_info": ["bigint"],
+    "model_files": ["bigint"],
+    "snapshot_columns": ["bigint"],
+    "candidate_most_recent": ["bigint", "text"],
+    "candidate_best_score": ["bigint", "text", "text"],
+    "candidate_rollback": ["bigint", "bigint", "text"],
+    "delete_model": ["bigint"],
+    "delete_project": ["text"],
+    "delete_orphan_snapshots": [],
+}
+#: bytea values above this size are stored in several pgml.files parts
+FILE_PART_BYTES = 64 * 1024 * 1024
+#: models kept per backend by the Python path (LRU)
+MODEL_CACHE_SIZE = 64
+VERSION = "2.10.0"
+NO_CANDIDATE = "No qualified models exist for this deployment."
+
+
+class UserError(ModelError):
+    """The SQL call cannot be served as given."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+@dataclass
+class CachedModel:
+    model: Any
+    project: str
+    algorithm: str
+    loaded_at: float = field(default_factory=time.time)
+    hits: int = 0
+    transformer: Any = None
+
+
+@dataclass
+class Session:
+    """Per-backend state kept in ``GD``: prepared plans and loaded models."""
+
+    plans: dict[str, Any] = field(default_factory=dict)
+    models: OrderedDict[int, CachedModel] = field(default_factory=OrderedDict)
+
+
+def _session(GD: dict[str, Any]) -> Session:
+    session = GD.get("pgml_flow.session")
+    if session is None:
+        session = GD["pgml_flow.session"] = Session()
+    return session
+
+
+def _rows(plpy: Any, GD: dict[str, Any], name: str, *args: Any) -> list[dict[str, Any]]:
+    session = _session(GD)
+    plan = session.plans.get(name)
+    if plan is None:
+        plan = session.plans[name] = plpy.prepare(
+            sqlfiles.query(name, "pgml_queries"), QUERY_TYPES[name]
+        )
+    return list(plan.execute(list(args)))
+
+
+def _one(plpy: Any, GD: dict[str, Any], name: str, *args: Any) -> dict[str, Any] | None:
+    rows = _rows(plpy, GD, name, *args)
+    return rows[0] if rows else None
+
+
+def sql_errors(function: F) -> F:
+    """Turn pgml-flow errors into SQL errors with a message (and hint) for the user."""
+
+    @functools.wraps(function)
+    def wrapper(plpy: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(plpy, *args, **kwargs)
+        except ModelError as exc:
+            hint = getattr(exc, "hint", None)
+            if hint:
+                plpy.error(str(exc), hint=hint)
+            plpy.error(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json(text: Any) -> Any:
+    if text is None:
+        return {}
+    return json.loads(text) if isinstance(text, str) else text
+
+
+# -- relations -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    quoted: str
+    columns: list[tuple[str, str]]
+
+
+def _relation(plpy: Any, GD: dict[str, Any], relation_name: str) -> Relation:
+    try:
+        with plpy.subtransaction():
+            info = _one(plpy, GD, "relation_info", relation_name)
+    except plpy.SPIError:
+        raise UserError(
+            f"relation_name {relation_name!r} is not a valid table or view name",
+            hint="pass a name such as 'my_table' or 'my_schema.my_view'",
+        ) from None
+    if info is None:
+        raise UserError(
+            f"relation {relation_name!r} does not exist",
+            hint="check the name and the search_path; schema-qualify it if needed",
+        )
+    if not info["readable"]:
+        raise UserError(
+            f"relation {relation_name!r} is not readable by the current role",
+            hint=f"GRANT SELECT ON {info['quoted']} to this role",
+        )
+    columns = [(r["name"], r["pg_type"]) for r in _rows(plpy, GD, "relation_columns", info["oid"])]
+    return Relation(info["oid"], info["quoted"], columns)
+
+
+def _read(plpy: Any, relation: Relation) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = plpy.cursor(f"SELECT * FROM {relation.quoted}")  # noqa: S608 (quoted by format %I)
+    while True:
+        batch = cursor.fetch(10_000)
+        if not batch:
+            return rows
+        rows.extend(batch)
+
+
+# -- projects --------------------------------------------------------------------------------
+def _project(plpy: Any, GD: dict[str, Any], name: str, task: str | None) -> dict[str, Any]:
+    project = _one(plpy, GD, "project_by_name", name)
+    if project is None:
+        if task is None:
+            raise UserError(
+                f"project {name!r} does not exist",
+                hint="the first pgml.train of a project needs its task, e.g. 'regression'",
+            )
+        created = _one(plpy, GD, "insert_project", name, task)
+        assert created is not None
+        return created
+    if task is not None and task != project["task"]:
+        raise UserError(
+            f"project {name!r} is a {project['task']} project; it cannot train {task}",
+            hint="use a new project name for a different task",
+        )
+    return project
+
+
+def _existing_project(plpy: Any, GD: dict[str, Any], name: str) -> dict[str, Any]:
+    project = _one(plpy, GD, "project_by_name", name)
+    if project is None:
+        raise UserError(f"project {name!r} does not exist",
+                        hint="list projects with SELECT name FROM pgml.projects")
+    return project
+
+
+# -- training --------------------------------------------------------------------------------
+@sql_errors
+def train(
+    plpy: Any,
+    GD: dict[str, Any],
+    project_name: str,
+    task: str | None,
+    relation_name: str | None,
+    y_column_name: str | Sequence[str] | None,
+    algorithm: str,
+    hyperparams: Any,
+    search: str | None,
+    search_params: Any,
+    search_args: Any,
+    test_size: float,
+    test_sampling: str,
+    automatic_deploy: bool,
+    materialize_snapshot: bool,
+    preprocess: Any,
+) -> list[tuple[str, str, str, bool]]:
+    """``pgml.train`` / ``pgml.train_joint``: one transaction, deploys by the contract's rules."""
+    from pgml_flow import engine
+
+    project = _project(plpy, GD, project_name, task)
+    y_columns: list[str] | None
+    if isinstance(y_column_name, str):
+        y_columns = [y_column_name]
+    else:
+        y_columns = list(y_column_name) if y_column_name else None
+    if relation_name is None:
+        previous = _one(plpy, GD, "latest_snapshot", project["id"])
+        if previous is None:
+            raise UserError(
+                f"project {project_name!r} has no snapshot to reuse",
+                hint="pass relation_name (and y_column_name) to pgml.train",
+            )
+        relation_name = previous["relation_name"]
+        y_columns = y_columns or previous["y_column_name"]
+        if test_size is None:
+            test_size = previous["test_size"]
+    relation = _relation(plpy, GD, relation_name)
+    dataset = engine.prepare_dataset(
+        project["task"], relation.columns, _read(plpy, relation), y_columns,
+        test_size=0.25 if test_size is None else float(test_size),
+        test_sampling=test_sampling or "stratified", preprocess=_json(preprocess),
+    )
+    snapshot = _one(
+        plpy, GD, "insert_snapshot", relation_name, y_columns, test_size,
+        test_sampling or "stratified", json.dumps(dataset.columns),
+        json.dumps(_analysis(dataset)), bool(materialize_snapshot),
+    )
+    assert snapshot is not None
+    if materialize_snapshot:
+        _materialize(plpy, snapshot["id"], relation)
+    result = engine.train(
+        project["task"], algorithm, dataset, _json(hyperparams), search, _json(search_params),
+        _json(search_args),
+    )
+    for warning in result.warnings:
+        plpy.notice(f"{algorithm}: {warning}")
+    model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search, search_params,
+                            search_args, result)
+    deployed = False
+    if automatic_deploy:
+        current = _one(plpy, GD, "deployed_model", project["id"])
+        key = engine.key_metric(project["task"])
+        old = _json(current["metrics"]).get(key) if current else None
+        new = result.key_metric
+        if current is None or old is None or new is None or new >= old:
+            _rows(plpy, GD, "insert_deployment", project["id"], model_id, "new_score")
+            deployed = True
+        else:
+            plpy.notice(f"model {model_id} not deployed: its {key} {new:.4g} is worse than the "
+                        f"deployed model {current['model_id']}'s {old:.4g}")
+    _rows(plpy, GD, "touch_project", project["id"])
+    session = _session(GD)
+    _cache_put(session, model_id, CachedModel(result.model, project_name, algorithm))
+    return [(project_name, project["task"], algorithm, deployed)]
+
+
+def _analysis(dataset: Any) -> dict[str, Any]:
+    return {
+        "train_rows": int(len(dataset.x_train)),
+        "test_rows": int(len(dataset.x_test)),
+        "num_features": dataset.num_features,
+        "feature_names": list(dataset.feature_names),
+    }
+
+
+def _materialize(plpy: Any, snapshot_id: int, relation: Relation) -> None:
+    statement = plpy.execute(
+        "SELECT format('CREATE TABLE pgml.%I AS SELECT * FROM %s', 'snapshot_' || "
+        f"{int(snapshot_id)}, {plpy.quote_literal(relation.quoted)}) AS q"
+    )[0]["q"]
+    plpy.execute(statement)
+
+
+def _store_model(
+    plpy: Any, GD: dict[str, Any], project: dict[str, Any], snapshot_id: int, algorithm: str,
+    search: str | None, search_params: Any, search_args: Any, result: Any,
+) -> int:
+    row = _one(
+        plpy, GD, "insert_model", project["id"], snapshot_id, result.num_features, algorithm,
+        json.dumps(result.hyperparams), json.dumps(_finite(result.metrics)), search,
+        json.dumps(_json(search_params)), json.dumps(_json(search_args)),
+    )
+    assert row is not None
+    model_id = int(row["id"])
+    for path, data in [*result.files, *_native_files(result)]:
+        for part, start in enumerate(range(0, max(len(data), 1), FILE_PART_BYTES)):
+            _rows(plpy, GD, "insert_file", model_id, path, part,
+                  data[start: start + FILE_PART_BYTES])
+    return model_id
+
+
+def _native_files(result: Any) -> list[tuple[str, bytes]]:
+    """The compiled form for the C evaluator, when the model kind has one."""
+    try:
+        from pgml_flow.engine import native
+    except ImportError:
+        return []
+    estimator = getattr(result.model.backend, "estimator", None)
+    if estimator is None:
+        estimator = getattr(result.model.backend, "booster", None)
+    if estimator is None:
+        return []
+    try:
+        return [("native", native.compile_model(estimator))]
+    except ModelError:
+        return []
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: store them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+@sql_errors
+def snapshot(
+    plpy: Any, GD: dict[str, Any], relation_name: str, y_column_name: str, test_size: float,
+    test_sampling: str, preprocess: Any,
+) -> list[tuple[str, str]]:
+    """``pgml.snapshot``: record a relation's columns, split and statistics."""
+    from pgml_flow import engine
+
+    relation = _relation(plpy, GD, relation_name)
+    task = "regression"
+    types = dict(relation.columns)
+    if y_column_name not in types:
+        raise UserError(f"column {y_column_name!r} is not in {relation_name!r}",
+                        hint=f"columns are: {', '.join(types)}")
+    if types[y_column_name] in ("text", "boolean") or types[y_column_name].startswith(
+        "character"
+    ):
+        task = "classification"
+    dataset = engine.prepare_dataset(
+        task, relation.columns, _read(plpy, relation), [y_column_name],
+        test_size=float(test_size), test_sampling=test_sampling, preprocess=_json(preprocess),
+    )
+    _one(plpy, GD, "insert_snapshot", relation_name, [y_column_name], test_size, test_sampling,
+         json.dumps(dataset.columns), json.dumps(_analysis(dataset)), False)
+    return [(relation_name, y_column_name)]
+
+
+# -- deployment ------------------------------------------------------------------------------
+@sql_errors
+def deploy(
+    plpy: Any, GD: dict[str, Any], project_name: str, strategy: str, algorithm: str | None
+) -> list[tuple[str, str, str]]:
+    """``pgml.deploy(project, strategy, algorithm)``."""
+    from pgml_flow import engine
+
+    project = _existing_project(plpy, GD, project_name)
+    if strategy == "best_score":
+        key = engine.key_metric(project["task"])
+        candidate = _one(plpy, GD, "candidate_best_score", project["id"], algorithm, key)
+    elif strategy == "most_recent":
+        candidate = _one(plpy, GD, "candidate_most_recent", project["id"], algorithm)
+    elif strategy == "rollback":
+        current = _one(plpy, GD, "deployed_model", project["id"])
+        if current is None:
+            raise UserError(NO_CANDIDATE, hint=f"project {project_name!r} was never deployed")
+        candidate = _one(plpy, GD, "candidate_rollback", project["id"], current["model_id"],
+                         algorithm)
+    elif strategy == "specific":
+        raise UserError("strategy 'specific' deploys one model: call pgml.deploy(model_id)")
+    else:
+        raise UserError(
+            f"strategy {strategy!r} is used by automatic deployment only",
+            hint="use best_score, most_recent or rollback, or pgml.deploy(model_id)",
+        )
+    if candidate is None:
+        raise UserError(NO_CANDIDATE)
+    _rows(plpy, GD, "insert_deployment", project["id"], candidate["id"], strategy)
+    return [(project_name, strategy, candidate["algorithm"])]
+
+
+@sql_errors
+def deploy_model(plpy: Any, GD: dict[str, Any], model_id: int) -> list[tuple[str, str, str]]:
+    """``pgml.deploy(model_id)``: strategy ``specific``."""
+    info = _model_info(plpy, GD, model_id)
+    _rows(plpy, GD, "insert_deployment", info["project_id"], model_id, "specific")
+    return [(info["project"], "specific", info["algorithm"])]
+
+
+def _model_info(plpy: Any, GD: dict[str, Any], model_id: int) -> dict[str, Any]:
+    info = _one(plpy, GD, "model_info", model_id)
+    if info is None:
+        raise UserError(f"model {model_id} does not exist",
+                        hint="list models with SELECT * FROM pgml.trained_models")
+    return info
+
+
+# -- prediction ------------------------------------------------------------------------------
+def _deployed_id(plpy: Any, GD: dict[str, Any], project_name: str) -> int:
+    """The deployed model now: looked up at every call, so a redeploy is seen at once."""
+    row = _one(plpy, GD, "deployed_model_by_name", project_name)
+    if row is None:
+        _existing_project(plpy, GD, project_name)
+        raise UserError(f"project {project_name!r} has no deployed model",
+                        hint=f"deploy one: SELECT * FROM pgml.deploy('{project_name}', "
+                             "'most_recent')")
+    return int(row["model_id"])
+
+
+def _cache_put(session: Session, model_id: int, cached: CachedModel) -> None:
+    session.models[model_id] = cached
+    session.models.move_to_end(model_id)
+    while len(session.models) > MODEL_CACHE_SIZE:
+        session.models.popitem(last=False)
+
+
+def _cached(plpy: Any, GD: dict[str, Any], key: int | str) -> CachedModel:
+    from pgml_flow import engine
+
+    model_id = key if isinstance(key, int) else _deployed_id(plpy, GD, key)
+    session = _session(GD)
+    cached = session.models.get(model_id)
+    if cached is None:
+        info = _model_info(plpy, GD, model_id)
+        files = [(r["path"], r["data"]) for r in _rows(plpy, GD, "model_files", model_id)
+                 if r["path"] != "native"]
+        cached = CachedModel(engine.load_model(files), info["project"], info["algorithm"])
+        _cache_put(session, model_id, cached)
+    else:
+        session.models.move_to_end(model_id)
+    cached.hits += 1
+    return cached
+
+
+def _transformer(plpy: Any, GD: dict[str, Any], model_id: int, cached: CachedModel) -> Any:
+    from pgml_flow import engine
+
+    if cached.transformer is None:
+        row = _one(plpy, GD, "snapshot_columns", model_id)
+        if row is None or row["columns"] is None:
+            raise UserError(f"model {model_id} has no snapshot to preprocess rows with",
+                            hint="use the array form of pgml.predict")
+        cached.transformer = engine.RowTransformer.from_json(_json(row["columns"]))
+    return cached.transformer
+
+
+def _model_id(plpy: Any, GD: dict[str, Any], key: int | str) -> int:
+    return key if isinstance(key, int) else _deployed_id(plpy, GD, key)
+
+
+@sql_errors
+def predict(plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]) -> float:
+    from pgml_flow import engine
+
+    cached = _cached(plpy, GD, key)
+    x = engine.features_from_array(_flatten(features), cached.model.num_features)
+    return float(cached.model.predict(x)[0])
+
+
+@sql_errors
+def predict_row(plpy: Any, GD: dict[str, Any], key: int | str, row: Any) -> float:
+    """The ``ROW(...)`` form; ``row`` is ``to_json(row)``: an object in column order."""
+    if isinstance(row, str):
+        row = json.loads(row)
+    model_id = _model_id(plpy, GD, key)
+    cached = _cached(plpy, GD, model_id)
+    x = _transformer(plpy, GD, model_id, cached).transform([row])
+    return float(cached.model.predict(x)[0])
+
+
+@sql_errors
+def predict_proba(
+    plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
+) -> list[float]:
+    from pgml_flow import engine
+
+    cached = _cached(plpy, GD, key)
+    x = engine.features_from_array(_flatten(features), cached.model.num_features)
+    return [float(p) for p in cached.model.predict_proba(x)[0]]
+
+
+@sql_errors
+def predict_joint(
+    plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
+) -> list[float]:
+    from pgml_flow import engine
+
+    cached = _cached(plpy, GD, key)
+    x = engine.features_from_array(_flatten(features), cached.model.num_features)
+    return [float(p) for p in cached.model.predict_joint(x)[0]]
+
+
+@sql_errors
+def predict_batch(
+    plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
+) -> list[float]:
+    from pgml_flow import engine
+
+    cached = _cached(plpy, GD, key)
+    x = engine.features_from_array(_flatten(features), cached.model.num_features, batch=True)
+    return [float(p) for p in cached.model.predict(x)]
+
+
+def _flatten(values: Sequence[Any]) -> list[Any]:
+    """Multi-dimensional arrays (digits' smallint[][]) arrive as nested lists."""
+    if values and isinstance(values[0], list):
+        return [v for inner in values for v in _flatten(inner)]
+    return list(values)
+
+
+# -- housekeeping ----------------------------------------------------------------------------
+@sql_errors
+def delete_model(plpy: Any, GD: dict[str, Any], model_id: int, force: bool) -> int:
+    """Delete one model and its files; a deployed model only with ``force``."""
+    info = _model_info(plpy, GD, model_id)
+    current = _one(plpy, GD, "deployed_model", info["project_id"])
+    if current is not None and int(current["model_id"]) == model_id and not force:
+        raise UserError(
+            f"model {model_id} is deployed for project {info['project']!r}",
+            hint="deploy another model first, or pass force => true (the project then serves "
+                 "its previously deployed model, if any)",
+        )
+    _rows(plpy, GD, "delete_model", model_id)
+    _drop_orphan_snapshots(plpy, GD)
+    _session(GD).models.pop(model_id, None)
+    return model_id
+
+
+@sql_errors
+def delete_project(plpy: Any, GD: dict[str, Any], project_name: str) -> int:
+    """Delete a project with its models, deployments, files and unused snapshots."""
+    project = _existing_project(plpy, GD, project_name)
+    _rows(plpy, GD, "delete_project", project_name)
+    _drop_orphan_snapshots(plpy, GD)
+    session = _session(GD)
+    for model_id in [m for m, c in session.models.items() if c.project == project_name]:
+        session.models.pop(model_id)
+    return int(project["id"])
+
+
+def _drop_orphan_snapshots(plpy: Any, GD: dict[str, Any]) -> None:
+    for row in _rows(plpy, GD, "delete_orphan_snapshots"):
+        if row["materialized"]:
+            statement = plpy.execute(
+                "SELECT format('DROP TABLE IF EXISTS pgml.%I', 'snapshot_' || "
+                f"{int(row['id'])}) AS q"
+            )[0]["q"]
+            plpy.execute(statement)
+
+
+def cached_models(GD: dict[str, Any]) -> list[tuple[int, str, str, float, int]]:
+    """What this backend's Python path has cached (model id, project, algorithm, ...)."""
+    return [
+        (model_id, c.project, c.algorithm, c.loaded_at, c.hits)
+        for model_id, c in _session(GD).models.items()
+    ]
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        ours = dist_version("pgml-flow")
+    except PackageNotFoundError:
+        ours = "source"
+    return f"{VERSION} (pgml-flow {ours})"

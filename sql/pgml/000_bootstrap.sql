@@ -1,0 +1,25 @@
+-- pgml-flow's implementation of the pgml API (installed only when the server has no real
+-- pgml extension). The functions are thin plpython3u wrappers over pgml_flow.server.
+
+-- Puts the virtualenv named by the pgml.venv setting on sys.path and imports pgml-flow's
+-- in-database modules once per session (GD is shared by all plpython3u functions).
+CREATE OR REPLACE FUNCTION pgml._bootstrap() RETURNS void
+LANGUAGE plpython3u PARALLEL SAFE AS $$
+if "pgml_flow.api" in GD:
+    return
+import site
+import sys
+venv = plpy.execute("SELECT current_setting('pgml.venv', true) AS v")[0]["v"]
+if venv:
+    site.addsitedir(f"{venv}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
+try:
+    from pgml_flow.server import api, datasets
+except ImportError as exc:
+    plpy.error(
+        f"pgml-flow's in-database Python cannot be imported: {exc}",
+        hint="set pgml.venv to a virtualenv with pgml-flow, numpy, scikit-learn, xgboost-cpu "
+             "and lightgbm (pgml-flow db start does this for the embedded cluster)",
+    )
+GD["pgml_flow.api"] = api
+GD["pgml_flow.datasets"] = datasets
+$$;
