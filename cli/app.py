@@ -8,17 +8,16 @@ a traceback only under ``--debug``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pgml_flow.app import PgmlFlow
+from cli import pgml_commands
+from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import PgmlFlowError
 
 app = typer.Typer(
@@ -32,8 +31,7 @@ db_app = typer.Typer(help="Manage the database: the embedded cluster and the sch
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-console = Console()
-err_console = Console(stderr=True)
+app.add_typer(pgml_commands.app, name="pgml")
 _state: dict[str, Any] = {"debug": False}
 
 
@@ -45,14 +43,6 @@ def _root(
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-
-
-def flow() -> PgmlFlow:
-    return PgmlFlow()
-
-
-def _print_json(value: Any) -> None:
-    console.print_json(json.dumps(value, default=str))
 
 
 # -- db ------------------------------------------------------------------------------------
@@ -95,7 +85,7 @@ def db_status(
         "head_revision": head,
     }
     if as_json:
-        _print_json(data)
+        print_json(data)
     else:
         table = Table(show_header=False, box=None)
         for key, value in data.items():
@@ -166,7 +156,7 @@ def summary(
         pf.refresh_training_summary()
     rows = pf.training_summary()
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     console.print(summary_table(rows))
 

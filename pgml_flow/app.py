@@ -7,10 +7,11 @@ Keeping the CLI, the scheduler and the tests on this one object means the rules
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -20,6 +21,9 @@ from pgml_flow.cluster import Cluster, Status
 from pgml_flow.errors import ConfigurationError
 from pgml_flow.seed import SeedReport
 from pgml_flow.settings import Settings
+
+if TYPE_CHECKING:
+    from pgml_models.client import PgmlClient
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,15 @@ class PgmlFlow:
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         return database.connect(self.url, autocommit=autocommit)
+
+    @contextmanager
+    def pgml(self) -> Iterator[PgmlClient]:
+        """A pgml API client on a fresh connection (schema checked first)."""
+        from pgml_models.client import PgmlClient
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            yield PgmlClient(conn)
 
     # -- schema ---------------------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> str | None:

@@ -20,3 +20,56 @@ SELECT s.client_id, c.name AS client, s.model_type, s.training_records, s.latest
   FROM mv_ml_training_summary s
   JOIN clients c USING (client_id)
  ORDER BY s.client_id, s.model_type;
+
+-- name: pgml_train
+SELECT project, task, algorithm, deployed FROM pgml.train(
+    project_name => %(project)s, task => %(task)s, relation_name => %(relation)s,
+    y_column_name => %(y_column)s, algorithm => %(algorithm)s::pgml.algorithm,
+    hyperparams => %(hyperparams)s::jsonb, search => %(search)s::pgml.search,
+    search_params => %(search_params)s::jsonb, search_args => %(search_args)s::jsonb,
+    test_size => %(test_size)s::real, test_sampling => %(test_sampling)s::pgml.sampling,
+    automatic_deploy => %(automatic_deploy)s, preprocess => %(preprocess)s::jsonb);
+
+-- name: pgml_train_joint
+SELECT project, task, algorithm, deployed FROM pgml.train_joint(
+    project_name => %(project)s, task => %(task)s, relation_name => %(relation)s,
+    y_column_name => %(y_column)s::text[], algorithm => %(algorithm)s::pgml.algorithm,
+    hyperparams => %(hyperparams)s::jsonb, search => %(search)s::pgml.search,
+    search_params => %(search_params)s::jsonb, search_args => %(search_args)s::jsonb,
+    test_size => %(test_size)s::real, test_sampling => %(test_sampling)s::pgml.sampling,
+    automatic_deploy => %(automatic_deploy)s, preprocess => %(preprocess)s::jsonb);
+
+-- name: pgml_deploy_strategy
+SELECT project, strategy, algorithm
+  FROM pgml.deploy(%(project)s, %(strategy)s::pgml.strategy, %(algorithm)s::pgml.algorithm);
+
+-- name: pgml_deploy_model
+SELECT project, strategy, algorithm FROM pgml.deploy(%(model_id)s::bigint);
+
+-- name: pgml_models
+SELECT m.id, p.name AS project, p.task::text AS task, m.algorithm, m.status, m.metrics,
+       m.hyperparams, m.num_features, m.created_at, m.snapshot_id,
+       m.id = d.model_id AS deployed
+  FROM pgml.models m
+  JOIN pgml.projects p ON p.id = m.project_id
+  LEFT JOIN LATERAL (SELECT model_id FROM pgml.deployments
+                      WHERE project_id = p.id ORDER BY id DESC LIMIT 1) d ON true
+ WHERE %(project)s::text IS NULL OR p.name = %(project)s
+ ORDER BY m.id;
+
+-- name: pgml_projects
+SELECT p.id, p.name, p.task::text AS task, p.created_at,
+       (SELECT count(*) FROM pgml.models m WHERE m.project_id = p.id) AS models,
+       (SELECT model_id FROM pgml.deployments d WHERE d.project_id = p.id
+         ORDER BY d.id DESC LIMIT 1) AS deployed_model_id
+  FROM pgml.projects p
+ ORDER BY p.name;
+
+-- name: pgml_backend
+SELECT value FROM pgml_flow_settings WHERE name = 'pgml_backend';
+
+-- name: pgml_delete_model_sql
+DELETE FROM pgml.models WHERE id = %(model_id)s RETURNING id;
+
+-- name: pgml_delete_project_sql
+DELETE FROM pgml.projects WHERE name = %(project)s RETURNING id;

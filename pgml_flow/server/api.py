@@ -280,19 +280,24 @@ def train(
 
 def _analysis(dataset: Any) -> dict[str, Any]:
     return {
-        "train_rows": int(len(dataset.x_train)),
-        "test_rows": int(len(dataset.x_test)),
+        "train_rows": len(dataset.x_train),
+        "test_rows": len(dataset.x_test),
         "num_features": dataset.num_features,
         "feature_names": list(dataset.feature_names),
     }
 
 
+def format_sql(plpy: Any, template: str, *args: Any) -> str:
+    """``format(template, args...)`` evaluated by PostgreSQL, which quotes ``%I`` identifiers."""
+    placeholders = ", ".join(f"${i + 2}" for i in range(len(args)))
+    plan = plpy.prepare(f"SELECT format($1, {placeholders}) AS q",
+                        ["text", *["text"] * len(args)])
+    return str(plan.execute([template, *[str(a) for a in args]])[0]["q"])
+
+
 def _materialize(plpy: Any, snapshot_id: int, relation: Relation) -> None:
-    statement = plpy.execute(
-        "SELECT format('CREATE TABLE pgml.%I AS SELECT * FROM %s', 'snapshot_' || "
-        f"{int(snapshot_id)}, {plpy.quote_literal(relation.quoted)}) AS q"
-    )[0]["q"]
-    plpy.execute(statement)
+    plpy.execute(format_sql(plpy, "CREATE TABLE pgml.%I AS SELECT * FROM %s",
+                            f"snapshot_{int(snapshot_id)}", relation.quoted))
 
 
 def _store_model(
@@ -424,8 +429,7 @@ def _deployed_id(plpy: Any, GD: dict[str, Any], project_name: str) -> int:
     if row is None:
         _existing_project(plpy, GD, project_name)
         raise UserError(f"project {project_name!r} has no deployed model",
-                        hint=f"deploy one: SELECT * FROM pgml.deploy('{project_name}', "
-                             "'most_recent')")
+                        hint="deploy one with pgml.deploy(project_name, 'most_recent')")
     return int(row["model_id"])
 
 
@@ -563,11 +567,8 @@ def delete_project(plpy: Any, GD: dict[str, Any], project_name: str) -> int:
 def _drop_orphan_snapshots(plpy: Any, GD: dict[str, Any]) -> None:
     for row in _rows(plpy, GD, "delete_orphan_snapshots"):
         if row["materialized"]:
-            statement = plpy.execute(
-                "SELECT format('DROP TABLE IF EXISTS pgml.%I', 'snapshot_' || "
-                f"{int(row['id'])}) AS q"
-            )[0]["q"]
-            plpy.execute(statement)
+            plpy.execute(format_sql(plpy, "DROP TABLE IF EXISTS pgml.%I",
+                                    f"snapshot_{int(row['id'])}"))
 
 
 def cached_models(GD: dict[str, Any]) -> list[tuple[int, str, str, float, int]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pgml_flow.server.api import UserError, sql_errors
+from pgml_flow.server.api import UserError, format_sql, sql_errors
 
 #: source -> (loader name, target column, target SQL type)
 TOY_SETS: dict[str, tuple[str, str, str]] = {
@@ -82,20 +82,14 @@ def load_dataset(
     plpy.execute(ddl.execute([source, names, types])[0]["q"])
     if source == "digits":
         # unnest() cannot rebuild a 2-D array per row: insert row by row (1,797 rows)
-        statement = _format(plpy, "INSERT INTO pgml.%I VALUES ($1, $2)", source)
+        statement = format_sql(plpy, "INSERT INTO pgml.%I VALUES ($1, $2)", source)
         plan = plpy.prepare(statement, ["smallint[]", "smallint"])
         for image, target in rows:
             plan.execute([image, target])
     else:
         placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
-        statement = _format(plpy, f"INSERT INTO pgml.%I SELECT * FROM unnest({placeholders})",
-                            source)
+        template = "INSERT INTO pgml.%I SELECT * FROM unnest(" + placeholders + ")"  # noqa: S608
+        statement = format_sql(plpy, template, source)
         plan = plpy.prepare(statement, [f"{t}[]" for t in types])
         plan.execute([[row[i] for row in rows] for i in range(len(columns))])
     return [(f"pgml.{source}", len(rows))]
-
-
-def _format(plpy: Any, template: str, name: str) -> str:
-    """``format(template, name)`` evaluated by PostgreSQL, which quotes the identifier."""
-    plan = plpy.prepare("SELECT format($1, $2) AS q", ["text", "text"])
-    return str(plan.execute([template, name])[0]["q"])

@@ -1,0 +1,230 @@
+"""Column descriptions: PostgreSQL types, the ``preprocess`` JSON, raw value extraction.
+
+This module decides *what* each column of the training relation is (feature or label,
+number / bool / text, scalar or fixed-length array) and validates the user's
+``preprocess`` rules against it, before any statistics are computed.  Errors name the
+column, because the user only sees the message.
+
+Type names are accepted in every spelling the SQL layer may have at hand:
+``pg_type.typname`` (``int4``, ``_float8``) or ``format_type()`` (``integer``,
+``double precision[]``, ``numeric(10,2)``, ``character varying(20)``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pgml_flow.engine.errors import DataError, InvalidArgument, InvalidPreprocess
+
+_NUMBER_TYPES = {
+    "int2", "smallint", "int4", "integer", "int", "int8", "bigint", "float4", "real",
+    "float8", "double precision", "float", "numeric", "decimal", "oid",
+}  # fmt: skip
+_BOOL_TYPES = {"bool", "boolean"}
+_TEXT_TYPES = {
+    "text", "varchar", "character varying", "bpchar", "character", "char", "name", "citext",
+}  # fmt: skip
+
+ENCODINGS = ("native", "target", "one_hot", "ordinal")
+IMPUTES = ("error", "mean", "median", "mode", "min", "max", "zero")
+SCALES = ("preserve", "standard", "min_max", "max_abs", "robust")
+
+
+def parse_pg_type(pg_type: str) -> tuple[str, bool]:
+    """Map a PostgreSQL type name to ``(kind, is_array)``; kind is number, bool or text.
+
+    Returns kind ``"unsupported"`` for anything else so the caller can name the column.
+    """
+    name = pg_type.strip().lower()
+    is_array = False
+    if name.startswith("_"):
+        name, is_array = name[1:], True
+    while name.endswith("[]"):
+        name, is_array = name[:-2].strip(), True
+    name = re.sub(r"\(.*\)", "", name).strip()
+    if name in _NUMBER_TYPES:
+        return "number", is_array
+    if name in _BOOL_TYPES:
+        return "bool", is_array
+    if name in _TEXT_TYPES:
+        return "text", is_array
+    return "unsupported", is_array
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """One column's preprocessing rule, validated."""
+
+    encode: str = "native"
+    impute: str = "error"
+    scale: str = "preserve"
+    #: the category order for ``{"encode": {"ordinal": [...]}}``
+    ordinal: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        encode: Any = (
+            {"ordinal": list(self.ordinal or ())} if self.encode == "ordinal" else self.encode
+        )
+        return {"encode": encode, "impute": self.impute, "scale": self.scale}
+
+
+def parse_rule(column: str, rule: Any) -> Preprocess:
+    """Validate one column's entry of the ``preprocess`` JSON."""
+    if not isinstance(rule, Mapping):
+        raise InvalidPreprocess(
+            f'preprocess for column {column!r} must be an object like {{"impute": "mean"}}, '
+            f"got {rule!r}"
+        )
+    unknown = set(rule) - {"encode", "impute", "scale"}
+    if unknown:
+        raise InvalidPreprocess(
+            f"preprocess for column {column!r} has unknown key(s) {sorted(unknown)}; "
+            "valid keys: encode, impute, scale"
+        )
+    encode: Any = rule.get("encode", "native")
+    ordinal: tuple[str, ...] | None = None
+    if isinstance(encode, Mapping):
+        values = encode.get("ordinal")
+        if set(encode) != {"ordinal"} or not isinstance(values, list) or not values:
+            raise InvalidPreprocess(
+                f'preprocess encode for column {column!r} must be a name or {{"ordinal": '
+                f'["low", "high", ...]}}, got {encode!r}'
+            )
+        if len(set(map(str, values))) != len(values):
+            raise InvalidPreprocess(f"ordinal list for column {column!r} has duplicates")
+        ordinal, encode = tuple(str(v) for v in values), "ordinal"
+    for key, value, allowed in (
+        ("encode", encode, ENCODINGS),
+        ("impute", rule.get("impute", "error"), IMPUTES),
+        ("scale", rule.get("scale", "preserve"), SCALES),
+    ):
+        if value not in allowed or (key == "encode" and value == "ordinal" and ordinal is None):
+            raise InvalidPreprocess(
+                f"preprocess {key} {value!r} for column {column!r} is not valid; "
+                f"choose one of: {', '.join(allowed)}"
+            )
+    return Preprocess(encode, rule.get("impute", "error"), rule.get("scale", "preserve"), ordinal)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the training relation, before statistics."""
+
+    name: str
+    pg_type: str
+    kind: str  # number | bool | text
+    is_array: bool
+    position: int
+    preprocess: Preprocess
+
+
+def describe_columns(
+    columns: Sequence[tuple[str, str]],
+    y_column_names: Sequence[str] | None,
+    preprocess: Mapping[str, Any] | None = None,
+) -> tuple[list[Column], list[Column]]:
+    """Split the relation's ``(name, pg type)`` pairs into (features, labels).
+
+    Every non-label column is a feature, in column order.
+    """
+    names = [name for name, _ in columns]
+    labels_wanted = list(y_column_names or [])
+    for label in labels_wanted:
+        if label not in names:
+            raise InvalidArgument(
+                f"label column {label!r} is not a column of the relation; "
+                f"columns are: {', '.join(names)}"
+            )
+    if not isinstance(preprocess or {}, Mapping):
+        raise InvalidPreprocess('preprocess must be a JSON object like {"col": {"impute": "mean"}}')
+    rules = dict(preprocess or {})
+    for name in rules:
+        if name not in names:
+            raise InvalidPreprocess(
+                f"preprocess names column {name!r}, which is not a column of the relation"
+            )
+    features: list[Column] = []
+    labels: list[Column] = []
+    for position, (name, pg_type) in enumerate(columns):
+        kind, is_array = parse_pg_type(pg_type)
+        rule = parse_rule(name, rules[name]) if name in rules else Preprocess()
+        column = Column(name, pg_type, kind, is_array, position, rule)
+        is_label = name in labels_wanted
+        if kind == "unsupported" or (kind == "text" and is_array) or (is_label and is_array):
+            role = "label" if is_label else "feature"
+            raise DataError(
+                f"column {name!r} has type {pg_type}, which pgml-flow cannot use as a {role}; "
+                "supported: bool, smallint, integer, bigint, real, double precision, numeric"
+                + (", text" if not is_array else "")
+                + (" and fixed-length arrays of the numeric ones" if not is_label else "")
+                + "; cast it or select other columns through a view"
+            )
+        if not is_label and kind != "text" and rule.encode != "native":
+            raise InvalidPreprocess(
+                f"preprocess encode {rule.encode!r} applies to text columns; column {name!r} "
+                f"is {pg_type} (cast it to text to treat it as categorical)"
+            )
+        (labels if is_label else features).append(column)
+    labels.sort(key=lambda c: labels_wanted.index(c.name))
+    if not features:
+        raise InvalidArgument("the relation has no feature columns besides the label")
+    return features, labels
+
+
+def column_values(rows: Sequence[Any], position: int, name: str) -> list[Any]:
+    """One column's values from rows that are sequences or mappings (plpy result rows)."""
+    if rows and isinstance(rows[0], Mapping):
+        return [row[name] for row in rows]
+    return [row[position] for row in rows]
+
+
+def _to_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _flat(value: Sequence[Any]) -> list[Any]:
+    """Multi-dimensional arrays (e.g. ``smallint[][]`` images) arrive as nested lists."""
+    if value and isinstance(value[0], list | tuple):
+        return [v for inner in value for v in _flat(inner)]
+    return list(value)
+
+
+def numeric_block(column: Column, values: Sequence[Any], width: int | None) -> np.ndarray:
+    """Values of a number/bool (array) column as an ``(n, width)`` float block, NaN = NULL.
+
+    ``width`` is the array length learned from the training data (None: learn it now).
+    A NULL array counts as all-NULL elements; a different length is an error.
+    """
+    if not column.is_array:
+        try:
+            return np.array([_to_float(v) for v in values], dtype=np.float64).reshape(-1, 1)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"column {column.name!r} has a non-numeric value: {exc}") from exc
+    values = [None if v is None else _flat(v) for v in values]
+    if width is None:
+        lengths = {len(v) for v in values if v is not None}
+        if len(lengths) > 1:
+            raise DataError(
+                f"array column {column.name!r} has rows of different lengths "
+                f"{sorted(lengths)}; arrays must have one fixed length"
+            )
+        width = lengths.pop() if lengths else 0
+        if width == 0:
+            raise DataError(f"array column {column.name!r} has no non-empty array")
+    block = np.full((len(values), width), np.nan, dtype=np.float64)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        if len(value) != width:
+            raise DataError(
+                f"array column {column.name!r} has a row of length {len(value)}, "
+                f"but the model expects length {width}"
+            )
+        block[i] = [_to_float(v) for v in value]
+    return block

@@ -1,0 +1,229 @@
+"""Fitted per-column preprocessing: encode, impute, scale, with train-only statistics.
+
+Each feature column becomes an :class:`Encoder` whose state is plain JSON (it is saved
+in ``pgml.snapshots.columns``) and whose ``transform`` gives the same numbers at
+training and at prediction time.  The pipeline for every column is::
+
+    raw values --encode--> float block (n, width), NaN = NULL / unseen category
+               --impute--> NaN replaced by the train statistic (or an error)
+               --scale---> (x - center) / scale
+
+Encodings of text columns: ``native`` = index of the category in the sorted train
+categories; ``ordinal`` = index in the user's list; ``one_hot`` = one indicator per
+train category; ``target`` = mean (encoded) label of the train rows with that category.
+An unseen category is treated like NULL when the column has an impute rule; with
+``impute: error`` it gets the dedicated unknown code -1 (native, ordinal), all-zero
+indicators (one_hot) or the overall train label mean (target) instead of failing the
+prediction.  A NULL with ``impute: error`` is always an error naming the column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pgml_flow.engine.columns import Column, Preprocess, numeric_block, parse_rule
+from pgml_flow.engine.errors import DataError
+
+_STATS = ("mean", "std_dev", "min", "max", "median", "mode")
+
+
+def _nan_to_none(values: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def _column_stats(block: np.ndarray) -> dict[str, np.ndarray]:
+    """Per output feature statistics of the non-NULL train values (NaN if none)."""
+    out = {name: np.full(block.shape[1], np.nan) for name in _STATS}
+    for j in range(block.shape[1]):
+        col = block[:, j][~np.isnan(block[:, j])]
+        if not len(col):
+            continue
+        values, counts = np.unique(col, return_counts=True)
+        out["mean"][j], out["std_dev"][j] = col.mean(), col.std()
+        out["min"][j], out["max"][j] = col.min(), col.max()
+        out["median"][j] = np.median(col)
+        out["mode"][j] = values[np.argmax(counts)]  # smallest value among ties
+    return out
+
+
+class Encoder:
+    """The fitted preprocessing of one feature column (JSON round-trippable)."""
+
+    def __init__(self, column: Column) -> None:
+        self.column = column
+        self.width = 0
+        self.categories: list[str] | None = None
+        self.target_means: list[float] | None = None
+        self.target_prior = 0.0
+        self.fill: np.ndarray | None = None
+        self.center = np.zeros(0)
+        self.scale = np.ones(0)
+        self.statistics: dict[str, Any] = {}
+        self._index: dict[str, int] | None = None  # category -> code, built on first use
+
+    # -- encode --------------------------------------------------------------------------
+    def _codes(self, values: Sequence[Any]) -> np.ndarray:
+        """Category index per row: -1 NULL, -2 unseen."""
+        assert self.categories is not None
+        if self._index is None or len(self._index) != len(self.categories):
+            self._index = {c: i for i, c in enumerate(self.categories)}
+        index = self._index
+        return np.array(
+            [-1 if v is None else index.get(str(v), -2) for v in values], dtype=np.int64
+        )
+
+    def _encode(self, values: Sequence[Any]) -> np.ndarray:
+        column = self.column
+        if column.kind != "text":
+            return numeric_block(column, values, self.width or None)
+        codes = self._codes(values)
+        missing = codes == -1
+        unseen = codes == -2
+        has_rule = column.preprocess.impute != "error"
+        encode = column.preprocess.encode
+        if encode == "one_hot":
+            block = np.zeros((len(codes), self.width))
+            rows = np.flatnonzero(codes >= 0)
+            block[rows, codes[rows]] = 1.0
+            block[missing | (unseen & has_rule)] = np.nan
+            return block
+        if encode == "target":
+            assert self.target_means is not None
+            means = np.array([*self.target_means, np.nan])
+            block = means[np.where(codes >= 0, codes, len(self.target_means))]
+            if not has_rule:
+                block[unseen] = self.target_prior
+            return block.reshape(-1, 1)
+        block = codes.astype(np.float64)
+        block[missing] = np.nan
+        block[unseen] = np.nan if has_rule else -1.0
+        return block.reshape(-1, 1)
+
+    # -- fit / transform -----------------------------------------------------------------
+    def fit(self, values: Sequence[Any], target: np.ndarray | None) -> np.ndarray:
+        """Learn statistics from the train rows; returns their transformed block."""
+        column, rule = self.column, self.column.preprocess
+        if column.kind == "text":
+            present = sorted({str(v) for v in values if v is not None})
+            if rule.encode == "ordinal":
+                assert rule.ordinal is not None
+                extra = [v for v in present if v not in rule.ordinal]
+                if extra:
+                    raise DataError(
+                        f"column {column.name!r} has value(s) {extra[:5]} missing from its "
+                        f"ordinal list {list(rule.ordinal)}"
+                    )
+                self.categories = list(rule.ordinal)
+            else:
+                self.categories = present
+            self.width = len(self.categories) if rule.encode == "one_hot" else 1
+            if rule.encode == "target":
+                self._fit_target(values, target)
+        block = self._encode(values)
+        self.width = block.shape[1]
+        self._fit_impute(block)
+        block = self._impute(block)
+        self._fit_scale(block)
+        return (block - self.center) / self.scale
+
+    def _fit_target(self, values: Sequence[Any], target: np.ndarray | None) -> None:
+        if target is None:
+            raise DataError(f"encode 'target' for column {self.column.name!r} needs a label column")
+        codes = self._codes(values)
+        self.target_prior = float(np.mean(target))
+        self.target_means = [
+            float(np.mean(target[codes == i])) for i in range(len(self.categories or []))
+        ]
+
+    def _fit_impute(self, block: np.ndarray) -> None:
+        nan = np.isnan(block)
+        stats = _column_stats(block)
+        self.statistics = {
+            "rows": len(block),
+            "missing": int(nan.any(axis=1).sum()),
+            **({"distinct": len(self.categories)} if self.categories is not None else {}),
+            **{name: _nan_to_none(values) for name, values in stats.items()},
+        }
+        impute = self.column.preprocess.impute
+        if impute == "error":
+            self.fill = None
+        elif impute == "zero":
+            self.fill = np.zeros(self.width)
+        else:
+            self.fill = np.nan_to_num(stats[impute], nan=0.0)
+
+    def _impute(self, block: np.ndarray) -> np.ndarray:
+        nan = np.isnan(block)
+        if not nan.any():
+            return block
+        if self.fill is None:
+            raise DataError(
+                f"column {self.column.name!r} contains NULL values; add an impute rule, e.g. "
+                f'preprocess => \'{{"{self.column.name}": {{"impute": "mean"}}}}\''
+            )
+        return np.where(nan, self.fill, block)
+
+    def _fit_scale(self, block: np.ndarray) -> None:
+        scale = self.column.preprocess.scale
+        center = np.zeros(self.width)
+        spread = np.ones(self.width)
+        if scale == "standard":
+            center, spread = block.mean(axis=0), block.std(axis=0)
+        elif scale == "min_max":
+            center, spread = block.min(axis=0), block.max(axis=0) - block.min(axis=0)
+        elif scale == "max_abs":
+            spread = np.abs(block).max(axis=0)
+        elif scale == "robust":
+            q1, median, q3 = np.percentile(block, [25, 50, 75], axis=0)
+            center, spread = median, q3 - q1
+        self.center = np.asarray(center, dtype=np.float64)
+        self.scale = np.where(np.asarray(spread) == 0, 1.0, spread).astype(np.float64)
+
+    def transform(self, values: Sequence[Any]) -> np.ndarray:
+        """Apply the fitted statistics to new values (NULLs imputed or rejected)."""
+        return (self._impute(self._encode(values)) - self.center) / self.scale
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        column = self.column
+        return {
+            "name": column.name,
+            "pg_type": column.pg_type,
+            "kind": column.kind,
+            "position": column.position,
+            "array_length": self.width if column.is_array else None,
+            "preprocess": column.preprocess.to_json(),
+            "width": self.width,
+            "categories": self.categories,
+            "target_means": self.target_means,
+            "target_prior": self.target_prior if self.target_means is not None else None,
+            "fill": None if self.fill is None else self.fill.tolist(),
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "statistics": self.statistics,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Encoder:
+        rule: Preprocess = parse_rule(data["name"], data["preprocess"])
+        column = Column(
+            data["name"],
+            data["pg_type"],
+            data["kind"],
+            data["array_length"] is not None,
+            data["position"],
+            rule,
+        )
+        encoder = cls(column)
+        encoder.width = data["width"]
+        encoder.categories = data["categories"]
+        encoder.target_means = data["target_means"]
+        encoder.target_prior = data["target_prior"] or 0.0
+        encoder.fill = None if data["fill"] is None else np.asarray(data["fill"], dtype=np.float64)
+        encoder.center = np.asarray(data["center"], dtype=np.float64)
+        encoder.scale = np.asarray(data["scale"], dtype=np.float64)
+        encoder.statistics = data.get("statistics", {})
+        return encoder

@@ -1,0 +1,142 @@
+"""The training entrypoint: (task, algorithm, hyperparams, search, dataset) -> result.
+
+:func:`train` builds the estimator, optionally searches hyperparameters, fits on the
+train rows, serializes the model, reloads it from those bytes and computes the test
+metrics *with the reloaded model* — so the stored metrics describe exactly what
+``pgml.predict`` will serve, and a model that cannot be reloaded fails at training
+time rather than at the first prediction.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pgml_flow.engine import metrics
+from pgml_flow.engine import search as searching
+from pgml_flow.engine.algorithms import make_estimator
+from pgml_flow.engine.dataset import Dataset
+from pgml_flow.engine.errors import InvalidArgument, InvalidHyperparams, TrainingFailed
+from pgml_flow.engine.predict import Model
+from pgml_flow.engine.storage import dump_model, load_model
+
+
+@dataclass
+class TrainResult:
+    """What the SQL layer stores for one trained model."""
+
+    #: rows for ``pgml.files``: (path, data)
+    files: list[tuple[str, bytes]]
+    #: JSON for ``pgml.models.metrics``
+    metrics: dict[str, Any]
+    #: JSON for ``pgml.models.hyperparams``: the user's hyperparams + the best searched ones
+    hyperparams: dict[str, Any]
+    num_features: int
+    #: the reloaded model, ready to cache for predictions
+    model: Model
+    #: the fitted estimator itself (e.g. for engine.native to compile)
+    estimator: Any = None
+    #: distinct warnings the estimator raised while fitting (e.g. ConvergenceWarning)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key_metric(self) -> float | None:
+        value = self.metrics.get(metrics.key_metric(self.model.task))
+        return None if value is None else float(value)
+
+
+def _fit(estimator: Any, x: np.ndarray, y: np.ndarray | None, algorithm: str) -> None:
+    try:
+        if y is None:
+            estimator.fit(x)
+        else:
+            estimator.fit(x, y)
+    except Exception as exc:
+        if type(exc).__name__ == "InvalidParameterError":
+            raise InvalidHyperparams(f"algorithm {algorithm!r}: {exc}") from exc
+        raise TrainingFailed(f"{algorithm} failed to train: {exc}") from exc
+
+
+def _score(model: Model, estimator: Any, dataset: Dataset) -> dict[str, Any]:
+    task, x, y = dataset.task, dataset.x_test, dataset.y_test
+    if task == "regression":
+        assert y is not None
+        pred = model.predict_joint(x) if y.ndim == 2 else model.predict(x)
+        return metrics.regression(y, pred)
+    if task == "classification":
+        assert y is not None and dataset.classes is not None
+        n_classes = len(dataset.classes)
+        proba = model.predict_proba(x)
+        return metrics.classification(y, model.predict_codes(x), proba, n_classes)
+    if task == "clustering":
+        return metrics.clustering(x, model.predict_codes(x))
+    return metrics.decomposition(estimator)
+
+
+def train(
+    task: str,
+    algorithm: str,
+    dataset: Dataset,
+    hyperparams: Mapping[str, Any] | None = None,
+    search: str | None = None,
+    search_params: Mapping[str, Any] | None = None,
+    search_args: Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
+) -> TrainResult:
+    """Train one model on ``dataset`` (from :func:`prepare_dataset`) and score it."""
+    if dataset.task != task:
+        raise InvalidArgument(f"the dataset was prepared for {dataset.task!r}, not {task!r}")
+    if hyperparams is not None and not isinstance(hyperparams, Mapping):
+        raise InvalidHyperparams(f"hyperparams must be a JSON object, got {hyperparams!r}")
+    hyperparams = dict(hyperparams or {})
+    joint = dataset.y_train is not None and dataset.y_train.ndim == 2
+    n_outputs = dataset.y_train.shape[1] if joint and dataset.y_train is not None else 1
+    n_classes = len(dataset.classes or [])
+    args = searching.validate(task, algorithm, search, hyperparams, search_params, search_args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        estimator = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
+        found = None
+        if search is not None:
+            found = searching.run(
+                task,
+                algorithm,
+                search,
+                hyperparams,
+                search_params or {},
+                args,
+                dataset.x_train,
+                dataset.y_train,
+                n_classes=n_classes,
+                joint=joint,
+                seed=seed,
+            )
+            hyperparams.update(found.best_params)
+            estimator = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
+        start = time.perf_counter()
+        _fit(estimator, dataset.x_train, dataset.y_train, algorithm)
+        fit_time = time.perf_counter() - start
+    files = dump_model(
+        estimator,
+        task=task,
+        algorithm=algorithm,
+        num_features=dataset.num_features,
+        num_outputs=n_outputs,
+        classes=dataset.classes,
+        feature_names=dataset.feature_names,
+    )
+    model = load_model(files)
+    start = time.perf_counter()
+    scores: dict[str, Any] = dict(_score(model, estimator, dataset))
+    scores["fit_time"] = fit_time
+    scores["score_time"] = time.perf_counter() - start
+    if found is not None:
+        scores["search_results"] = found.results
+    messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
+    return TrainResult(files, scores, hyperparams, dataset.num_features, model, estimator, messages)

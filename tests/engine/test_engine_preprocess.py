@@ -1,0 +1,292 @@
+"""Column types and every encode / impute / scale option, train-only statistics."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from pgml_flow.engine import RowTransformer, prepare_dataset, train, transform
+from pgml_flow.engine.columns import parse_pg_type
+from pgml_flow.engine.errors import DataError, FeatureCountMismatch, InvalidPreprocess
+
+COLUMNS = [
+    ("color", "text"),
+    ("size", "character varying(10)"),
+    ("age", "int4"),
+    ("income", "numeric(10,2)"),
+    ("member", "bool"),
+    ("embedding", "real[]"),
+    ("y", "float8"),
+]
+COLORS = ["red", "green", "blue", None]
+SIZES = ["S", "M", "L", "XL"]
+
+
+def make_rows(n: int = 40) -> list[tuple]:
+    rows = []
+    for i in range(n):
+        rows.append(
+            (
+                COLORS[i % 4],
+                SIZES[i % 4],
+                None if i % 5 == 0 else 20 + i,
+                Decimal(f"{i}.50"),
+                i % 2 == 0,
+                [float(i), float(-i)],
+                float(i % 4) * 10 + i * 0.1,
+            )
+        )
+    return rows
+
+
+PREPROCESS = {"color": {"impute": "mode"}, "age": {"impute": "mean"}}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("int4", ("number", False)),
+        ("_float8", ("number", True)),
+        ("double precision[]", ("number", True)),
+        ("numeric(10,2)", ("number", False)),
+        ("character varying(20)", ("text", False)),
+        ("boolean", ("bool", False)),
+        ("bool[]", ("bool", True)),
+        ("timestamp with time zone", ("unsupported", False)),
+    ],
+)
+def test_pg_type_spellings(name, expected):
+    assert parse_pg_type(name) == expected
+
+
+def test_all_types_flatten_in_column_order():
+    data = prepare_dataset(
+        "regression", COLUMNS, make_rows(), "y", preprocess=PREPROCESS, test_sampling="last"
+    )
+    assert data.feature_names == [
+        "color",
+        "size",
+        "age",
+        "income",
+        "member",
+        "embedding[1]",
+        "embedding[2]",
+    ]
+    assert data.num_features == 7
+    features = {c["name"]: c for c in data.columns["features"]}
+    assert features["color"]["categories"] == ["blue", "green", "red"]  # sorted train values
+    assert features["embedding"]["array_length"] == 2
+    assert data.columns["labels"][0]["name"] == "y"
+    json.dumps(data.columns)  # JSON-serializable as stored in pgml.snapshots.columns
+    # native codes; the NULL color (row 3) gets the mode: red and green tie with 8 train
+    # rows each, the smaller code (green = 1) wins
+    assert data.x_train[:4, 0].tolist() == [2.0, 1.0, 0.0, 1.0]
+    # the first row: income Decimal, bool, array
+    assert data.x_train[0, 3:].tolist() == [0.5, 1.0, 0.0, -0.0]
+
+
+def test_statistics_come_from_train_rows_only():
+    rows = make_rows(40)
+    data = prepare_dataset(
+        "regression", COLUMNS, rows, "y", preprocess=PREPROCESS, test_size=10, test_sampling="last"
+    )
+    age = next(c for c in data.columns["features"] if c["name"] == "age")
+    train_ages = [r[2] for r in rows[:30] if r[2] is not None]
+    assert age["statistics"]["mean"] == [pytest.approx(np.mean(train_ages))]
+    assert age["fill"] == [pytest.approx(np.mean(train_ages))]
+    assert age["statistics"]["missing"] == 6 and age["statistics"]["rows"] == 30
+    # test row 35 has NULL age: imputed with the TRAIN mean
+    assert data.x_test[5, 2] == pytest.approx(np.mean(train_ages))
+
+
+def test_null_feature_without_impute_names_the_column():
+    with pytest.raises(
+        DataError, match=r"column 'age' contains NULL.*\{\"age\": \{\"impute\": \"mean\"\}\}"
+    ):
+        prepare_dataset(
+            "regression", COLUMNS, make_rows(), "y", preprocess={"color": {"impute": "mode"}}
+        )
+
+
+@pytest.mark.parametrize("impute", ["mean", "median", "mode", "min", "max", "zero"])
+def test_impute(impute):
+    rows = make_rows(40)
+    data = prepare_dataset(
+        "regression",
+        COLUMNS,
+        rows,
+        "y",
+        test_size=10,
+        test_sampling="last",
+        preprocess={"color": {"impute": "mode"}, "age": {"impute": impute}},
+    )
+    ages = np.array([r[2] for r in rows[:30] if r[2] is not None], dtype=float)
+    values, counts = np.unique(ages, return_counts=True)
+    expected = {
+        "mean": ages.mean(),
+        "median": np.median(ages),
+        "mode": values[np.argmax(counts)],
+        "min": ages.min(),
+        "max": ages.max(),
+        "zero": 0.0,
+    }[impute]
+    assert data.x_train[0, 2] == pytest.approx(expected)  # row 0 has NULL age
+
+
+@pytest.mark.parametrize("scale", ["preserve", "standard", "min_max", "max_abs", "robust"])
+def test_scale(scale):
+    data = prepare_dataset(
+        "regression",
+        COLUMNS,
+        make_rows(),
+        "y",
+        preprocess={**PREPROCESS, "income": {"scale": scale}, "embedding": {"scale": scale}},
+    )
+    income = data.x_train[:, 3]
+    emb = data.x_train[:, 6]
+    if scale == "standard":
+        assert income.mean() == pytest.approx(0, abs=1e-9) and income.std() == pytest.approx(1)
+        assert emb.std() == pytest.approx(1)  # each array element scaled on its own
+    elif scale == "min_max":
+        assert (income.min(), income.max()) == (pytest.approx(0), pytest.approx(1))
+    elif scale == "max_abs":
+        assert np.abs(income).max() == pytest.approx(1) and income.min() > 0
+        assert np.abs(emb).max() == pytest.approx(1) and emb.max() <= 0
+    elif scale == "robust":
+        q1, median, q3 = np.percentile(income, [25, 50, 75])
+        assert median == pytest.approx(0) and q3 - q1 == pytest.approx(1)
+    else:
+        assert income.min() >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("encode", "width"),
+    [("native", 1), ("one_hot", 3), ("target", 1), ({"ordinal": ["red", "green", "blue"]}, 1)],
+)
+@pytest.mark.parametrize("impute", ["error", "mode"])
+def test_encodings_and_unseen_categories(encode, width, impute):
+    rows = [r for r in make_rows() if r[0] is not None]
+    data = prepare_dataset(
+        "regression",
+        COLUMNS,
+        rows,
+        "y",
+        test_size=10,
+        test_sampling="last",
+        preprocess={"color": {"encode": encode, "impute": impute}, "age": {"impute": "mean"}},
+    )
+    spec = RowTransformer.from_json(json.loads(json.dumps(data.columns)))
+    assert spec.num_features == data.num_features == 6 + width
+
+    def encoded(color: str | None) -> list[float]:
+        return spec.transform([(color, "S", 30, 1, True, [1.0, 2.0])])[0, :width].tolist()
+
+    color = data.columns["features"][0]
+    red_ys = [r[6] for r in rows[:-10] if r[0] == "red"]  # train rows only
+    expected_red = {
+        "native": [2.0],
+        "one_hot": [0.0, 0.0, 1.0],
+        "target": [pytest.approx(np.mean(red_ys))],
+    }.get(encode if isinstance(encode, str) else "", [0.0])
+    assert encoded("red") == expected_red
+    if impute == "error":
+        unknown = {
+            "native": [-1.0],
+            "one_hot": [0.0, 0.0, 0.0],
+            "target": [pytest.approx(np.mean([r[6] for r in rows[:-10]]))],
+        }.get(encode if isinstance(encode, str) else "", [-1.0])
+        assert encoded("purple") == unknown
+        with pytest.raises(DataError, match="column 'color' contains NULL"):
+            encoded(None)
+    else:
+        assert encoded("purple") == pytest.approx(color["fill"])
+        assert encoded(None) == pytest.approx(color["fill"])
+
+
+def test_ordinal_value_not_in_list():
+    with pytest.raises(DataError, match=r"value\(s\) \['red'\] missing from its ordinal list"):
+        prepare_dataset(
+            "regression",
+            COLUMNS,
+            make_rows(),
+            "y",
+            preprocess={
+                "color": {"encode": {"ordinal": ["green", "blue"]}, "impute": "mode"},
+                "age": {"impute": "mean"},
+            },
+        )
+
+
+def test_row_form_matches_training_transform():
+    rows = make_rows(40)
+    data = prepare_dataset(
+        "regression", COLUMNS, rows, "y", preprocess=PREPROCESS, test_size=10, test_sampling="last"
+    )
+    features = [r[:6] for r in rows[30:]]
+    np.testing.assert_array_equal(transform(data.columns, features), data.x_test)
+    by_name = [dict(zip([c for c, _ in COLUMNS[:6]], r, strict=True)) for r in features]
+    np.testing.assert_array_equal(transform(data.columns, by_name), data.x_test)
+    anonymous = [{f"f{i + 1}": v for i, v in enumerate(r)} for r in features]  # ROW(...)
+    np.testing.assert_array_equal(transform(data.columns, anonymous), data.x_test)
+    with pytest.raises(FeatureCountMismatch, match="expected 6 feature columns"):
+        transform(data.columns, [features[0][:5]])
+    result = train("regression", "linear", data)
+    x = transform(data.columns, features[:1])
+    assert result.model.predict(x)[0] == result.model.predict(data.x_test[:1])[0]
+
+
+def test_array_length_mismatch():
+    rows = make_rows(20)
+    rows[3] = (*rows[3][:5], [1.0, 2.0, 3.0], rows[3][6])
+    with pytest.raises(DataError, match=r"'embedding' has rows of different lengths \[2, 3\]"):
+        prepare_dataset("regression", COLUMNS, rows, "y", preprocess=PREPROCESS)
+    data = prepare_dataset("regression", COLUMNS, make_rows(), "y", preprocess=PREPROCESS)
+    with pytest.raises(DataError, match="a row of length 1, but the model expects length 2"):
+        transform(data.columns, [("red", "S", 1, 1, True, [1.0])])
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "message"),
+    [
+        ({"nope": {"impute": "mean"}}, "names column 'nope'"),
+        ({"age": {"impute": "average"}}, "impute 'average' for column 'age' is not valid"),
+        ({"age": {"scale": "log"}}, "scale 'log'"),
+        ({"age": {"fill": 1}}, r"unknown key\(s\) \['fill'\]"),
+        ({"color": {"encode": "hash"}}, "encode 'hash'"),
+        ({"color": {"encode": {"ordinal": []}}}, "ordinal"),
+        ({"age": {"encode": "one_hot"}}, "applies to text columns; column 'age' is int4"),
+        ({"age": "mean"}, "must be an object"),
+    ],
+)
+def test_invalid_preprocess(preprocess, message):
+    with pytest.raises(InvalidPreprocess, match=message):
+        prepare_dataset("regression", COLUMNS, make_rows(), "y", preprocess=preprocess)
+
+
+def test_unsupported_column_type_names_the_column():
+    columns = [("at", "timestamp"), ("y", "float8")]
+    with pytest.raises(DataError, match="column 'at' has type timestamp"):
+        prepare_dataset("regression", columns, [(1, 1.0), (2, 2.0)], "y")
+
+
+def test_missing_label_column():
+    with pytest.raises(Exception, match="label column 'z' is not a column"):
+        prepare_dataset("regression", COLUMNS, make_rows(), "z")
+
+
+def test_plpy_style_mapping_rows_equal_tuple_rows():
+    rows = make_rows()
+    names = [name for name, _ in COLUMNS]
+    as_dicts = [dict(zip(names, row, strict=True)) for row in rows]
+    a = prepare_dataset("regression", COLUMNS, rows, "y", preprocess=PREPROCESS)
+    b = prepare_dataset("regression", COLUMNS, as_dicts, "y", preprocess=PREPROCESS)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.columns == b.columns
+
+
+def test_empty_relation():
+    with pytest.raises(DataError, match="has no rows"):
+        prepare_dataset("regression", COLUMNS, [], "y")
