@@ -16,7 +16,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from cli import pgml_commands
+from cli import bench_commands, pgml_commands
 from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import PgmlFlowError
 
@@ -32,6 +32,7 @@ db_app = typer.Typer(help="Manage the database: the embedded cluster and the sch
 app.add_typer(db_app, name="db")
 
 app.add_typer(pgml_commands.app, name="pgml")
+app.add_typer(bench_commands.app, name="bench")
 _state: dict[str, Any] = {"debug": False}
 
 

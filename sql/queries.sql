@@ -73,3 +73,23 @@ DELETE FROM pgml.models WHERE id = %(model_id)s RETURNING id;
 
 -- name: pgml_delete_project_sql
 DELETE FROM pgml.projects WHERE name = %(project)s RETURNING id;
+
+-- name: bench_drop_rows
+DROP TABLE IF EXISTS pgml_flow_bench_rows CASCADE;
+
+-- name: bench_create_rows
+CREATE TABLE pgml_flow_bench_rows (id integer, features real[], y real);
+
+-- name: bench_fill_rows
+-- Deterministic in shape, random in values: ten features and a non-linear target.
+INSERT INTO pgml_flow_bench_rows
+SELECT i, f, (f[1] * 3 + f[2] * f[3] - f[4] + sin(f[5]) + random() * 0.1)::real
+  FROM (SELECT i, ARRAY(SELECT (random() * 2)::real FROM generate_series(1, 10) WHERE i > 0) AS f
+          FROM generate_series(1, %(rows)s) AS i) s;
+
+-- name: bench_training_view
+CREATE OR REPLACE VIEW pgml_flow_bench_train AS
+SELECT features[1] AS f1, features[2] AS f2, features[3] AS f3, features[4] AS f4,
+       features[5] AS f5, features[6] AS f6, features[7] AS f7, features[8] AS f8,
+       features[9] AS f9, features[10] AS f10, y
+  FROM pgml_flow_bench_rows WHERE id <= 5000;
