@@ -82,6 +82,7 @@ def db_status(
         "data_dir": str(info.status.data_dir) if info.status else None,
         "log_file": str(info.status.log_file) if info.status else None,
         "server_venv": info.server_venv,
+        "native_scoring": info.native_scoring,
         "schema_revision": current,
         "head_revision": head,
     }
@@ -92,6 +93,12 @@ def db_status(
         for key, value in data.items():
             table.add_row(key, "" if value is None else str(value))
         console.print(table)
+    if info.native_scoring == "missing" and not as_json:
+        err_console.print("notice: the native scorer (pgml_native) is not installed; predictions "
+                          "use the Python path. `./dev setup` builds and installs it.")
+    elif info.native_scoring == "available" and not as_json:
+        err_console.print("notice: pgml_native is installed on the server but not in this "
+                          "database; run `pgml-flow db upgrade`.")
     if info.embedded and not running:
         raise typer.Exit(3)
 

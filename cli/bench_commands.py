@@ -28,9 +28,16 @@ def predict(
     pf.require_current_schema()
     figures = benchmarks.predict_benchmark(pf.url, rows, lambda msg: err_console.print(msg))
     table = Table("benchmark", "model", "rows", "seconds", "rows/s", "µs/row",
-                  title="pgml.predict (Python path)")
+                  title="pgml.predict: per row, batch, cold start")
     for f in figures:
         table.add_row(f.benchmark, f.model, f"{f.rows:,}", f"{f.seconds:.3f}",
                       f"{f.rows_per_second:,.0f}", f"{f.us_per_row:,.1f}")
     console.print(table)
+    for model in dict.fromkeys(f.model for f in figures):
+        speed = {f.benchmark: f.rows_per_second for f in figures if f.model == model}
+        native = speed.get("predict per row (native)")
+        python = speed.get("predict per row (python)")
+        if native and python:
+            console.print(f"{model}: native per-row scoring is {native / python:,.0f}x the "
+                          "Python path")
     console.print(f"saved {benchmarks.save(figures, 'predict', out)}")

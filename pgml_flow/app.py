@@ -34,6 +34,8 @@ class DatabaseInfo:
     url: str
     status: Status | None
     server_venv: str | None
+    #: the C scorer: "installed", "available" (on the server, not in this database) or "missing"
+    native_scoring: str | None = None
 
 
 class PgmlFlow:
@@ -70,16 +72,15 @@ class PgmlFlow:
         return self.cluster.stop()
 
     def database_info(self) -> DatabaseInfo:
-        if self.settings.external:
-            return DatabaseInfo(False, database.describe(self.url), None, None)
-        status = self.cluster.status()
-        venv = None
-        if status.running:
+        status = None if self.settings.external else self.cluster.status()
+        facts: tuple[str | None, str | None] = (None, None)
+        if status is None or status.running:
             with self.connect() as conn:
-                row = conn.execute("SELECT current_setting('pgml.venv', true)").fetchone()
-                venv = row[0] if row else None
+                facts = _server_facts(conn)
+        if status is None:
+            return DatabaseInfo(False, database.describe(self.url), None, *facts)
         url = self.cluster.url() if status.initialized else "(not initialized)"
-        return DatabaseInfo(True, url, status, venv)
+        return DatabaseInfo(True, url, status, *facts)
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         return database.connect(self.url, autocommit=autocommit)
@@ -137,3 +138,12 @@ class PgmlFlow:
         self.require_current_schema()
         with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sqlfiles.query("training_summary")).fetchall()
+
+
+def _server_facts(conn: psycopg.Connection) -> tuple[str | None, str]:
+    """The server-side venv and the state of the native scorer, for ``db status``."""
+    row = conn.execute(sqlfiles.query("server_facts")).fetchone()
+    assert row is not None
+    venv, installed, available = row
+    native = "installed" if installed else "available" if available else "missing"
+    return venv, native

@@ -20,11 +20,14 @@ import psycopg
 
 from pgml_flow import database, sqlfiles
 
+#: rows the (slow) Python path scores when it is the baseline of a native run
+PYTHON_SAMPLE_ROWS = 5_000
 #: (project suffix, algorithm, hyperparams)
-MODELS = (
+MODELS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("linear", "linear", {}),
     ("xgboost", "xgboost", {"n_estimators": 100, "max_depth": 6}),
     ("lightgbm", "lightgbm", {"n_estimators": 100}),
+    ("random_forest", "random_forest", {"n_estimators": 100, "max_depth": 8}),
 )
 
 
@@ -44,9 +47,10 @@ class Figure:
         return self.seconds / self.rows * 1e6 if self.rows else 0.0
 
 
-def _timed(action: Callable[[], Any]) -> float:
+def _timed(conn: psycopg.Connection, query: str, params: tuple[Any, ...]) -> float:
+    """Seconds to run one query and fetch its (single-row) result."""
     started = time.perf_counter()
-    action()
+    conn.execute(query, params).fetchall()
     return time.perf_counter() - started
 
 
@@ -73,30 +77,48 @@ def predict_benchmark(url: str, rows: int, progress: Callable[[str], None]) -> l
                 "ON p.id = d.project_id WHERE p.name = %s ORDER BY d.id DESC LIMIT 1", (project,)
             ).fetchone()[0]  # type: ignore[index]
             progress(f"{suffix}: per-row pgml.predict over {rows:,} rows")
-            conn.execute("SELECT pgml.predict(%s, ARRAY[1,1,1,1,1,1,1,1,1,1]::real[])",
+            conn.execute("SELECT pgml.predict(%s, array_fill(1, ARRAY[20])::real[])",
                          (project,))  # warm: load the model in this backend
-            per_row = _timed(lambda p=project: conn.execute(
-                "SELECT sum(pgml.predict(%s, features)) FROM pgml_flow_bench_rows", (p,)
-            ).fetchone())
-            figures.append(Figure("predict per row", suffix, rows, per_row))
+            per_row = _timed(
+                conn, "SELECT sum(pgml.predict(%s, features)) FROM pgml_flow_bench_rows", (project,)
+            )
+            native = _has_native(conn, model_id)
+            figures.append(Figure(f"predict per row ({'native' if native else 'python'})",
+                                  suffix, rows, per_row))
+            if native:
+                # the Python path on the same model and rows, as the baseline of this run
+                sample = min(rows, PYTHON_SAMPLE_ROWS)
+                python = _timed(
+                    conn, "SELECT sum(pgml._py_predict(%s, features)) FROM pgml_flow_bench_rows "
+                    "WHERE id <= %s", (project, sample)
+                )
+                figures.append(Figure("predict per row (python)", suffix, sample, python))
             progress(f"{suffix}: predict_batch over {rows:,} rows")
-            batch = _timed(lambda m=model_id: conn.execute(
-                "SELECT cardinality(pgml.predict_batch(%s::bigint, array_agg(v))) FROM "
-                "(SELECT unnest(features) AS v FROM pgml_flow_bench_rows) s", (m,)
-            ).fetchone())
+            batch = _timed(
+                conn, "SELECT cardinality(pgml.predict_batch(%s::bigint, array_agg(v))) FROM "
+                "(SELECT unnest(features) AS v FROM pgml_flow_bench_rows) s", (model_id,)
+            )
             figures.append(Figure("predict_batch", suffix, rows, batch))
             cold = []
             for _ in range(3):
                 with database.connect(url, autocommit=True) as fresh:
-                    cold.append(_timed(lambda c=fresh, p=project: c.execute(
-                        "SELECT pgml.predict(%s, ARRAY[1,1,1,1,1,1,1,1,1,1]::real[])", (p,)
-                    ).fetchone()))
+                    cold.append(_timed(
+                        fresh, "SELECT pgml.predict(%s, array_fill(1, ARRAY[20])::real[])",
+                        (project,),
+                    ))
             figures.append(Figure("cold first predict", suffix, 1, statistics.median(cold)))
         if _has_delete(conn):
             for suffix, _, _ in MODELS:
                 conn.execute("SELECT pgml.delete_project(%s)", (f"pgml_flow_bench_{suffix}",))
         conn.execute(sqlfiles.query("bench_drop_rows"))
     return figures
+
+
+def _has_native(conn: psycopg.Connection, model_id: int) -> bool:
+    row = conn.execute(
+        "SELECT count(*) > 0 FROM pgml.files WHERE model_id = %s AND path = 'native'", (model_id,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def _has_delete(conn: psycopg.Connection) -> bool:

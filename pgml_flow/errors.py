@@ -63,3 +63,19 @@ class ModelError(PgmlFlowError):
     """A model could not be trained, deployed or used."""
 
     exit_code = 6
+
+
+class SpecError(ConfigurationError):
+    """A model spec is invalid; fix the spec file (see docs/models.md)."""
+
+
+class ClientNotFound(PgmlFlowError):
+    """No such client; list clients with `SELECT client_id, name FROM clients`."""
+
+    exit_code = 2
+
+
+class IsolationBreach(PgmlFlowError):
+    """The isolation audit found a tenant role reading another client's rows or pgml internals."""
+
+    exit_code = 7

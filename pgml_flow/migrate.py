@@ -28,7 +28,7 @@ from pgml_flow.errors import MigrationError, SchemaOutdated
 logger = logging.getLogger(__name__)
 
 #: schemas whose every object comes from ``sql/idempotent``
-IDEMPOTENT_SCHEMAS = ("pgml_flow",)
+IDEMPOTENT_SCHEMAS = ("analytics", "pgml_flow_training", "pgml_flow")
 
 
 def run_sql_file(name: str, *, autocommit: bool = False) -> None:
@@ -134,6 +134,8 @@ def apply_idempotent(url: str) -> None:
     then ``sql/idempotent``, which may build on it.
     """
     with connect(url) as conn:
+        # Bodies may refer to functions a later file defines (as in pg_dump output).
+        conn.execute("SET LOCAL check_function_bodies = off")
         files = sqlfiles.idempotent_files()
         if pgml_backend(conn) == "pgml-flow":
             files = sqlfiles.idempotent_files("pgml") + files

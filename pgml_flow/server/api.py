@@ -259,7 +259,7 @@ def train(
     for warning in result.warnings:
         plpy.notice(f"{algorithm}: {warning}")
     model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search, search_params,
-                            search_args, result)
+                            search_args, result, _native_files(plpy, result, dataset))
     deployed = False
     if automatic_deploy:
         current = _one(plpy, GD, "deployed_model", project["id"])
@@ -303,6 +303,7 @@ def _materialize(plpy: Any, snapshot_id: int, relation: Relation) -> None:
 def _store_model(
     plpy: Any, GD: dict[str, Any], project: dict[str, Any], snapshot_id: int, algorithm: str,
     search: str | None, search_params: Any, search_args: Any, result: Any,
+    extra_files: list[tuple[str, bytes]],
 ) -> int:
     row = _one(
         plpy, GD, "insert_model", project["id"], snapshot_id, result.num_features, algorithm,
@@ -311,28 +312,47 @@ def _store_model(
     )
     assert row is not None
     model_id = int(row["id"])
-    for path, data in [*result.files, *_native_files(result)]:
+    for path, data in [*result.files, *extra_files]:
         for part, start in enumerate(range(0, max(len(data), 1), FILE_PART_BYTES)):
             _rows(plpy, GD, "insert_file", model_id, path, part,
                   data[start: start + FILE_PART_BYTES])
     return model_id
 
 
-def _native_files(result: Any) -> list[tuple[str, bytes]]:
-    """The compiled form for the C evaluator, when the model kind has one."""
-    try:
-        from pgml_flow.engine import native
-    except ImportError:
+def _native_files(plpy: Any, result: Any, dataset: Any) -> list[tuple[str, bytes]]:
+    """The compiled form for the C scorer, stored only if it predicts what Python predicts.
+
+    The check runs the blob through ``pgml.native_eval`` on up to 200 held-out rows
+    (inputs rounded to float32, as ``real[]`` delivers them): any disagreement, e.g. a
+    label mapping the compiler cannot express, keeps the model on the Python path.
+    """
+    import numpy as np
+
+    model = result.model
+    if (result.estimator is None or model.task not in ("regression", "classification")
+            or model.num_outputs > 1):
         return []
-    estimator = getattr(result.model.backend, "estimator", None)
-    if estimator is None:
-        estimator = getattr(result.model.backend, "booster", None)
-    if estimator is None:
+    available = plpy.execute(
+        "SELECT to_regprocedure('pgml.native_eval(bytea, real[])') IS NOT NULL AS ok"
+    )[0]["ok"]
+    if not available:
         return []
+    from pgml_flow.engine import native
+
     try:
-        return [("native", native.compile_model(estimator))]
+        blob = native.compile_model(result.estimator)
     except ModelError:
         return []
+    rows = dataset.x_test if len(dataset.x_test) else dataset.x_train
+    x32 = np.asarray(rows[:200], dtype=np.float32)
+    expected = model.predict(x32.astype(np.float64))
+    plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
+    got = np.array([plan.execute([blob, row.tolist()])[0]["p"] for row in x32], dtype=float)
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+        plpy.notice(f"{model.algorithm}: the native scorer disagrees with the library on "
+                    "held-out rows; this model is served by the Python path")
+        return []
+    return [("native", blob)]
 
 
 def _finite(value: Any) -> Any:

@@ -79,11 +79,6 @@ if "pgml_flow.api" not in GD:
 return GD["pgml_flow.api"].predict_batch(plpy, GD, project_name, features)
 $$;
 
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict(project_name, features) $$;
-
 CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features double precision[])
 RETURNS real
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -113,11 +108,6 @@ CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features boolean[])
 RETURNS real
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT pgml.predict(project_name, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features real[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_proba(project_name, features) $$;
 
 CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features double precision[])
 RETURNS real[]
@@ -230,11 +220,6 @@ if "pgml_flow.api" not in GD:
 return GD["pgml_flow.api"].predict_batch(plpy, GD, model_id, features)
 $$;
 
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features real[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict(model_id, features) $$;
-
 CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features double precision[])
 RETURNS real
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -264,11 +249,6 @@ CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features boolean[])
 RETURNS real
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT pgml.predict(model_id, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_proba(model_id, features) $$;
 
 CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features double precision[])
 RETURNS real[]
@@ -335,16 +315,6 @@ RETURNS real[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT pgml.predict_joint(model_id, features::integer[]::real[]) $$;
 
-CREATE OR REPLACE FUNCTION pgml.predict_batch(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_batch(model_id, features) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_batch(project_name text, features real[])
-RETURNS SETOF real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT unnest(pgml._py_predict_batch(project_name, features)) $$;
-
 CREATE OR REPLACE FUNCTION pgml.deploy(model_id bigint)
 RETURNS TABLE(project text, strategy text, algorithm text)
 LANGUAGE plpython3u AS $$
@@ -386,7 +356,6 @@ if "pgml_flow.api" not in GD:
     plpy.execute("SELECT pgml._bootstrap()")
 return GD["pgml_flow.api"].version()
 $$;
-
 
 -- What PostgresML users asked for and never got (upstream issue 629): cleanup.
 

@@ -1,0 +1,1265 @@
+/*
+ * model.c -- parse, validate and evaluate pgml_native model blobs.
+ *
+ * Blob layout (little-endian; authoritative description in
+ * pgml_flow/engine/native.py):
+ *
+ *   header, 64 bytes
+ *     0  char[8] magic "PGMLNATV"      8  u32 version (1)
+ *     12 u32 kind (1 trees, 2 linear)   16 u32 task (0 regression, 1 classification)
+ *     20 u32 link                       24 u32 num_features F
+ *     28 u32 num_outputs K (raw width)  32 u32 num_classes C (0 for regression)
+ *     36 u32 flags (bit0 preprocess, bit1 class labels, bit2 read |x| <= 1e-35 as 0)
+ *     40 f64 link_param                 48 f64 divisor (raw = base + sum / divisor)
+ *     56 u64 body_len
+ *   body
+ *     f64 base[K]; [f64 labels[C]]; [f64 impute[F], shift[F], mult[F]]
+ *     trees:  u32 n_trees, u32 leaf_width W, u64 n_nodes,
+ *             u32 tree_nodes[n_trees], u32 tree_group[n_trees],
+ *             node[n_nodes] = {i32 left, i32 right, u32 feature, u32 flags, f32 threshold},
+ *             f64 leaf_values[n_leaves * W]
+ *     linear: f64 coef[K * F]
+ *   trailer: u32 CRC-32 (zlib polynomial) of every preceding byte
+ *
+ * Why this shape: everything a reader needs to size its allocation comes
+ * before the arrays, so one pass validates and a second fills a single block.
+ * Children must have larger tree-local indices than their parent, which makes
+ * every walk terminate without a visited set and lets heights be computed in
+ * one reverse pass.
+ *
+ * Evaluation: trees are walked eight at a time in lock step for a fixed
+ * number of steps (the block's height), with compares and selects instead of
+ * branches, so random inputs do not cost a branch mispredict per level and
+ * the eight independent load chains overlap in the CPU.  Shallow ensembles
+ * (height <= 12, padding at most ~4x) are laid out as padded breadth-first
+ * trees where node n's children are 2n+1 and 2n+2: no child index load on the
+ * dependency chain, and rows without NaN skip the missing-value logic.  Deep
+ * trees (random forests) keep an explicit-children layout whose leaves point
+ * to themselves.  Features are float32 (what XGBoost and
+ * scikit-learn trees use; LightGBM's double thresholds are rounded down to the
+ * largest float32 not above them by the compiler, which gives identical
+ * decisions for float32 inputs); scores accumulate in double, in the
+ * library's own tree order.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HEADER_SIZE 64
+#define TRAILER_SIZE 4
+#define FLAG_PREPROCESS 0x1u
+#define FLAG_LABELS 0x2u
+#define FLAG_SNAP_ZERO 0x4u
+#define NODE_DEFAULT_LEFT 0x1u
+#define NODE_ZERO_MISSING 0x2u
+#define NODE_KNOWN_FLAGS (NODE_DEFAULT_LEFT | NODE_ZERO_MISSING)
+#define BLOB_NODE_SIZE 20
+
+/* internal node flags live in the top bits of feat */
+#define IN_DEFAULT_RIGHT 0x80000000u
+#define IN_ZERO_MISSING 0x40000000u
+#define IN_FEATURE_MASK 0x0FFFFFFFu
+#define MAX_FEATURES ((uint32_t) IN_FEATURE_MASK)
+#define MAX_OUTPUTS 65536u
+#define LOCKSTEP 8
+#define PERFECT_MAX_DEPTH 12
+
+/* LightGBM's kZeroThreshold */
+#define ZERO_THRESHOLD 1e-35f
+
+typedef struct
+{
+	float thr;
+	uint32_t feat;
+	int32_t child[2]; /* [0] x <= thr, [1] otherwise; a leaf points to itself */
+} inode;
+
+/* node of the perfect (breadth-first, padded) layout: children of n are 2n+1, 2n+2 */
+typedef struct
+{
+	float thr;
+	uint32_t feat;
+} pnode;
+
+struct pgmln_model
+{
+	size_t bytes;
+	int kind, task, link;
+	uint32_t F, K, C, W;
+	int has_pre, has_labels, snap_zero;
+	double link_param, divisor;
+	double *base, *labels, *impute, *shift, *mult;
+	/* trees */
+	uint32_t n_trees;
+	int32_t *root;
+	uint32_t *group;
+	uint32_t *block_steps; /* per block of LOCKSTEP trees: max height */
+	inode *nodes;
+	int32_t *leaf_of; /* node -> leaf index (leaves only) */
+	double *leaf_values;
+	/* perfect layout (used when `perfect`): tree t occupies pnodes[pnode_off[t]
+	 * .. + 2^D - 1) in breadth-first order and pleaves[pleaf_off[t] .. + 2^D * W),
+	 * D = block_steps of its block */
+	int perfect;
+	int any_zero_missing;
+	pnode *pnodes;
+	uint64_t *pnode_off;
+	uint64_t *pleaf_off;
+	double *pleaves;
+	/* linear */
+	double *coef;
+	/* evaluation scratch: a model is for one thread at a time */
+	double *acc;
+	float *xbuf;
+};
+
+/* ---------- checksum ---------- */
+
+static uint32_t crc_table[256];
+static int crc_ready = 0;
+
+static void
+crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++)
+	{
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+		crc_table[i] = c;
+	}
+	crc_ready = 1;
+}
+
+static uint32_t
+crc32_bytes(const unsigned char *p, size_t len)
+{
+	uint32_t c = 0xFFFFFFFFu;
+
+	if (!crc_ready)
+		crc_init();
+	for (size_t i = 0; i < len; i++)
+		c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+	return c ^ 0xFFFFFFFFu;
+}
+
+uint64_t
+pgmln_hash(const void *data, size_t len)
+{
+	return crc32_bytes((const unsigned char *) data, len);
+}
+
+static uint32_t
+rd_u32(const unsigned char *p)
+{
+	return (uint32_t) p[0] | ((uint32_t) p[1] << 8) | ((uint32_t) p[2] << 16) |
+		((uint32_t) p[3] << 24);
+}
+
+static uint64_t
+rd_u64(const unsigned char *p)
+{
+	return (uint64_t) rd_u32(p) | ((uint64_t) rd_u32(p + 4) << 32);
+}
+
+static double
+rd_f64(const unsigned char *p)
+{
+	uint64_t u = rd_u64(p);
+	double d;
+
+	memcpy(&d, &u, sizeof d);
+	return d;
+}
+
+static float
+rd_f32(const unsigned char *p)
+{
+	uint32_t u = rd_u32(p);
+	float f;
+
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+uint64_t
+pgmln_blob_checksum(const void *blob, size_t len)
+{
+	if (len < TRAILER_SIZE)
+		return 0;
+	return rd_u32((const unsigned char *) blob + len - TRAILER_SIZE);
+}
+
+/* ---------- parsing ---------- */
+
+typedef struct
+{
+	const unsigned char *p;
+	size_t left;
+	char *err;
+	size_t errlen;
+} reader;
+
+static int
+fail(char *err, size_t errlen, int code, const char *fmt, const char *detail)
+{
+	if (err && errlen > 0)
+		snprintf(err, errlen, fmt, detail);
+	return code;
+}
+
+#define FAIL(msg) return fail(err, errlen, PGMLN_ERR_FORMAT, "%s", (msg))
+
+/* reserve n items of size sz, failing on overflow or truncation */
+static const unsigned char *
+take(reader *r, uint64_t n, size_t sz)
+{
+	const unsigned char *p;
+
+	if (sz != 0 && n > r->left / sz)
+		return NULL;
+	p = r->p;
+	r->p += n * sz;
+	r->left -= n * sz;
+	return p;
+}
+
+/* bump allocator over the model block */
+typedef struct
+{
+	unsigned char *base;
+	size_t used;
+} bump;
+
+static void *
+bump_take(bump *b, size_t n)
+{
+	void *p;
+
+	b->used = (b->used + 7) & ~(size_t) 7; /* malloc/palloc give 8-aligned blocks */
+	p = b->base ? b->base + b->used : NULL;
+	b->used += n;
+	return p;
+}
+
+static void *
+default_alloc(void *ctx, size_t size)
+{
+	(void) ctx;
+	return malloc(size);
+}
+
+static int
+sane_f64s(const unsigned char *p, uint64_t n, int allow_nan)
+{
+	for (uint64_t i = 0; i < n; i++)
+	{
+		double d = rd_f64(p + 8 * i);
+
+		if (isnan(d) ? !allow_nan : isinf(d))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---------- perfect layout ---------- */
+
+static inline int32_t
+bn_left(const unsigned char *np)
+{
+	return (int32_t) rd_u32(np);
+}
+
+static inline int32_t
+bn_right(const unsigned char *np)
+{
+	return (int32_t) rd_u32(np + 4);
+}
+
+/* height of one tree (children follow parents: one forward pass); depth is
+ * scratch space of cnt entries */
+static uint32_t
+tree_height(const unsigned char *tp, uint32_t cnt, uint32_t *depth, int *any_zm)
+{
+	uint32_t h = 0;
+
+	for (uint32_t i = 0; i < cnt; i++)
+		depth[i] = 0;
+	for (uint32_t i = 0; i < cnt; i++)
+	{
+		const unsigned char *np = tp + (size_t) i * BLOB_NODE_SIZE;
+		int32_t l = bn_left(np), r = bn_right(np);
+
+		if (depth[i] > h)
+			h = depth[i];
+		if (l == -1)
+			continue;
+		if (rd_u32(np + 12) & NODE_ZERO_MISSING)
+			*any_zm = 1;
+		if (depth[l] < depth[i] + 1)
+			depth[l] = depth[i] + 1;
+		if (depth[r] < depth[i] + 1)
+			depth[r] = depth[i] + 1;
+	}
+	return h;
+}
+
+/*
+ * Decide whether the padded breadth-first layout is worth it: every tree is
+ * padded to its lock-step block's height, so it pays for shallow trees of
+ * similar depth (boosted ensembles), not for deep random forests.
+ */
+static int
+plan_perfect(const unsigned char *tree_nodes_p, const unsigned char *nodes_p, uint32_t n_trees,
+			 uint64_t n_nodes, uint32_t *scratch, uint64_t *pn_total, uint64_t *pl_total,
+			 int *any_zm)
+{
+	uint64_t off = 0, pn = 0, pl = 0;
+	uint32_t block_h = 0;
+	int ok = 1;
+
+	*any_zm = 0;
+	for (uint32_t t = 0; t < n_trees; t++)
+	{
+		uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+		uint32_t h = tree_height(nodes_p + off * BLOB_NODE_SIZE, cnt, scratch, any_zm);
+
+		off += cnt;
+		if (h > block_h)
+			block_h = h;
+		if (t % LOCKSTEP == LOCKSTEP - 1 || t == n_trees - 1)
+		{
+			uint64_t in_block = t % LOCKSTEP + 1;
+
+			if (block_h > PERFECT_MAX_DEPTH)
+				ok = 0;
+			else
+			{
+				pn += in_block * (((uint64_t) 1 << block_h) - 1);
+				pl += in_block * ((uint64_t) 1 << block_h);
+			}
+			block_h = 0;
+		}
+	}
+	*pn_total = pn;
+	*pl_total = pl;
+	return ok && pn <= 4 * n_nodes + 1024;
+}
+
+/* place tree node n (tree-local) at breadth-first position pos of a tree of
+ * height D; a leaf above depth D becomes always-left padding */
+static void
+fill_perfect(uint32_t W, const unsigned char *tp, const unsigned char *leaves_p,
+			 const uint32_t *leaf_rank, int32_t n, uint64_t pos, uint32_t depth, uint32_t D,
+			 pnode *pn, double *pl)
+{
+	const unsigned char *np = tp + (size_t) n * BLOB_NODE_SIZE;
+
+	if (depth == D)
+	{
+		uint64_t leaf = pos - (((uint64_t) 1 << D) - 1);
+
+		for (uint32_t k = 0; k < W; k++)
+			pl[leaf * W + k] = rd_f64(leaves_p + 8 * ((size_t) leaf_rank[n] * W + k));
+		return;
+	}
+	if (bn_left(np) == -1)
+	{
+		/* x > +inf is false and NaN defaults left: always left */
+		pn[pos].thr = INFINITY;
+		pn[pos].feat = 0;
+		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 1, depth + 1, D, pn, pl);
+		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 2, depth + 1, D, pn, pl);
+		return;
+	}
+	{
+		uint32_t nflags = rd_u32(np + 12);
+
+		pn[pos].thr = rd_f32(np + 16);
+		pn[pos].feat = rd_u32(np + 8) | ((nflags & NODE_DEFAULT_LEFT) ? 0 : IN_DEFAULT_RIGHT) |
+			((nflags & NODE_ZERO_MISSING) ? IN_ZERO_MISSING : 0);
+	}
+	fill_perfect(W, tp, leaves_p, leaf_rank, bn_left(np), 2 * pos + 1, depth + 1, D, pn, pl);
+	fill_perfect(W, tp, leaves_p, leaf_rank, bn_right(np), 2 * pos + 2, depth + 1, D, pn, pl);
+}
+
+static void
+build_perfect(pgmln_model *m, const unsigned char *tree_nodes_p, const unsigned char *tree_group_p,
+			  const unsigned char *nodes_p, const unsigned char *leaves_p, uint32_t *scratch,
+			  uint32_t max_cnt)
+{
+	uint32_t T = m->n_trees, W = m->W;
+	uint64_t off = 0, leaf_base = 0, pn_off = 0, pl_off = 0;
+	int zm = 0;
+
+	for (uint32_t b = 0; b < (T + LOCKSTEP - 1) / LOCKSTEP; b++)
+		m->block_steps[b] = 0;
+	for (uint32_t t = 0; t < T; t++)
+	{
+		uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+		uint32_t h = tree_height(nodes_p + off * BLOB_NODE_SIZE, cnt, scratch, &zm);
+
+		if (h > m->block_steps[t / LOCKSTEP])
+			m->block_steps[t / LOCKSTEP] = h;
+		off += cnt;
+	}
+	off = 0;
+	for (uint32_t t = 0; t < T; t++)
+	{
+		uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+		const unsigned char *tp = nodes_p + off * BLOB_NODE_SIZE;
+		uint32_t D = m->block_steps[t / LOCKSTEP];
+		uint32_t *rank = scratch + max_cnt;
+		uint32_t nl = 0;
+
+		m->root[t] = 0;
+		m->group[t] = rd_u32(tree_group_p + 4 * (size_t) t);
+		for (uint32_t i = 0; i < cnt; i++)
+			if (bn_left(tp + (size_t) i * BLOB_NODE_SIZE) == -1)
+				rank[i] = nl++;
+		m->pnode_off[t] = pn_off;
+		m->pleaf_off[t] = pl_off;
+		fill_perfect(W, tp, leaves_p + 8 * (size_t) leaf_base * W, rank, 0, 0, 0, D,
+					 m->pnodes + pn_off, m->pleaves + pl_off * W);
+		pn_off += ((uint64_t) 1 << D) - 1;
+		pl_off += (uint64_t) 1 << D;
+		leaf_base += nl;
+		off += cnt;
+	}
+}
+
+int
+pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
+			pgmln_model **out, char *err, size_t errlen)
+{
+	const unsigned char *b = (const unsigned char *) blob;
+	reader r;
+	uint32_t version, kind, task, link, F, K, C, flags;
+	double link_param, divisor;
+	uint64_t body_len;
+	const unsigned char *base_p, *labels_p = NULL, *pre_p = NULL;
+	const unsigned char *tree_nodes_p = NULL, *tree_group_p = NULL, *nodes_p = NULL,
+		*leaves_p = NULL, *coef_p = NULL;
+	uint32_t n_trees = 0, W = 0;
+	uint64_t n_nodes = 0, n_leaves = 0;
+	uint32_t n_blocks = 0;
+	int perfect = 0, any_zm = 0;
+	uint64_t pn_total = 0, pl_total = 0;
+	uint32_t max_cnt = 0;
+	uint32_t *scratch = NULL;
+	pgmln_model *m;
+	bump bm;
+	int pass;
+
+	*out = NULL;
+	if (blob == NULL || len < HEADER_SIZE + TRAILER_SIZE)
+		FAIL("blob is too short to be a pgml_native model");
+	if (memcmp(b, PGMLN_MAGIC, 8) != 0)
+		FAIL("blob does not start with the pgml_native magic");
+	version = rd_u32(b + 8);
+	if (version != PGMLN_VERSION)
+	{
+		if (err && errlen > 0)
+			snprintf(err, errlen, "blob format version %u is not supported (this build reads %d)",
+					 version, PGMLN_VERSION);
+		return PGMLN_ERR_VERSION;
+	}
+	kind = rd_u32(b + 12);
+	task = rd_u32(b + 16);
+	link = rd_u32(b + 20);
+	F = rd_u32(b + 24);
+	K = rd_u32(b + 28);
+	C = rd_u32(b + 32);
+	flags = rd_u32(b + 36);
+	link_param = rd_f64(b + 40);
+	divisor = rd_f64(b + 48);
+	body_len = rd_u64(b + 56);
+	if (body_len != (uint64_t) (len - HEADER_SIZE - TRAILER_SIZE))
+		FAIL("blob length does not match its header (truncated or padded)");
+	if (crc32_bytes(b, len - TRAILER_SIZE) != rd_u32(b + len - TRAILER_SIZE))
+		FAIL("blob checksum mismatch (corrupt data)");
+
+	/* header semantics */
+	if (kind != PGMLN_KIND_TREES && kind != PGMLN_KIND_LINEAR)
+		FAIL("unknown model kind");
+	if (task != PGMLN_TASK_REGRESSION && task != PGMLN_TASK_CLASSIFICATION)
+		FAIL("unknown task");
+	if (link > PGMLN_LINK_NONE)
+		FAIL("unknown link");
+	if (F < 1 || F > MAX_FEATURES)
+		FAIL("bad number of features");
+	if (K < 1 || K > MAX_OUTPUTS)
+		FAIL("bad number of outputs");
+	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO))
+		FAIL("unknown header flags");
+	if (!(divisor > 0) || isinf(divisor))
+		FAIL("divisor must be a positive finite number");
+	if (isnan(link_param) || isinf(link_param))
+		FAIL("link parameter must be finite");
+	if (task == PGMLN_TASK_REGRESSION)
+	{
+		if (C != 0)
+			FAIL("regression model with classes");
+		if (link != PGMLN_LINK_IDENTITY && link != PGMLN_LINK_SIGMOID && link != PGMLN_LINK_EXP)
+			FAIL("link not valid for regression");
+		if (flags & FLAG_LABELS)
+			FAIL("regression model with class labels");
+	}
+	else
+	{
+		if (C < 2 || C > MAX_OUTPUTS)
+			FAIL("classifier needs at least two classes");
+		if (K == 1)
+		{
+			if (C != 2 || (link != PGMLN_LINK_SIGMOID && link != PGMLN_LINK_NONE))
+				FAIL("single-score classifier must be binary with a sigmoid or no link");
+		}
+		else if (K != C)
+			FAIL("classifier must have one score per class or a single score");
+		else if (link == PGMLN_LINK_EXP)
+			FAIL("exp link not valid for classification");
+	}
+	if (link == PGMLN_LINK_SIGMOID && !(link_param > 0))
+		FAIL("sigmoid slope must be positive");
+	if (link == PGMLN_LINK_SOFTMAX && (task != PGMLN_TASK_CLASSIFICATION || K < 2))
+		FAIL("softmax needs a multiclass classifier");
+	if (link == PGMLN_LINK_OVR && (task != PGMLN_TASK_CLASSIFICATION || K < 2))
+		FAIL("one-vs-rest needs a multiclass classifier");
+
+	/* body: read the layout */
+	r.p = b + HEADER_SIZE;
+	r.left = (size_t) body_len;
+	if (!(base_p = take(&r, K, 8)))
+		FAIL("truncated base scores");
+	if (!sane_f64s(base_p, K, 0))
+		FAIL("base scores must be finite");
+	if (flags & FLAG_LABELS)
+	{
+		if (!(labels_p = take(&r, C, 8)))
+			FAIL("truncated class labels");
+		if (!sane_f64s(labels_p, C, 0))
+			FAIL("class labels must be finite");
+	}
+	if (flags & FLAG_PREPROCESS)
+	{
+		if (!(pre_p = take(&r, 3 * (uint64_t) F, 8)))
+			FAIL("truncated preprocessing");
+		if (!sane_f64s(pre_p, F, 1) || !sane_f64s(pre_p + 8 * (size_t) F, 2 * (uint64_t) F, 0))
+			FAIL("preprocessing shift and scale must be finite");
+	}
+	if (kind == PGMLN_KIND_TREES)
+	{
+		const unsigned char *hdr = take(&r, 16, 1);
+		uint64_t total = 0;
+
+		if (!hdr)
+			FAIL("truncated tree header");
+		n_trees = rd_u32(hdr);
+		W = rd_u32(hdr + 4);
+		n_nodes = rd_u64(hdr + 8);
+		if (n_trees < 1)
+			FAIL("tree ensemble without trees");
+		if (W != 1 && W != K)
+			FAIL("leaf width must be 1 or the number of outputs");
+		if (n_nodes < n_trees || n_nodes > (uint64_t) INT32_MAX)
+			FAIL("bad node count");
+		if (!(tree_nodes_p = take(&r, n_trees, 4)) || !(tree_group_p = take(&r, n_trees, 4)))
+			FAIL("truncated tree table");
+		for (uint32_t t = 0; t < n_trees; t++)
+		{
+			uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+
+			if (cnt < 1)
+				FAIL("empty tree");
+			total += cnt;
+			if (cnt > max_cnt)
+				max_cnt = cnt;
+			if (rd_u32(tree_group_p + 4 * (size_t) t) >= K)
+				FAIL("tree output group out of range");
+		}
+		if (total != n_nodes)
+			FAIL("tree node counts do not add up");
+		if (!(nodes_p = take(&r, n_nodes, BLOB_NODE_SIZE)))
+			FAIL("truncated nodes");
+		/* validate nodes tree by tree */
+		{
+			uint64_t off = 0;
+
+			for (uint32_t t = 0; t < n_trees; t++)
+			{
+				uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+
+				for (uint32_t i = 0; i < cnt; i++)
+				{
+					const unsigned char *np = nodes_p + (off + i) * BLOB_NODE_SIZE;
+					int32_t l = (int32_t) rd_u32(np), rr = (int32_t) rd_u32(np + 4);
+					uint32_t feat = rd_u32(np + 8), nflags = rd_u32(np + 12);
+					float thr = rd_f32(np + 16);
+
+					if (l == -1 && rr == -1)
+					{
+						n_leaves++;
+						continue;
+					}
+					if (l <= (int32_t) i || rr <= (int32_t) i || (uint32_t) l >= cnt ||
+						(uint32_t) rr >= cnt)
+						FAIL("tree child index out of order or out of range");
+					if (feat >= F)
+						FAIL("split feature out of range");
+					if (nflags & ~NODE_KNOWN_FLAGS)
+						FAIL("unknown node flags");
+					if (isnan(thr))
+						FAIL("split threshold is NaN");
+				}
+				off += cnt;
+			}
+		}
+		if (!(leaves_p = take(&r, n_leaves * W, 8)))
+			FAIL("truncated leaf values");
+		if (!sane_f64s(leaves_p, n_leaves * W, 0))
+			FAIL("leaf values must be finite");
+		n_blocks = (n_trees + LOCKSTEP - 1) / LOCKSTEP;
+	}
+	else
+	{
+		if (!(coef_p = take(&r, (uint64_t) K * F, 8)))
+			FAIL("truncated coefficients");
+		if (!sane_f64s(coef_p, (uint64_t) K * F, 0))
+			FAIL("coefficients must be finite");
+	}
+	if (r.left != 0)
+		FAIL("trailing bytes after the model body");
+	if (kind == PGMLN_KIND_TREES)
+	{
+		/* scratch for heights and leaf ranks; the only temporary allocation,
+		 * made before the model block so no error path can leak the block */
+		scratch = (uint32_t *) malloc(sizeof(uint32_t) * 2 * (size_t) max_cnt);
+		if (!scratch)
+			return fail(err, errlen, PGMLN_ERR_NOMEM, "%s", "out of memory loading model");
+		perfect = plan_perfect(tree_nodes_p, nodes_p, n_trees, n_nodes, scratch, &pn_total,
+							   &pl_total, &any_zm);
+	}
+
+	/* two passes over the layout: size, then fill */
+	bm.base = NULL;
+	bm.used = 0;
+	m = NULL;
+	for (pass = 0; pass < 2; pass++)
+	{
+		pgmln_model *mm;
+
+		bm.used = 0;
+		mm = (pgmln_model *) bump_take(&bm, sizeof(pgmln_model));
+		if (pass == 1)
+		{
+			m = mm;
+			memset(m, 0, sizeof *m);
+		}
+#define ALLOC(field, type, count) \
+	do { \
+		void *p_ = bump_take(&bm, sizeof(type) * (size_t) (count)); \
+		if (pass == 1) \
+			m->field = (type *) p_; \
+	} while (0)
+		ALLOC(base, double, K);
+		if (flags & FLAG_LABELS)
+			ALLOC(labels, double, C);
+		if (flags & FLAG_PREPROCESS)
+		{
+			ALLOC(impute, double, F);
+			ALLOC(shift, double, F);
+			ALLOC(mult, double, F);
+		}
+		if (kind == PGMLN_KIND_TREES)
+		{
+			ALLOC(root, int32_t, n_trees);
+			ALLOC(group, uint32_t, n_trees);
+			ALLOC(block_steps, uint32_t, n_blocks);
+			if (perfect)
+			{
+				ALLOC(pnodes, pnode, pn_total);
+				ALLOC(pnode_off, uint64_t, n_trees);
+				ALLOC(pleaf_off, uint64_t, n_trees);
+				ALLOC(pleaves, double, pl_total * W);
+			}
+			else
+			{
+				ALLOC(nodes, inode, n_nodes);
+				ALLOC(leaf_of, int32_t, n_nodes);
+				ALLOC(leaf_values, double, n_leaves * W);
+			}
+		}
+		else
+			ALLOC(coef, double, (size_t) K * F);
+		ALLOC(acc, double, K + (C > K ? C : K));
+		ALLOC(xbuf, float, F);
+#undef ALLOC
+		if (pass == 0)
+		{
+			if (bm.used <= SIZE_MAX / 2)
+				bm.base = (unsigned char *) (alloc ? alloc(alloc_ctx, bm.used)
+												   : default_alloc(NULL, bm.used));
+			if (!bm.base)
+			{
+				free(scratch);
+				return fail(err, errlen, PGMLN_ERR_NOMEM, "%s", "out of memory loading model");
+			}
+		}
+	}
+
+	m->bytes = bm.used;
+	m->kind = (int) kind;
+	m->task = (int) task;
+	m->link = (int) link;
+	m->F = F;
+	m->K = K;
+	m->C = C;
+	m->W = W;
+	m->has_pre = (flags & FLAG_PREPROCESS) != 0;
+	m->has_labels = (flags & FLAG_LABELS) != 0;
+	m->snap_zero = (flags & FLAG_SNAP_ZERO) != 0;
+	m->link_param = link_param;
+	m->divisor = divisor;
+	for (uint32_t k = 0; k < K; k++)
+		m->base[k] = rd_f64(base_p + 8 * (size_t) k);
+	if (m->has_labels)
+		for (uint32_t c = 0; c < C; c++)
+			m->labels[c] = rd_f64(labels_p + 8 * (size_t) c);
+	if (m->has_pre)
+		for (uint32_t j = 0; j < F; j++)
+		{
+			m->impute[j] = rd_f64(pre_p + 8 * (size_t) j);
+			m->shift[j] = rd_f64(pre_p + 8 * ((size_t) F + j));
+			m->mult[j] = rd_f64(pre_p + 8 * (2 * (size_t) F + j));
+		}
+	if (kind == PGMLN_KIND_TREES)
+	{
+		uint64_t off = 0, leaf = 0;
+
+		m->n_trees = n_trees;
+		m->perfect = perfect;
+		m->any_zero_missing = any_zm;
+		if (perfect)
+		{
+			build_perfect(m, tree_nodes_p, tree_group_p, nodes_p, leaves_p, scratch, max_cnt);
+			free(scratch);
+			*out = m;
+			return PGMLN_OK;
+		}
+		free(scratch);
+		for (uint64_t i = 0; i < n_leaves * W; i++)
+			m->leaf_values[i] = rd_f64(leaves_p + 8 * i);
+		for (uint32_t b2 = 0; b2 < n_blocks; b2++)
+			m->block_steps[b2] = 0;
+		for (uint32_t t = 0; t < n_trees; t++)
+		{
+			uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+
+			m->root[t] = (int32_t) off;
+			m->group[t] = rd_u32(tree_group_p + 4 * (size_t) t);
+			for (uint32_t i = 0; i < cnt; i++)
+			{
+				const unsigned char *np = nodes_p + (off + i) * BLOB_NODE_SIZE;
+				int32_t l = (int32_t) rd_u32(np), rr = (int32_t) rd_u32(np + 4);
+				inode *nd = &m->nodes[off + i];
+
+				if (l == -1 && rr == -1)
+				{
+					nd->thr = 0.0f;
+					nd->feat = 0;
+					nd->child[0] = nd->child[1] = (int32_t) (off + i);
+					m->leaf_of[off + i] = (int32_t) leaf++;
+				}
+				else
+				{
+					uint32_t nflags = rd_u32(np + 12);
+
+					nd->thr = rd_f32(np + 16);
+					nd->feat = rd_u32(np + 8) |
+						((nflags & NODE_DEFAULT_LEFT) ? 0 : IN_DEFAULT_RIGHT) |
+						((nflags & NODE_ZERO_MISSING) ? IN_ZERO_MISSING : 0);
+					nd->child[0] = (int32_t) off + l;
+					nd->child[1] = (int32_t) off + rr;
+					m->leaf_of[off + i] = -1;
+				}
+			}
+			off += cnt;
+		}
+		/*
+		 * Tree heights bound the lock-step walk.  Children come after parents,
+		 * so one forward pass propagates depths; internal nodes keep their
+		 * depth in leaf_of as -(depth + 1) meanwhile (no extra allocation),
+		 * and are reset to -1 afterwards.
+		 */
+		off = 0;
+		for (uint32_t t = 0; t < n_trees; t++)
+		{
+			uint32_t cnt = rd_u32(tree_nodes_p + 4 * (size_t) t);
+			int32_t height = 0;
+
+			for (uint32_t i = 0; i < cnt; i++)
+			{
+				const inode *nd = &m->nodes[off + i];
+				int32_t d;
+
+				if (m->leaf_of[off + i] >= 0)
+					continue;
+				d = -m->leaf_of[off + i] - 1;
+				for (int c = 0; c < 2; c++)
+				{
+					int32_t ch = nd->child[c];
+
+					if (m->leaf_of[ch] >= 0)
+					{
+						if (d + 1 > height)
+							height = d + 1;
+					}
+					else if (-m->leaf_of[ch] - 1 < d + 1)
+						m->leaf_of[ch] = -(d + 2);
+				}
+			}
+			for (uint32_t i = 0; i < cnt; i++)
+				if (m->leaf_of[off + i] < 0)
+					m->leaf_of[off + i] = -1;
+			if ((uint32_t) height > m->block_steps[t / LOCKSTEP])
+				m->block_steps[t / LOCKSTEP] = (uint32_t) height;
+			off += cnt;
+		}
+	}
+	else
+	{
+		for (uint64_t i = 0; i < (uint64_t) K * F; i++)
+			m->coef[i] = rd_f64(coef_p + 8 * i);
+	}
+	*out = m;
+	return PGMLN_OK;
+}
+
+void
+pgmln_free(pgmln_model *m)
+{
+	free(m);
+}
+
+/* ---------- properties ---------- */
+
+size_t
+pgmln_model_bytes(const pgmln_model *m)
+{
+	return m->bytes;
+}
+
+int
+pgmln_kind(const pgmln_model *m)
+{
+	return m->kind;
+}
+
+int
+pgmln_task(const pgmln_model *m)
+{
+	return m->task;
+}
+
+int
+pgmln_num_features(const pgmln_model *m)
+{
+	return (int) m->F;
+}
+
+int
+pgmln_num_classes(const pgmln_model *m)
+{
+	return (int) m->C;
+}
+
+int
+pgmln_has_scalar(const pgmln_model *m)
+{
+	return m->task == PGMLN_TASK_CLASSIFICATION || m->K == 1;
+}
+
+int
+pgmln_vector_width(const pgmln_model *m)
+{
+	if (m->task == PGMLN_TASK_CLASSIFICATION)
+		return m->link == PGMLN_LINK_NONE ? 0 : (int) m->C;
+	return (int) m->K;
+}
+
+/* ---------- evaluation ---------- */
+
+/*
+ * Apply the optional impute + affine prefix, and LightGBM's input rule (its
+ * predictor drops |x| <= 1e-35 as sparse zeros, so such values compare as
+ * 0.0); returns the row to evaluate.
+ */
+static inline const float *
+prepare(const pgmln_model *m, const float *x)
+{
+	if (!m->has_pre && !m->snap_zero)
+		return x;
+	for (uint32_t j = 0; j < m->F; j++)
+	{
+		float v = x[j];
+
+		if (m->has_pre)
+		{
+			double d = v;
+
+			if (isnan(d))
+				d = m->impute[j]; /* NaN impute value leaves it missing */
+			v = (float) ((d - m->shift[j]) * m->mult[j]);
+		}
+		if (m->snap_zero && fabsf(v) <= ZERO_THRESHOLD)
+			v = 0.0f;
+		m->xbuf[j] = v;
+	}
+	return m->xbuf;
+}
+
+static inline int32_t
+step(const inode *nodes, int32_t n, const float *x)
+{
+	const inode *nd = &nodes[n];
+	uint32_t f = nd->feat;
+	float v = x[f & IN_FEATURE_MASK];
+	int missing = isnan(v) | ((f & IN_ZERO_MISSING) != 0 && fabsf(v) <= ZERO_THRESHOLD);
+	int right = missing ? (f >> 31) : (v > nd->thr);
+
+	return nd->child[right];
+}
+
+/* full missing-value semantics for one node of the perfect layout */
+static inline int
+go_right(const pnode *p, float v)
+{
+	uint32_t f = p->feat;
+	int missing = isnan(v) | ((f & IN_ZERO_MISSING) != 0 && fabsf(v) <= ZERO_THRESHOLD);
+
+	return missing ? (int) (f >> 31) : (v > p->thr);
+}
+
+/* a row without NaN (nor zeros, if some node treats zero as missing) can
+ * skip the missing-value logic at every node */
+static inline int
+row_is_plain(const pgmln_model *m, const float *x)
+{
+	int special = 0;
+
+	for (uint32_t j = 0; j < m->F; j++)
+		special |= isnan(x[j]) | (m->any_zero_missing && fabsf(x[j]) <= ZERO_THRESHOLD);
+	return !special;
+}
+
+static inline void
+add_leaf(const pgmln_model *m, uint32_t t, uint64_t leaf, double *acc)
+{
+	const double *lv = m->pleaves + (m->pleaf_off[t] + leaf) * m->W;
+
+	if (m->W == 1)
+		acc[m->group[t]] += lv[0];
+	else
+		for (uint32_t k = 0; k < m->W; k++)
+			acc[k] += lv[k];
+}
+
+/*
+ * Perfect layout: node n's children are 2n+1 and 2n+2, so a step is a load
+ * of (feature, threshold), a load of x and a compare; no child pointer load
+ * sits on the dependency chain.  Eight trees advance together.
+ */
+static void
+raw_trees_perfect(const pgmln_model *m, const float *x, double *acc)
+{
+	uint32_t T = m->n_trees;
+	int plain = row_is_plain(m, x);
+	int single = m->K == 1;	/* sum in a register, not through acc[] in memory */
+	double sum = 0.0;
+
+	for (uint32_t t0 = 0, blk = 0; t0 < T; t0 += LOCKSTEP, blk++)
+	{
+		uint32_t D = m->block_steps[blk];
+		uint64_t first_leaf = ((uint64_t) 1 << D) - 1;
+
+		if (T - t0 >= LOCKSTEP)
+		{
+			const pnode *nd[LOCKSTEP];
+			uint32_t n[LOCKSTEP];
+
+			for (int j = 0; j < LOCKSTEP; j++)
+			{
+				nd[j] = m->pnodes + m->pnode_off[t0 + j];
+				n[j] = 0;
+			}
+			if (plain)
+				for (uint32_t d = 0; d < D; d++)
+				{
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+					for (int j = 0; j < LOCKSTEP; j++)
+					{
+						const pnode *p = &nd[j][n[j]];
+
+						n[j] = 2 * n[j] + 1 + (x[p->feat & IN_FEATURE_MASK] > p->thr);
+					}
+				}
+			else
+				for (uint32_t d = 0; d < D; d++)
+					for (int j = 0; j < LOCKSTEP; j++)
+					{
+						const pnode *p = &nd[j][n[j]];
+
+						n[j] = 2 * n[j] + 1 + go_right(p, x[p->feat & IN_FEATURE_MASK]);
+					}
+			if (single)
+				for (int j = 0; j < LOCKSTEP; j++)
+					sum += m->pleaves[m->pleaf_off[t0 + j] + n[j] - first_leaf];
+			else
+				for (int j = 0; j < LOCKSTEP; j++)
+					add_leaf(m, t0 + j, n[j] - first_leaf, acc);
+		}
+		else
+			for (uint32_t t = t0; t < T; t++)
+			{
+				const pnode *nd = m->pnodes + m->pnode_off[t];
+				uint64_t n = 0;
+
+				for (uint32_t d = 0; d < D; d++)
+					n = 2 * n + 1 + go_right(&nd[n], x[nd[n].feat & IN_FEATURE_MASK]);
+				add_leaf(m, t, n - first_leaf, acc);
+			}
+	}
+	if (single)
+		acc[0] += sum;
+}
+
+static void
+raw_trees(const pgmln_model *m, const float *x, double *acc)
+{
+	const inode *nodes = m->nodes;
+	uint32_t T = m->n_trees, K = m->K, W = m->W;
+
+	for (uint32_t k = 0; k < K; k++)
+		acc[k] = 0.0;
+	if (m->perfect)
+	{
+		raw_trees_perfect(m, x, acc);
+		for (uint32_t k = 0; k < K; k++)
+			acc[k] = m->base[k] + acc[k] / m->divisor;
+		return;
+	}
+	for (uint32_t t0 = 0, blk = 0; t0 < T; t0 += LOCKSTEP, blk++)
+	{
+		uint32_t steps = m->block_steps[blk];
+		int32_t cur[LOCKSTEP];
+
+		if (T - t0 >= LOCKSTEP)
+		{
+			for (int j = 0; j < LOCKSTEP; j++)
+				cur[j] = m->root[t0 + j];
+			for (uint32_t s = 0; s < steps; s++)
+			{
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#endif
+				for (int j = 0; j < LOCKSTEP; j++)
+					cur[j] = step(nodes, cur[j], x);
+			}
+			if (W == 1)
+				for (int j = 0; j < LOCKSTEP; j++)
+					acc[m->group[t0 + j]] += m->leaf_values[m->leaf_of[cur[j]]];
+			else
+				for (int j = 0; j < LOCKSTEP; j++)
+				{
+					const double *lv = m->leaf_values + (size_t) m->leaf_of[cur[j]] * W;
+
+					for (uint32_t k = 0; k < W; k++)
+						acc[k] += lv[k];
+				}
+		}
+		else
+		{
+			for (uint32_t t = t0; t < T; t++)
+			{
+				int32_t n = m->root[t];
+
+				while (m->leaf_of[n] < 0)
+					n = step(nodes, n, x);
+				if (W == 1)
+					acc[m->group[t]] += m->leaf_values[m->leaf_of[n]];
+				else
+				{
+					const double *lv = m->leaf_values + (size_t) m->leaf_of[n] * W;
+
+					for (uint32_t k = 0; k < W; k++)
+						acc[k] += lv[k];
+				}
+			}
+		}
+	}
+	for (uint32_t k = 0; k < K; k++)
+		acc[k] = m->base[k] + acc[k] / m->divisor;
+}
+
+static void
+raw_linear(const pgmln_model *m, const float *x, double *acc)
+{
+	uint32_t F = m->F;
+
+	for (uint32_t k = 0; k < m->K; k++)
+	{
+		const double *w = m->coef + (size_t) k * F;
+		double s = 0.0;
+
+		if (m->has_pre)
+			for (uint32_t j = 0; j < F; j++)
+			{
+				double v = x[j];
+
+				if (isnan(v))
+					v = m->impute[j];
+				s += w[j] * ((v - m->shift[j]) * m->mult[j]);
+			}
+		else
+			for (uint32_t j = 0; j < F; j++)
+				s += w[j] * (double) x[j];
+		acc[k] = s + m->base[k];
+	}
+}
+
+static inline void
+raw_scores(const pgmln_model *m, const float *x, double *acc)
+{
+	if (m->kind == PGMLN_KIND_TREES)
+		raw_trees(m, prepare(m, x), acc);
+	else
+		raw_linear(m, x, acc); /* linear applies preprocessing in double */
+}
+
+static inline double
+sigmoid(double z)
+{
+	return 1.0 / (1.0 + exp(-z));
+}
+
+static double
+scalar_from_raw(const pgmln_model *m, const double *raw)
+{
+	if (m->task == PGMLN_TASK_CLASSIFICATION)
+	{
+		uint32_t best = 0;
+
+		if (m->K == 1)
+			best = raw[0] > 0.0 ? 1 : 0;
+		else
+			for (uint32_t k = 1; k < m->K; k++)
+				if (raw[k] > raw[best])
+					best = k;
+		return m->has_labels ? m->labels[best] : (double) best;
+	}
+	switch (m->link)
+	{
+		case PGMLN_LINK_SIGMOID:
+			return sigmoid(m->link_param * raw[0]);
+		case PGMLN_LINK_EXP:
+			return exp(raw[0]);
+		default:
+			return raw[0];
+	}
+}
+
+static void
+vector_from_raw(const pgmln_model *m, const double *raw, double *out)
+{
+	uint32_t K = m->K;
+
+	if (m->task == PGMLN_TASK_CLASSIFICATION && K == 1)
+	{
+		double p = sigmoid(m->link_param * raw[0]);
+
+		out[0] = 1.0 - p;
+		out[1] = p;
+		return;
+	}
+	switch (m->link)
+	{
+		case PGMLN_LINK_SIGMOID:
+			for (uint32_t k = 0; k < K; k++)
+				out[k] = sigmoid(m->link_param * raw[k]);
+			break;
+		case PGMLN_LINK_EXP:
+			for (uint32_t k = 0; k < K; k++)
+				out[k] = exp(raw[k]);
+			break;
+		case PGMLN_LINK_SOFTMAX:
+			{
+				double mx = raw[0], sum = 0.0;
+
+				for (uint32_t k = 1; k < K; k++)
+					if (raw[k] > mx)
+						mx = raw[k];
+				for (uint32_t k = 0; k < K; k++)
+				{
+					out[k] = exp(raw[k] - mx);
+					sum += out[k];
+				}
+				for (uint32_t k = 0; k < K; k++)
+					out[k] /= sum;
+				break;
+			}
+		case PGMLN_LINK_OVR:
+			{
+				double sum = 0.0;
+
+				for (uint32_t k = 0; k < K; k++)
+				{
+					out[k] = sigmoid(raw[k]);
+					sum += out[k];
+				}
+				for (uint32_t k = 0; k < K; k++)
+					out[k] = sum > 0 ? out[k] / sum : 1.0 / K;
+				break;
+			}
+		default:
+			for (uint32_t k = 0; k < K; k++)
+				out[k] = raw[k];
+	}
+}
+
+double
+pgmln_predict_row(const pgmln_model *m, const float *x)
+{
+	raw_scores(m, x, m->acc);
+	return scalar_from_raw(m, m->acc);
+}
+
+void
+pgmln_predict_rows(const pgmln_model *m, const float *x, size_t n, double *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = pgmln_predict_row(m, x + i * m->F);
+}
+
+void
+pgmln_outputs_row(const pgmln_model *m, const float *x, double *out)
+{
+	raw_scores(m, x, m->acc);
+	vector_from_raw(m, m->acc, out);
+}
+
+void
+pgmln_outputs_rows(const pgmln_model *m, const float *x, size_t n, double *out)
+{
+	size_t w = (size_t) pgmln_vector_width(m);
+
+	if (w == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		pgmln_outputs_row(m, x + i * m->F, out + i * w);
+}

@@ -1,0 +1,885 @@
+/*
+ * pgml_native.c -- PostgreSQL glue for the native model evaluator.
+ *
+ * Serving functions look the deployed model up in pgml-flow's tables and
+ * evaluate its compiled blob (path 'native' in pgml.files) with model.c.  A
+ * model without a blob is passed to the plpython implementation
+ * (pgml._py_predict and friends) through fmgr, so callers need not care.
+ *
+ * Caching, per backend:
+ *   - project name -> deployed model id.  Deployments change, so the mapping is
+ *     re-read once per statement (statement start time + local transaction
+ *     id): a redeploy committed elsewhere is seen by the next statement, and a
+ *     million-row scan pays one SPI query, not one per row.
+ *   - model id -> parsed model, an LRU bounded in bytes by
+ *     pgml.native_cache_mb.  Model ids are immutable (a model's files never
+ *     change), so positive entries never need revalidation.  "No native blob"
+ *     is remembered for the statement only, since a blob may be added later.
+ * SPI is entered only on a cache miss, and in read-only mode so the same code
+ * works in parallel workers (which may not bump the command counter).
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "model.h"
+
+PG_MODULE_MAGIC;
+
+#if PG_VERSION_NUM >= 170000
+#define MY_LXID (MyProc->vxid.lxid)
+#else
+#define MY_LXID (MyProc->lxid)
+#endif
+
+#define STACK_FEATURES 256
+#define PROJECT_SLOTS 64
+
+void _PG_init(void);
+
+PG_FUNCTION_INFO_V1(pgml_native_eval);
+PG_FUNCTION_INFO_V1(pgml_native_eval_proba);
+PG_FUNCTION_INFO_V1(pgml_native_predict_project);
+PG_FUNCTION_INFO_V1(pgml_native_predict_model);
+PG_FUNCTION_INFO_V1(pgml_native_predict_proba_project);
+PG_FUNCTION_INFO_V1(pgml_native_predict_proba_model);
+PG_FUNCTION_INFO_V1(pgml_native_predict_batch_model);
+PG_FUNCTION_INFO_V1(pgml_native_deployed_model_id);
+PG_FUNCTION_INFO_V1(pgml_native_cache_stats);
+PG_FUNCTION_INFO_V1(pgml_native_cache_reset);
+
+static int native_cache_mb = 256;
+
+/* ------------------------------------------------------------------ stamps */
+
+typedef struct
+{
+	TimestampTz ts;
+	LocalTransactionId lxid;
+} StmtStamp;
+
+static inline StmtStamp
+current_stamp(void)
+{
+	StmtStamp s;
+
+	s.ts = GetCurrentStatementStartTimestamp();
+	s.lxid = MY_LXID;
+	return s;
+}
+
+static inline bool
+same_stamp(StmtStamp a, StmtStamp b)
+{
+	return a.ts == b.ts && a.lxid == b.lxid;
+}
+
+static const StmtStamp NO_STAMP = {0, InvalidLocalTransactionId};
+
+/* ------------------------------------------------------------------ caches */
+
+typedef struct ModelEntry
+{
+	int64		model_id;		/* hash key */
+	pgmln_model *model;			/* NULL: no native blob (as of `checked`) */
+	Size		bytes;
+	int64		hits;
+	TimestampTz last_used;
+	StmtStamp	checked;
+	dlist_node	lru;
+	bool		in_lru;
+} ModelEntry;
+
+typedef struct
+{
+	char	   *name;			/* NULL: free slot */
+	int			len;
+	int64		model_id;		/* 0: project has no deployment */
+	StmtStamp	checked;
+} ProjectSlot;
+
+static MemoryContext CacheContext = NULL;	/* models, project names */
+static MemoryContext FmgrContext = NULL;	/* fallback FmgrInfos */
+static HTAB *model_hash = NULL;
+static dlist_head lru_list = DLIST_STATIC_INIT(lru_list);
+static Size cache_bytes = 0;
+static ModelEntry *last_entry = NULL;
+static ProjectSlot projects[PROJECT_SLOTS];
+static int	last_project = -1;
+static int	next_project_slot = 0;
+static SPIPlanPtr deployed_plan = NULL;
+static SPIPlanPtr files_plan = NULL;
+
+static void
+ensure_cache(void)
+{
+	HASHCTL		ctl;
+
+	if (CacheContext == NULL)
+		CacheContext = AllocSetContextCreate(TopMemoryContext, "pgml_native model cache",
+											 ALLOCSET_DEFAULT_SIZES);
+	if (model_hash != NULL)
+		return;
+	memset(&ctl, 0, sizeof ctl);
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(ModelEntry);
+	ctl.hcxt = CacheContext;
+	model_hash = hash_create("pgml_native models", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	dlist_init(&lru_list);
+	cache_bytes = 0;
+}
+
+static void *
+context_alloc(void *ctx, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) ctx, size,
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+drop_entry(ModelEntry *e)
+{
+	if (e->in_lru)
+	{
+		dlist_delete(&e->lru);
+		e->in_lru = false;
+	}
+	if (e->model)
+	{
+		cache_bytes -= e->bytes;
+		pfree(e->model);
+		e->model = NULL;
+	}
+	if (last_entry == e)
+		last_entry = NULL;
+	hash_search(model_hash, &e->model_id, HASH_REMOVE, NULL);
+}
+
+/* evict least recently used models until under the limit, never `keep` */
+static void
+evict_to_limit(ModelEntry *keep)
+{
+	Size		limit = (Size) native_cache_mb * 1024 * 1024;
+
+	while (cache_bytes > limit && !dlist_is_empty(&lru_list))
+	{
+		ModelEntry *tail = dlist_tail_element(ModelEntry, lru, &lru_list);
+
+		if (tail == keep)
+			break;
+		drop_entry(tail);
+	}
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void
+raise_parse_error(int rc, const char *what, const char *err)
+{
+	if (rc == PGMLN_ERR_NOMEM)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory loading %s", what),
+				 errdetail("%s", err)));
+	ereport(ERROR,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("%s is not a valid pgml_native blob: %s", what, err),
+			 errhint("Recompile the model with pgml_flow.engine.native.compile_model, or delete "
+					 "its 'native' rows in pgml.files so it is served by the Python path.")));
+}
+
+/* ------------------------------------------------------------------ SPI */
+
+/* Deployed model of a project, 0 if none; runs SPI (caller checks caches). */
+static int64
+lookup_deployed(const char *name, int len)
+{
+	Datum		arg;
+	char		nulls = ' ';
+	int64		result = 0;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml_native: SPI_connect failed");
+	if (deployed_plan == NULL)
+	{
+		Oid			argtypes[1] = {TEXTOID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "SELECT d.model_id::bigint FROM pgml.deployments d "
+									   "JOIN pgml.projects p ON p.id = d.project_id "
+									   "WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1",
+									   1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "pgml_native: could not prepare deployment lookup: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		deployed_plan = plan;
+	}
+	arg = PointerGetDatum(cstring_to_text_with_len(name, len));
+	rc = SPI_execute_plan(deployed_plan, &arg, &nulls, true, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pgml_native: deployment lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			result = DatumGetInt64(d);
+	}
+	SPI_finish();
+	return result;
+}
+
+/*
+ * Concatenate the 'native' parts of a model into a buffer in the caller's
+ * memory context; NULL if the model has none.
+ */
+static char *
+fetch_blob(int64 model_id, Size *len)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Datum		arg = Int64GetDatum(model_id);
+	char		nulls = ' ';
+	char	   *buf = NULL;
+	Size		total = 0;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml_native: SPI_connect failed");
+	if (files_plan == NULL)
+	{
+		Oid			argtypes[1] = {INT8OID};
+		SPIPlanPtr	plan = SPI_prepare(
+									   "SELECT data FROM pgml.files "
+									   "WHERE model_id = $1 AND path = 'native' ORDER BY part",
+									   1, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "pgml_native: could not prepare model file lookup: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		files_plan = plan;
+	}
+	rc = SPI_execute_plan(files_plan, &arg, &nulls, true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pgml_native: model file lookup failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed > 0)
+	{
+		uint64		n = SPI_processed;
+		bytea	  **parts = (bytea **) palloc(sizeof(bytea *) * n);
+		Size		off = 0;
+
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1,
+										  &isnull);
+
+			parts[i] = isnull ? NULL : DatumGetByteaPP(d);
+			if (parts[i])
+				total += VARSIZE_ANY_EXHDR(parts[i]);
+		}
+		buf = MemoryContextAllocHuge(caller, total > 0 ? total : 1);
+		for (uint64 i = 0; i < n; i++)
+			if (parts[i])
+			{
+				memcpy(buf + off, VARDATA_ANY(parts[i]), VARSIZE_ANY_EXHDR(parts[i]));
+				off += VARSIZE_ANY_EXHDR(parts[i]);
+			}
+	}
+	SPI_finish();
+	*len = total;
+	return buf;
+}
+
+/* ------------------------------------------------------------------ lookups */
+
+/* parsed model for a model id, or NULL when it has no native blob */
+static pgmln_model *
+get_model(int64 model_id)
+{
+	ModelEntry *e;
+	bool		found;
+	StmtStamp	now;
+	char	   *blob;
+	Size		len;
+	pgmln_model *model;
+	char		err[256];
+	int			rc;
+
+	if (last_entry != NULL && last_entry->model_id == model_id && last_entry->model != NULL)
+	{
+		last_entry->hits++;
+		last_entry->last_used = GetCurrentStatementStartTimestamp();
+		return last_entry->model;
+	}
+	ensure_cache();
+	now = current_stamp();
+	e = (ModelEntry *) hash_search(model_hash, &model_id, HASH_FIND, NULL);
+	if (e != NULL)
+	{
+		if (e->model != NULL)
+		{
+			e->hits++;
+			e->last_used = GetCurrentStatementStartTimestamp();
+			dlist_move_head(&lru_list, &e->lru);
+			last_entry = e;
+			return e->model;
+		}
+		if (same_stamp(e->checked, now))
+			return NULL;
+	}
+
+	blob = fetch_blob(model_id, &len);
+
+	e = (ModelEntry *) hash_search(model_hash, &model_id, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->model = NULL;
+		e->bytes = 0;
+		e->hits = 0;
+		e->in_lru = false;
+		e->last_used = 0;
+		e->checked = NO_STAMP;
+	}
+	if (blob == NULL)
+	{
+		e->checked = now;		/* remember "no blob" for this statement */
+		return NULL;
+	}
+	rc = pgmln_parse(blob, len, context_alloc, CacheContext, &model, err, sizeof err);
+	pfree(blob);
+	if (rc != PGMLN_OK)
+	{
+		char		what[64];
+
+		snprintf(what, sizeof what, "model " INT64_FORMAT, model_id);
+		raise_parse_error(rc, what, err);
+	}
+	e->model = model;
+	e->bytes = pgmln_model_bytes(model);
+	e->hits = 1;
+	e->last_used = GetCurrentStatementStartTimestamp();
+	e->checked = now;
+	dlist_push_head(&lru_list, &e->lru);
+	e->in_lru = true;
+	cache_bytes += e->bytes;
+	evict_to_limit(e);
+	last_entry = e;
+	return model;
+}
+
+/*
+ * Deployed model id of a project, re-read once per statement.  With missing_ok, a
+ * project without a deployment (or no project at all) gives 0: the serving functions
+ * then hand the call to the Python path, whose error tells the two cases apart.
+ */
+static int64
+deployed_model(text *project, bool missing_ok)
+{
+	const char *name = VARDATA_ANY(project);
+	int			len = VARSIZE_ANY_EXHDR(project);
+	StmtStamp	now = current_stamp();
+	int			slot = -1;
+	ProjectSlot *p;
+
+	if (last_project >= 0 && projects[last_project].len == len &&
+		memcmp(projects[last_project].name, name, len) == 0)
+		slot = last_project;
+	else
+		for (int i = 0; i < PROJECT_SLOTS; i++)
+			if (projects[i].name != NULL && projects[i].len == len &&
+				memcmp(projects[i].name, name, len) == 0)
+			{
+				slot = i;
+				break;
+			}
+	if (slot >= 0 && same_stamp(projects[slot].checked, now))
+	{
+		last_project = slot;
+		p = &projects[slot];
+	}
+	else
+	{
+		int64		id = lookup_deployed(name, len);
+
+		ensure_cache();
+		if (slot < 0)
+		{
+			slot = next_project_slot;
+			next_project_slot = (next_project_slot + 1) % PROJECT_SLOTS;
+			if (projects[slot].name)
+				pfree(projects[slot].name);
+			projects[slot].name = NULL;
+			projects[slot].name = MemoryContextAlloc(CacheContext, len + 1);
+			memcpy(projects[slot].name, name, len);
+			projects[slot].name[len] = '\0';
+			projects[slot].len = len;
+		}
+		projects[slot].model_id = id;
+		projects[slot].checked = now;
+		last_project = slot;
+		p = &projects[slot];
+	}
+	if (p->model_id == 0 && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no deployed model for project \"%.*s\"", len, name),
+				 errhint("Train one with pgml.train('%.*s', ...) or deploy one with "
+						 "pgml.deploy(...).", len, name)));
+	return p->model_id;
+}
+
+/* ------------------------------------------------------------------ arrays */
+
+/*
+ * Read a real[] into floats without detoasting copies: short-header (packed)
+ * arrays hold the same bytes after a 1-byte header, so the data can be
+ * located directly.  NULL elements become NaN (missing).  Returns the element
+ * count; *out is `stackbuf` when it fits, else palloc'd.
+ */
+static int
+read_features(Datum d, float *stackbuf, int stackn, float **out)
+{
+	struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+	const char *p = VARDATA_ANY(v);
+	int32		ndim,
+				dataoffset;
+	Oid			elemtype;
+	int			dims[MAXDIM];
+	int			nitems;
+	const char *data;
+	const bits8 *bitmap = NULL;
+	float	   *buf;
+
+	memcpy(&ndim, p, sizeof(int32));
+	memcpy(&dataoffset, p + sizeof(int32), sizeof(int32));
+	memcpy(&elemtype, p + 2 * sizeof(int32), sizeof(Oid));
+	if (elemtype != FLOAT4OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("features must be real[], got an array of type %s",
+						format_type_be(elemtype)),
+				 errhint("Cast the features: ARRAY[...]::real[].")));
+	if (ndim < 0 || ndim > MAXDIM)
+		elog(ERROR, "pgml_native: invalid array dimensions %d", ndim);
+	if (ndim == 0)
+	{
+		*out = stackbuf;
+		return 0;
+	}
+	memcpy(dims, p + sizeof(ArrayType) - VARHDRSZ, sizeof(int) * ndim);
+	nitems = ArrayGetNItems(ndim, dims);
+	if (dataoffset != 0)
+	{
+		bitmap = (const bits8 *) (p + sizeof(ArrayType) - VARHDRSZ + 2 * sizeof(int) * ndim);
+		data = p + dataoffset - VARHDRSZ;
+	}
+	else
+		data = p + ARR_OVERHEAD_NONULLS(ndim) - VARHDRSZ;
+	buf = nitems <= stackn ? stackbuf : (float *) palloc(sizeof(float) * (Size) nitems);
+	if (bitmap == NULL)
+		memcpy(buf, data, sizeof(float) * (Size) nitems);
+	else
+	{
+		for (int i = 0; i < nitems; i++)
+		{
+			if (bitmap[i / 8] & (1 << (i % 8)))
+			{
+				memcpy(&buf[i], data, sizeof(float));
+				data += sizeof(float);
+			}
+			else
+				buf[i] = get_float4_nan();
+		}
+	}
+	*out = buf;
+	return nitems;
+}
+
+static ArrayType *
+float4_array(const double *v, int n)
+{
+	Size		nbytes = ARR_OVERHEAD_NONULLS(1) + sizeof(float4) * (Size) n;
+	ArrayType  *a = (ArrayType *) palloc(nbytes);
+	float4	   *out;
+
+	SET_VARSIZE(a, nbytes);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = FLOAT4OID;
+	ARR_DIMS(a)[0] = n;
+	ARR_LBOUND(a)[0] = 1;
+	out = (float4 *) ARR_DATA_PTR(a);
+	for (int i = 0; i < n; i++)
+		out[i] = (float4) v[i];
+	return a;
+}
+
+static void
+describe(char *buf, size_t n, int64 model_id)
+{
+	if (model_id > 0)
+		snprintf(buf, n, "model " INT64_FORMAT, model_id);
+	else
+		snprintf(buf, n, "the model");
+}
+
+static void
+check_features(const pgmln_model *m, int64 model_id, int nitems)
+{
+	if (nitems != pgmln_num_features(m))
+	{
+		char		what[64];
+
+		describe(what, sizeof what, model_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s expects %d features, got %d", what, pgmln_num_features(m), nitems),
+				 errhint("Pass one value per feature, in the column order the model was "
+						 "trained on.")));
+	}
+}
+
+static double
+eval_scalar(const pgmln_model *m, int64 model_id, Datum features)
+{
+	float		stackbuf[STACK_FEATURES];
+	float	   *x;
+	int			n;
+
+	if (!pgmln_has_scalar(m))
+	{
+		char		what[64];
+
+		describe(what, sizeof what, model_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s predicts %d outputs, not one value", what, pgmln_vector_width(m)),
+				 errhint("Use pgml.predict_joint for multi-output models.")));
+	}
+	n = read_features(features, stackbuf, STACK_FEATURES, &x);
+	check_features(m, model_id, n);
+	return pgmln_predict_row(m, x);
+}
+
+static ArrayType *
+eval_vector(const pgmln_model *m, int64 model_id, Datum features)
+{
+	float		stackbuf[STACK_FEATURES];
+	double		outbuf[64];
+	double	   *out;
+	float	   *x;
+	int			n,
+				w = pgmln_vector_width(m);
+
+	if (w == 0)
+	{
+		char		what[64];
+
+		describe(what, sizeof what, model_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s is a classifier without probabilities", what),
+				 errhint("Use pgml.predict for the class, or train a model with "
+						 "predict_proba (e.g. logistic regression).")));
+	}
+	n = read_features(features, stackbuf, STACK_FEATURES, &x);
+	check_features(m, model_id, n);
+	out = w <= 64 ? outbuf : (double *) palloc(sizeof(double) * w);
+	pgmln_outputs_row(m, x, out);
+	return float4_array(out, w);
+}
+
+/* ------------------------------------------------------------------ fallback */
+
+typedef struct
+{
+	const char *signature;
+	Oid			oid;
+	StmtStamp	checked;
+	FmgrInfo	flinfo;
+} Fallback;
+
+static Fallback fb_predict_text = {.signature = "pgml._py_predict(text,real[])"};
+static Fallback fb_predict_id = {.signature = "pgml._py_predict(bigint,real[])"};
+static Fallback fb_proba_text = {.signature = "pgml._py_predict_proba(text,real[])"};
+static Fallback fb_proba_id = {.signature = "pgml._py_predict_proba(bigint,real[])"};
+static Fallback fb_batch_id = {.signature = "pgml._py_predict_batch(bigint,real[])"};
+
+/*
+ * Call the Python implementation.  The OID is looked up by signature once per
+ * statement (a DROP + CREATE changes it; CREATE OR REPLACE does not).
+ */
+static Datum
+call_fallback(Fallback *fb, FunctionCallInfo outer, int64 model_id)
+{
+	StmtStamp	now = current_stamp();
+	LOCAL_FCINFO(fc, 2);
+	Datum		result;
+
+	if (!OidIsValid(fb->oid) || !same_stamp(fb->checked, now))
+	{
+		LOCAL_FCINFO(lookup, 1);
+		Datum		oid;
+
+		InitFunctionCallInfoData(*lookup, NULL, 1, InvalidOid, NULL, NULL);
+		lookup->args[0].value = CStringGetTextDatum(fb->signature);
+		lookup->args[0].isnull = false;
+		oid = to_regprocedure(lookup);
+		if (lookup->isnull)
+		{
+			char		what[64];
+
+			describe(what, sizeof what, model_id);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FUNCTION),
+					 errmsg("%s has no native blob and the Python fallback %s does not exist",
+							what, fb->signature),
+					 errhint("Install pgml-flow's SQL functions (pgml-flow db upgrade), or "
+							 "compile the model natively.")));
+		}
+		if (DatumGetObjectId(oid) != fb->oid)
+		{
+			if (FmgrContext == NULL)
+				FmgrContext = AllocSetContextCreate(TopMemoryContext, "pgml_native fallbacks",
+													ALLOCSET_SMALL_SIZES);
+			fb->oid = InvalidOid;
+			fmgr_info_cxt(DatumGetObjectId(oid), &fb->flinfo, FmgrContext);
+			fb->oid = DatumGetObjectId(oid);
+		}
+		fb->checked = now;
+	}
+	InitFunctionCallInfoData(*fc, &fb->flinfo, 2, outer->fncollation, NULL, NULL);
+	fc->args[0] = outer->args[0];
+	fc->args[1] = outer->args[1];
+	result = FunctionCallInvoke(fc);
+	outer->isnull = fc->isnull;
+	return result;
+}
+
+/* ------------------------------------------------------------------ native_eval */
+
+typedef struct
+{
+	Size		len;
+	uint64		checksum;
+	pgmln_model *model;
+} EvalCache;
+
+/*
+ * Parsed model for a bytea argument, cached in fn_extra for the query.  The
+ * blob's own CRC (its trailer) plus its length identify the content; a blob
+ * that differs is parsed, i.e. fully validated, again.
+ */
+static pgmln_model *
+eval_model(FunctionCallInfo fcinfo)
+{
+	bytea	   *blob = PG_GETARG_BYTEA_PP(0);
+	Size		len = VARSIZE_ANY_EXHDR(blob);
+	uint64		sum = pgmln_blob_checksum(VARDATA_ANY(blob), len);
+	EvalCache  *c = (EvalCache *) fcinfo->flinfo->fn_extra;
+	char		err[256];
+	int			rc;
+
+	if (c == NULL)
+	{
+		c = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(EvalCache));
+		fcinfo->flinfo->fn_extra = c;
+	}
+	if (c->model != NULL && c->len == len && c->checksum == sum)
+		return c->model;
+	if (c->model != NULL)
+	{
+		pfree(c->model);
+		c->model = NULL;
+	}
+	rc = pgmln_parse(VARDATA_ANY(blob), len, context_alloc, fcinfo->flinfo->fn_mcxt, &c->model,
+					 err, sizeof err);
+	if (rc != PGMLN_OK)
+		raise_parse_error(rc, "the model argument", err);
+	c->len = len;
+	c->checksum = sum;
+	return c->model;
+}
+
+Datum
+pgml_native_eval(PG_FUNCTION_ARGS)
+{
+	pgmln_model *m = eval_model(fcinfo);
+
+	PG_RETURN_FLOAT4((float4) eval_scalar(m, 0, PG_GETARG_DATUM(1)));
+}
+
+Datum
+pgml_native_eval_proba(PG_FUNCTION_ARGS)
+{
+	pgmln_model *m = eval_model(fcinfo);
+
+	PG_RETURN_ARRAYTYPE_P(eval_vector(m, 0, PG_GETARG_DATUM(1)));
+}
+
+/* ------------------------------------------------------------------ serving */
+
+Datum
+pgml_native_predict_project(PG_FUNCTION_ARGS)
+{
+	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
+	pgmln_model *m = id ? get_model(id) : NULL;
+
+	if (m == NULL)
+		return call_fallback(&fb_predict_text, fcinfo, id);
+	PG_RETURN_FLOAT4((float4) eval_scalar(m, id, PG_GETARG_DATUM(1)));
+}
+
+Datum
+pgml_native_predict_model(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	pgmln_model *m = get_model(id);
+
+	if (m == NULL)
+		return call_fallback(&fb_predict_id, fcinfo, id);
+	PG_RETURN_FLOAT4((float4) eval_scalar(m, id, PG_GETARG_DATUM(1)));
+}
+
+Datum
+pgml_native_predict_proba_project(PG_FUNCTION_ARGS)
+{
+	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
+	pgmln_model *m = id ? get_model(id) : NULL;
+
+	if (m == NULL)
+		return call_fallback(&fb_proba_text, fcinfo, id);
+	PG_RETURN_ARRAYTYPE_P(eval_vector(m, id, PG_GETARG_DATUM(1)));
+}
+
+Datum
+pgml_native_predict_proba_model(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	pgmln_model *m = get_model(id);
+
+	if (m == NULL)
+		return call_fallback(&fb_proba_id, fcinfo, id);
+	PG_RETURN_ARRAYTYPE_P(eval_vector(m, id, PG_GETARG_DATUM(1)));
+}
+
+Datum
+pgml_native_predict_batch_model(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	pgmln_model *m = get_model(id);
+	float	   *x;
+	int			n,
+				nf,
+				rows;
+	double	   *out;
+
+	if (m == NULL)
+		return call_fallback(&fb_batch_id, fcinfo, id);
+	if (!pgmln_has_scalar(m))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model " INT64_FORMAT " predicts %d outputs, not one value per row", id,
+						pgmln_vector_width(m)),
+				 errhint("Use pgml.predict_joint row by row for multi-output models.")));
+	n = read_features(PG_GETARG_DATUM(1), NULL, 0, &x);
+	nf = pgmln_num_features(m);
+	if (n % nf != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model " INT64_FORMAT " expects %d features per row, got %d values "
+						"(not a multiple of %d)", id, nf, n, nf),
+				 errhint("Pass the rows flattened, e.g. array_agg of the feature arrays in one "
+						 "array.")));
+	rows = n / nf;
+	out = (double *) palloc(sizeof(double) * (rows > 0 ? rows : 1));
+	for (int i = 0; i < rows; i++)
+	{
+		if ((i & 0xFFFF) == 0)
+			CHECK_FOR_INTERRUPTS();
+		out[i] = pgmln_predict_row(m, x + (Size) i * nf);
+	}
+	PG_RETURN_ARRAYTYPE_P(float4_array(out, rows));
+}
+
+Datum
+pgml_native_deployed_model_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(deployed_model(PG_GETARG_TEXT_PP(0), false));
+}
+
+/* ------------------------------------------------------------------ cache admin */
+
+Datum
+pgml_native_cache_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	dlist_iter	it;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (model_hash == NULL)
+		return (Datum) 0;
+	dlist_foreach(it, &lru_list)
+	{
+		ModelEntry *e = dlist_container(ModelEntry, lru, it.cur);
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = Int64GetDatum(e->model_id);
+		values[1] = Int64GetDatum((int64) e->bytes);
+		values[2] = Int64GetDatum(e->hits);
+		values[3] = TimestampTzGetDatum(e->last_used);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+Datum
+pgml_native_cache_reset(PG_FUNCTION_ARGS)
+{
+	(void) fcinfo;
+	last_entry = NULL;
+	last_project = -1;
+	next_project_slot = 0;
+	memset(projects, 0, sizeof projects);
+	model_hash = NULL;
+	dlist_init(&lru_list);
+	cache_bytes = 0;
+	if (CacheContext != NULL)
+		MemoryContextReset(CacheContext); /* models, names and the hash table */
+	PG_RETURN_VOID();
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("pgml.native_cache_mb",
+							"Memory for parsed native models per backend.",
+							"Least recently used models are evicted beyond this size; a single "
+							"larger model is still loaded.",
+							&native_cache_mb,
+							256, 0, INT_MAX / 2,
+							PGC_USERSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+}

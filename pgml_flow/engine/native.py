@@ -1,0 +1,885 @@
+"""Compile fitted estimators into the blob the ``pgml_native`` C extension scores.
+
+Scoring through plpython costs 100-200 µs per row; the C evaluator in
+``ext/pgml_native`` walks a flattened tree ensemble (or a dot product) in about
+a microsecond.  This module turns a fitted XGBoost, LightGBM or scikit-learn
+model into that evaluator's input and refuses, with :class:`NotCompilable`,
+anything it cannot reproduce exactly, so callers can keep the Python path for
+those models.
+
+Supported
+---------
+* XGBoost ``gbtree``/``dart`` (``XGBModel`` or ``Booster``): identity-link
+  objectives (``reg:squarederror``, ``reg:absoluteerror``, ``reg:pseudohubererror``,
+  ``reg:quantileerror`` with one quantile, ``binary:logitraw``, ``rank:*``), log-link
+  ones (``count:poisson``, ``reg:gamma``, ``reg:tweedie``, ``survival:cox``),
+  ``binary:logistic``/``reg:logistic`` and ``multi:softprob``/``multi:softmax``;
+  ``base_score`` taken from the model's JSON and moved to margin space the way
+  XGBoost 3.x does; early-stopped sklearn models keep only ``best_iteration``.
+* LightGBM ``gbdt``/``rf``/``dart``/``goss`` (``LGBMModel`` or ``Booster``), numerical
+  splits with its three missing-value types, objectives regression-like
+  (identity), poisson/gamma/tweedie (exp), binary/cross_entropy (sigmoid),
+  multiclass (softmax), multiclassova (per-class sigmoid).
+* scikit-learn trees and forests (``DecisionTree*``, ``ExtraTree*``,
+  ``RandomForest*``, ``ExtraTrees*``), honouring ``missing_go_to_left``;
+  ``GradientBoosting*`` with a dummy or zero ``init``; linear models with
+  ``coef_``/``intercept_`` and a plain linear decision function (OLS, ridge,
+  lasso, elastic net, SGD, Huber, logistic regression binary/multinomial/OvR,
+  linear SVMs, GLMs with identity or log link); ``RANSACRegressor`` and
+  ``MultiOutputRegressor`` over supported regressors.
+
+Blob format, version 1 (all little-endian)
+------------------------------------------
+Header, 64 bytes::
+
+    off  type     field
+    0    char[8]  magic b"PGMLNATV"
+    8    u32      version = 1
+    12   u32      kind: 1 tree ensemble, 2 linear
+    16   u32      task: 0 regression, 1 classification
+    20   u32      link: 0 identity, 1 sigmoid(link_param * raw), 2 softmax, 3 exp,
+                  4 one-vs-rest (sigmoid each, normalise), 5 none (class only)
+    24   u32      num_features F (>= 1)
+    28   u32      num_outputs K: width of the raw score vector
+    32   u32      num_classes C: 0 for regression; classification has K == C,
+                  or K == 1 and C == 2 (one margin, class 1 when raw > 0)
+    36   u32      flags: bit0 preprocessing present, bit1 class labels present,
+                  bit2 read |x| <= 1e-35 as 0.0 (LightGBM's predictor does)
+    40   f64      link_param (sigmoid slope; 1.0 otherwise)
+    48   f64      divisor: raw = base + (sum of tree leaves) / divisor
+                  (number of trees for averaging forests, else 1)
+    56   u64      body_len: bytes between header and trailer
+
+Body, in order::
+
+    f64 base[K]                      raw score before any tree / intercepts
+    f64 labels[C]                    if flags bit1: value predict returns per class
+                                     (else the class index)
+    f64 impute[F], shift[F], mult[F] if flags bit0: x = NaN ? impute : x  (NaN impute
+                                     keeps it missing), then x' = (x - shift) * mult
+    kind 1 (trees):
+      u32 n_trees, u32 leaf_width W (1: a tree adds to one output; K: to all),
+      u64 n_nodes,
+      u32 tree_nodes[n_trees]        node count per tree
+      u32 tree_group[n_trees]        output a W == 1 tree adds to
+      node[n_nodes], 20 bytes each:  i32 left, i32 right (tree-local index; -1 and -1
+                                     for a leaf; children after their parent),
+                                     u32 feature, u32 flags (bit0 missing goes left,
+                                     bit1 |x| <= 1e-35 also counts as missing),
+                                     f32 threshold (go left iff x <= threshold)
+      f64 leaf_values[n_leaves * W]  leaves in node order
+    kind 2 (linear):
+      f64 coef[K * F]                row-major: raw[k] = base[k] + sum_j coef[k*F + j] * x_j
+
+Trailer: u32 CRC-32 (zlib) of all preceding bytes.
+
+Thresholds are float32 with ``<=`` for every library: XGBoost's ``x < t``
+becomes ``x <= nextafter(t, -inf)``, and double thresholds (LightGBM,
+scikit-learn) become the largest float32 not above them; for float32 inputs
+those decide exactly like the library.  LightGBM's missing type "None" (NaN
+treated as 0.0) is folded into the default direction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pgml_flow.errors import ModelError
+
+__all__ = ["FORMAT_VERSION", "MAGIC", "NotCompilable", "compile_model"]
+
+MAGIC = b"PGMLNATV"
+FORMAT_VERSION = 1
+
+KIND_TREES = 1
+KIND_LINEAR = 2
+TASK_REGRESSION = 0
+TASK_CLASSIFICATION = 1
+LINK_IDENTITY = 0
+LINK_SIGMOID = 1
+LINK_SOFTMAX = 2
+LINK_EXP = 3
+LINK_OVR = 4
+LINK_NONE = 5
+
+NODE_DEFAULT_LEFT = 1
+NODE_ZERO_MISSING = 2
+
+_HEADER = struct.Struct("<8sIIIIIIIIddQ")
+_NODE_DTYPE = np.dtype(
+    [("left", "<i4"), ("right", "<i4"), ("feature", "<u4"), ("flags", "<u4"), ("thr", "<f4")]
+)
+
+
+class NotCompilable(ModelError):
+    """This model cannot be compiled for native scoring; serve it through Python instead."""
+
+
+@dataclass
+class _Tree:
+    """One tree in library-neutral form; leaves have left == right == -1."""
+
+    left: np.ndarray  # int32
+    right: np.ndarray  # int32
+    feature: np.ndarray  # uint32
+    flags: np.ndarray  # uint32
+    threshold: np.ndarray  # float32, go left iff x <= threshold
+    value: np.ndarray  # float64 (n_nodes, W), read at leaves only
+    group: int = 0
+
+
+@dataclass
+class _Spec:
+    kind: int
+    task: int
+    link: int
+    num_features: int
+    num_outputs: int
+    num_classes: int = 0
+    link_param: float = 1.0
+    divisor: float = 1.0
+    base: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    trees: list[_Tree] = field(default_factory=list)
+    leaf_width: int = 1
+    coef: np.ndarray | None = None
+    snap_zero: bool = False
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _f32_le_from_f64(t: np.ndarray) -> np.ndarray:
+    """Largest float32 <= t, so float32 ``x <= t`` decides the same in float32."""
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        t32 = t.astype(np.float32)
+    over = t32.astype(np.float64) > t
+    t32[over] = np.nextafter(t32[over], np.float32(-np.inf))
+    return t32
+
+
+def _f32_le_from_lt(t: np.ndarray) -> np.ndarray:
+    """Turn float32 ``x < t`` into ``x <= t'`` (t' the float32 just below t)."""
+    t32 = np.asarray(t, dtype=np.float32)
+    return np.nextafter(t32, np.float32(-np.inf)).astype(np.float32)
+
+
+def _labels(classes: Any) -> np.ndarray | None:
+    """Numeric class labels are returned by predict; anything else returns the index."""
+    arr = np.asarray(classes)
+    if arr.dtype.kind in "biuf":
+        out = arr.astype(np.float64)
+        if np.all(np.isfinite(out)):
+            return out
+    return None
+
+
+def _preorder(tree: _Tree) -> _Tree:
+    """Renumber nodes in pre-order so children come after their parent."""
+    order: list[int] = []
+    stack = [0]
+    while stack:
+        n = stack.pop()
+        order.append(n)
+        if tree.left[n] != -1:
+            stack.append(int(tree.right[n]))
+            stack.append(int(tree.left[n]))
+    idx = np.asarray(order, dtype=np.int64)
+    if len(set(order)) != len(order):
+        raise NotCompilable("tree is not a tree (a node is reachable twice)")
+    new_of_old = np.full(len(tree.left), -1, dtype=np.int64)
+    new_of_old[idx] = np.arange(len(idx))
+    left = tree.left[idx]
+    right = tree.right[idx]
+    leaf = left == -1
+    left = np.where(leaf, -1, new_of_old[np.where(leaf, 0, left)]).astype(np.int32)
+    right = np.where(leaf, -1, new_of_old[np.where(leaf, 0, right)]).astype(np.int32)
+    return _Tree(
+        left,
+        right,
+        tree.feature[idx],
+        tree.flags[idx],
+        tree.threshold[idx],
+        tree.value[idx],
+        tree.group,
+    )
+
+
+def _normalise_tree(tree: _Tree) -> _Tree:
+    n = len(tree.left)
+    leaf = tree.left == -1
+    tree.right = np.where(leaf, -1, tree.right).astype(np.int32)
+    tree.left = tree.left.astype(np.int32)
+    tree.feature = np.where(leaf, 0, tree.feature).astype(np.uint32)
+    tree.flags = np.where(leaf, 0, tree.flags).astype(np.uint32)
+    tree.threshold = np.where(leaf, 0.0, tree.threshold).astype(np.float32)
+    pos = np.arange(n)
+    ok = bool(np.all(leaf | ((tree.left > pos) & (tree.right > pos)))) and bool(
+        np.all(leaf | ((tree.left < n) & (tree.right < n)))
+    )
+    return tree if ok else _preorder(tree)
+
+
+def _preprocess_arrays(preprocess: dict[str, Any], nf: int) -> np.ndarray:
+    """``{"impute": [...], "shift": [...], "mult": [...]}`` -> (3, F) float64."""
+    unknown = set(preprocess) - {"impute", "shift", "mult"}
+    if unknown:
+        raise NotCompilable(f"unknown preprocess keys {sorted(unknown)}; use impute, shift, mult")
+    defaults = {"impute": math.nan, "shift": 0.0, "mult": 1.0}
+    rows = []
+    for key in ("impute", "shift", "mult"):
+        vals = preprocess.get(key)
+        if vals is None:
+            row = np.full(nf, defaults[key])
+        else:
+            row = np.array(
+                [defaults[key] if v is None else float(v) for v in vals], dtype=np.float64
+            )
+            if row.shape != (nf,):
+                raise NotCompilable(f"preprocess {key!r} has {row.size} values, model has {nf}")
+        if key != "impute" and not np.all(np.isfinite(row)):
+            raise NotCompilable(f"preprocess {key!r} must be finite")
+        rows.append(row)
+    return np.vstack(rows)
+
+
+def _write(spec: _Spec, preprocess: dict[str, Any] | None) -> bytes:
+    nf, k, c = spec.num_features, spec.num_outputs, spec.num_classes
+    base = np.zeros(k) if spec.base is None else np.asarray(spec.base, dtype=np.float64)
+    if base.shape != (k,):
+        raise NotCompilable(f"internal: base has shape {base.shape}, expected ({k},)")
+    parts: list[bytes] = [base.astype("<f8").tobytes()]
+    flags = 0
+    if spec.labels is not None:
+        flags |= 2
+        parts.append(np.asarray(spec.labels, dtype="<f8").tobytes())
+    if spec.snap_zero:
+        flags |= 4
+    if preprocess:
+        flags |= 1
+        parts.append(_preprocess_arrays(preprocess, nf).astype("<f8").tobytes())
+    if spec.kind == KIND_TREES:
+        trees = [_normalise_tree(t) for t in spec.trees]
+        w = spec.leaf_width
+        counts = np.array([len(t.left) for t in trees], dtype="<u4")
+        groups = np.array([t.group for t in trees], dtype="<u4")
+        n_nodes = int(counts.sum())
+        nodes = np.empty(n_nodes, dtype=_NODE_DTYPE)
+        nodes["left"] = np.concatenate([t.left for t in trees])
+        nodes["right"] = np.concatenate([t.right for t in trees])
+        nodes["feature"] = np.concatenate([t.feature for t in trees])
+        nodes["flags"] = np.concatenate([t.flags for t in trees])
+        nodes["thr"] = np.concatenate([t.threshold for t in trees])
+        leaves = np.concatenate(
+            [
+                np.asarray(t.value, dtype=np.float64).reshape(len(t.left), w)[t.left == -1]
+                for t in trees
+            ]
+        )
+        if np.any(nodes["feature"][nodes["left"] != -1] >= nf):
+            raise NotCompilable("a split uses a feature index beyond the model's feature count")
+        if not np.all(np.isfinite(leaves)):
+            raise NotCompilable("model has non-finite leaf values")
+        parts += [
+            struct.pack("<IIQ", len(trees), w, n_nodes),
+            counts.tobytes(),
+            groups.tobytes(),
+            nodes.tobytes(),
+            leaves.astype("<f8").tobytes(),
+        ]
+    else:
+        assert spec.coef is not None
+        coef = np.asarray(spec.coef, dtype=np.float64).reshape(k, nf)
+        if not np.all(np.isfinite(coef)):
+            raise NotCompilable("model has non-finite coefficients")
+        parts.append(coef.astype("<f8").tobytes())
+    body = b"".join(parts)
+    header = _HEADER.pack(
+        MAGIC,
+        FORMAT_VERSION,
+        spec.kind,
+        spec.task,
+        spec.link,
+        nf,
+        k,
+        c,
+        flags,
+        float(spec.link_param),
+        float(spec.divisor),
+        len(body),
+    )
+    blob = header + body
+    return blob + struct.pack("<I", zlib.crc32(blob) & 0xFFFFFFFF)
+
+
+# --------------------------------------------------------------------------- XGBoost
+
+_XGB_IDENTITY = {
+    "reg:squarederror",
+    "reg:linear",
+    "reg:squaredlogerror",
+    "reg:pseudohubererror",
+    "reg:absoluteerror",
+    "reg:quantileerror",
+    "binary:logitraw",
+    "rank:pairwise",
+    "rank:ndcg",
+    "rank:map",
+}
+_XGB_LOG = {"count:poisson", "reg:gamma", "reg:tweedie", "survival:cox"}
+_XGB_LOGISTIC = {"binary:logistic", "reg:logistic"}
+_XGB_SOFTMAX = {"multi:softprob", "multi:softmax"}
+
+
+def _xgb_tree(t: dict[str, Any], group: int, weight: float) -> _Tree:
+    if any(int(s) != 0 for s in t.get("split_type", [])) or t.get("categories"):
+        raise NotCompilable("XGBoost model uses categorical splits; only numerical splits compile")
+    left = np.asarray(t["left_children"], dtype=np.int64)
+    right = np.asarray(t["right_children"], dtype=np.int64)
+    cond = np.asarray(t["split_conditions"], dtype=np.float32)
+    if int(t["tree_param"].get("size_leaf_vector", "1") or 1) > 1:
+        raise NotCompilable("XGBoost multi-output trees are not supported")
+    leaf = left == -1
+    value = cond.astype(np.float64)
+    if weight != 1.0:
+        value = value * weight
+    return _Tree(
+        left=left.astype(np.int32),
+        right=right.astype(np.int32),
+        feature=np.asarray(t["split_indices"], dtype=np.uint32),
+        flags=np.where(np.asarray(t["default_left"], dtype=bool), NODE_DEFAULT_LEFT, 0).astype(
+            np.uint32
+        ),
+        threshold=np.where(leaf, np.float32(0), _f32_le_from_lt(cond)),
+        value=value.reshape(-1, 1),
+        group=group,
+    )
+
+
+def _compile_xgboost(model: Any) -> _Spec:
+    import xgboost as xgb
+
+    booster = model if isinstance(model, xgb.Booster) else model.get_booster()
+    is_sklearn = not isinstance(model, xgb.Booster)
+    if is_sklearn:
+        missing = getattr(model, "missing", np.nan)
+        if missing is not None and not (isinstance(missing, float) and math.isnan(missing)):
+            raise NotCompilable("XGBoost model with a non-NaN `missing` value")
+    doc = json.loads(booster.save_raw(raw_format="json"))
+    learner = doc["learner"]
+    params = learner["learner_model_param"]
+    objective = learner["objective"]["name"]
+    gb = learner["gradient_booster"]
+    gname = gb["name"]
+    if gname == "dart":
+        weights = [float(w) for w in gb.get("weight_drop", [])]
+        gb = gb["gbtree"]
+    elif gname == "gbtree":
+        weights = []
+    else:
+        raise NotCompilable(f"XGBoost booster {gname!r} is not supported (only gbtree, dart)")
+    tmodel = gb["model"]
+    num_feature = int(params["num_feature"])
+    num_class = int(params.get("num_class", "0") or 0)
+    if int(params.get("num_target", "1") or 1) > 1:
+        raise NotCompilable("XGBoost multi-target models are not supported")
+    if tmodel.get("cats") and any(tmodel["cats"].get(k) for k in tmodel["cats"]):
+        raise NotCompilable("XGBoost model uses categorical features")
+    base = [float(v) for v in str(params["base_score"]).strip("[]").split(",") if v.strip()]
+    if objective == "reg:quantileerror" and len(base) > 1:
+        raise NotCompilable("XGBoost multi-quantile models are not supported")
+
+    trees_json = tmodel["trees"]
+    tree_info = [int(g) for g in tmodel["tree_info"]]
+    n_use = len(trees_json)
+    if is_sklearn:
+        best = None
+        try:
+            best = model.best_iteration
+        except AttributeError:
+            best = None
+        if best is not None:
+            indptr = tmodel.get("iteration_indptr")
+            if indptr:
+                n_use = int(indptr[min(int(best) + 1, len(indptr) - 1)])
+            else:  # older models: rounds are num_groups * num_parallel_tree trees
+                per_round = max(1, num_class) * int(
+                    tmodel["gbtree_model_param"].get("num_parallel_tree", "1")
+                )
+                n_use = min(n_use, (int(best) + 1) * per_round)
+
+    k = max(1, num_class)
+    if objective in _XGB_SOFTMAX:
+        task, link, nclasses = TASK_CLASSIFICATION, LINK_SOFTMAX, num_class
+        margin = base  # multi-class intercepts are stored as margins in 3.x
+        if len(margin) == 1:
+            margin = margin * k
+    elif objective in _XGB_LOGISTIC:
+        if len(base) != 1:
+            raise NotCompilable("XGBoost logistic model with several base scores")
+        p = base[0]
+        if not 0.0 < p < 1.0:
+            raise NotCompilable(f"XGBoost base_score {p} is not a probability")
+        margin = [math.log(p / (1.0 - p))]
+        if objective == "binary:logistic":
+            task, link, nclasses = TASK_CLASSIFICATION, LINK_SIGMOID, 2
+        else:
+            task, link, nclasses = TASK_REGRESSION, LINK_SIGMOID, 0
+    elif objective in _XGB_LOG:
+        if len(base) != 1 or base[0] <= 0:
+            raise NotCompilable("XGBoost log-link model with an unusable base_score")
+        margin = [math.log(base[0])]
+        task, link, nclasses = TASK_REGRESSION, LINK_EXP, 0
+    elif objective in _XGB_IDENTITY:
+        margin = base
+        task, link, nclasses = TASK_REGRESSION, LINK_IDENTITY, 0
+    else:
+        raise NotCompilable(f"XGBoost objective {objective!r} is not supported natively")
+    if k > 1 and task != TASK_CLASSIFICATION:
+        raise NotCompilable("XGBoost multi-group regression is not supported")
+    if len(margin) != k:
+        raise NotCompilable(f"XGBoost base_score has {len(margin)} values for {k} outputs")
+
+    trees = [
+        _xgb_tree(trees_json[i], tree_info[i], weights[i] if weights else 1.0) for i in range(n_use)
+    ]
+    if not trees:
+        trees = [_constant_tree(0.0)]
+    labels = None
+    if task == TASK_CLASSIFICATION and is_sklearn and hasattr(model, "classes_"):
+        labels = _labels(model.classes_)
+    # XGBoost computes the base margin in float32
+    margin32 = np.asarray(margin, dtype=np.float32).astype(np.float64)
+    return _Spec(
+        kind=KIND_TREES,
+        task=task,
+        link=link,
+        num_features=num_feature,
+        num_outputs=k,
+        num_classes=nclasses,
+        base=margin32,
+        labels=labels,
+        trees=trees,
+    )
+
+
+def _constant_tree(value: float, group: int = 0, width: int = 1) -> _Tree:
+    return _Tree(
+        left=np.array([-1], dtype=np.int32),
+        right=np.array([-1], dtype=np.int32),
+        feature=np.zeros(1, dtype=np.uint32),
+        flags=np.zeros(1, dtype=np.uint32),
+        threshold=np.zeros(1, dtype=np.float32),
+        value=np.full((1, width), value, dtype=np.float64),
+        group=group,
+    )
+
+
+# --------------------------------------------------------------------------- LightGBM
+
+
+def _lgb_tree(structure: dict[str, Any], group: int) -> _Tree:
+    left: list[int] = []
+    right: list[int] = []
+    feature: list[int] = []
+    flags: list[int] = []
+    thr: list[float] = []
+    value: list[float] = []
+
+    def emit(node: dict[str, Any]) -> int:
+        idx = len(left)
+        left.append(-1)
+        right.append(-1)
+        feature.append(0)
+        flags.append(0)
+        thr.append(0.0)
+        value.append(0.0)
+        if "leaf_value" in node and "split_feature" not in node:
+            value[idx] = float(node["leaf_value"])
+            return idx
+        if node.get("decision_type", "<=") != "<=":
+            raise NotCompilable("LightGBM model uses categorical splits; only numerical compile")
+        t = float(node["threshold"])
+        missing = node.get("missing_type", "None")
+        default_left = bool(node.get("default_left", True))
+        if missing == "None":  # NaN is read as 0.0: the direction is fixed per node
+            fl = NODE_DEFAULT_LEFT if t >= 0.0 else 0
+        elif missing == "Zero":
+            fl = (NODE_DEFAULT_LEFT if default_left else 0) | NODE_ZERO_MISSING
+        elif missing == "NaN":
+            fl = NODE_DEFAULT_LEFT if default_left else 0
+        else:
+            raise NotCompilable(f"LightGBM missing type {missing!r} is not supported")
+        feature[idx] = int(node["split_feature"])
+        flags[idx] = fl
+        thr[idx] = t
+        left[idx] = emit(node["left_child"])
+        right[idx] = emit(node["right_child"])
+        return idx
+
+    # deep trees would overflow Python recursion; LightGBM's are bounded by num_leaves
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20000))
+    try:
+        emit(structure)
+    finally:
+        sys.setrecursionlimit(limit)
+    lf = np.asarray(left, dtype=np.int32)
+    thr32 = _f32_le_from_f64(np.asarray(thr))
+    return _Tree(
+        left=lf,
+        right=np.asarray(right, dtype=np.int32),
+        feature=np.asarray(feature, dtype=np.uint32),
+        flags=np.asarray(flags, dtype=np.uint32),
+        threshold=thr32,
+        value=np.asarray(value, dtype=np.float64).reshape(-1, 1),
+        group=group,
+    )
+
+
+def _compile_lightgbm(model: Any) -> _Spec:
+    import lightgbm as lgb
+
+    is_sklearn = not isinstance(model, lgb.Booster)
+    booster = model.booster_ if is_sklearn else model
+    dump = booster.dump_model()
+    if booster.params.get("linear_tree") or "is_linear=1" in booster.model_to_string():
+        raise NotCompilable("LightGBM linear trees are not supported")
+    objective = str(dump.get("objective", "regression")).split()
+    name = objective[0] if objective else "regression"
+    opts = dict(o.split(":", 1) for o in objective[1:] if ":" in o)
+    num_class = int(dump.get("num_class", 1))
+    per_iter = int(dump.get("num_tree_per_iteration", 1))
+    num_features = int(dump["max_feature_idx"]) + 1
+    sigmoid = float(opts.get("sigmoid", 1.0))
+    if name in {"binary"}:
+        task, link, k, nclasses = TASK_CLASSIFICATION, LINK_SIGMOID, 1, 2
+    elif name in {"cross_entropy", "xentropy"}:
+        task, link, k, nclasses = TASK_REGRESSION, LINK_SIGMOID, 1, 0
+        sigmoid = 1.0
+    elif name in {"multiclass", "softmax"}:
+        task, link, k, nclasses = TASK_CLASSIFICATION, LINK_SOFTMAX, num_class, num_class
+    elif name in {"multiclassova", "multiclass_ova", "ova", "ovr"}:
+        task, link, k, nclasses = TASK_CLASSIFICATION, LINK_SIGMOID, num_class, num_class
+    elif name in {"poisson", "gamma", "tweedie"}:
+        task, link, k, nclasses = TASK_REGRESSION, LINK_EXP, 1, 0
+    elif name in {
+        "regression",
+        "regression_l2",
+        "l2",
+        "mean_squared_error",
+        "mse",
+        "regression_l1",
+        "l1",
+        "huber",
+        "fair",
+        "quantile",
+        "mape",
+        "lambdarank",
+        "rank_xendcg",
+        "custom",
+    }:
+        task, link, k, nclasses = TASK_REGRESSION, LINK_IDENTITY, 1, 0
+    else:
+        raise NotCompilable(f"LightGBM objective {name!r} is not supported natively")
+    if per_iter != k:
+        raise NotCompilable(f"LightGBM model has {per_iter} trees per iteration, expected {k}")
+    trees = [
+        _lgb_tree(info["tree_structure"], int(info["tree_index"]) % per_iter)
+        for info in dump["tree_info"]
+    ]
+    if not trees:
+        trees = [_constant_tree(0.0)]
+    divisor = 1.0
+    if dump.get("average_output"):
+        divisor = float(max(1, len(trees) // per_iter))
+    labels = None
+    if task == TASK_CLASSIFICATION and is_sklearn:
+        labels = _labels(model.classes_)
+    return _Spec(
+        kind=KIND_TREES,
+        task=task,
+        link=link,
+        num_features=num_features,
+        num_outputs=k,
+        num_classes=nclasses,
+        link_param=sigmoid,
+        divisor=divisor,
+        labels=labels,
+        trees=trees,
+        snap_zero=True,
+    )
+
+
+# --------------------------------------------------------------------------- scikit-learn
+
+
+def _sk_tree(tree: Any, value: np.ndarray, group: int = 0) -> _Tree:
+    left = np.asarray(tree.children_left, dtype=np.int32)
+    mgl = getattr(tree, "missing_go_to_left", None)
+    if mgl is None:  # sklearn < 1.3 never saw NaN: it compares NaN <= t, i.e. goes right
+        flags = np.zeros(len(left), dtype=np.uint32)
+    else:
+        flags = np.where(np.asarray(mgl, dtype=bool), NODE_DEFAULT_LEFT, 0).astype(np.uint32)
+    feat = np.asarray(tree.feature)
+    return _Tree(
+        left=left,
+        right=np.asarray(tree.children_right, dtype=np.int32),
+        feature=np.where(left == -1, 0, feat).astype(np.uint32),
+        flags=flags,
+        threshold=_f32_le_from_f64(np.where(left == -1, 0.0, tree.threshold)),
+        value=value,
+        group=group,
+    )
+
+
+def _sk_tree_values(est: Any, classifier: bool) -> np.ndarray:
+    """Leaf values: class fractions for classifiers (as predict_proba), else outputs."""
+    v = np.asarray(est.tree_.value, dtype=np.float64)
+    if classifier:
+        v = v[:, 0, :]
+        s = v.sum(axis=1, keepdims=True)
+        s[s == 0] = 1.0
+        return v / s
+    return v[:, :, 0]
+
+
+def _compile_sklearn_forest(model: Any, estimators: list[Any], classifier: bool) -> _Spec:
+    if getattr(model, "n_outputs_", 1) != 1 and classifier:
+        raise NotCompilable("multi-output tree classifiers are not supported")
+    nf = int(model.n_features_in_)
+    if classifier:
+        nclasses = len(model.classes_)
+        k = nclasses
+    else:
+        nclasses = 0
+        k = int(getattr(model, "n_outputs_", 1))
+    trees = [_sk_tree(e.tree_, _sk_tree_values(e, classifier)) for e in estimators]
+    return _Spec(
+        kind=KIND_TREES,
+        task=TASK_CLASSIFICATION if classifier else TASK_REGRESSION,
+        link=LINK_IDENTITY,
+        num_features=nf,
+        num_outputs=k,
+        num_classes=nclasses,
+        divisor=float(len(estimators)),
+        labels=_labels(model.classes_) if classifier else None,
+        trees=trees,
+        leaf_width=k,
+    )
+
+
+def _compile_sklearn_gb(model: Any, classifier: bool) -> _Spec:
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+
+    init = model.init_
+    if not (init == "zero" or isinstance(init, DummyClassifier | DummyRegressor)):
+        raise NotCompilable("GradientBoosting with a custom `init` estimator is not supported")
+    nf = int(model.n_features_in_)
+    try:
+        base = np.asarray(model._raw_predict_init(np.zeros((1, nf), dtype=np.float32)))[0]
+    except Exception as exc:
+        raise NotCompilable(f"cannot compute GradientBoosting init prediction: {exc}") from exc
+    k = model.estimators_.shape[1]
+    lr = float(model.learning_rate)
+    trees = []
+    for stage in model.estimators_:
+        for g, est in enumerate(stage):
+            v = np.asarray(est.tree_.value, dtype=np.float64)[:, 0, 0] * lr
+            trees.append(_sk_tree(est.tree_, v.reshape(-1, 1), g))
+    if classifier:
+        nclasses = len(model.classes_)
+        loss = getattr(model, "loss", "log_loss")
+        if nclasses == 2:
+            link = LINK_SIGMOID
+            slope = 2.0 if loss == "exponential" else 1.0
+        else:
+            link, slope = LINK_SOFTMAX, 1.0
+        return _Spec(
+            kind=KIND_TREES,
+            task=TASK_CLASSIFICATION,
+            link=link,
+            link_param=slope,
+            num_features=nf,
+            num_outputs=k,
+            num_classes=nclasses,
+            base=base.reshape(k),
+            labels=_labels(model.classes_),
+            trees=trees,
+        )
+    return _Spec(
+        kind=KIND_TREES,
+        task=TASK_REGRESSION,
+        link=LINK_IDENTITY,
+        num_features=nf,
+        num_outputs=1,
+        base=base.reshape(1),
+        trees=trees,
+    )
+
+
+def _dense(a: Any) -> np.ndarray:
+    if hasattr(a, "toarray"):
+        a = a.toarray()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _compile_sklearn_linear(model: Any) -> _Spec:
+    from sklearn.base import is_classifier
+
+    nf = int(model.n_features_in_)
+    coef = _dense(model.coef_)
+    intercept = np.atleast_1d(_dense(getattr(model, "intercept_", 0.0))).ravel()
+    name = type(model).__name__
+    if is_classifier(model):
+        classes = model.classes_
+        nclasses = len(classes)
+        coef = coef.reshape(-1, nf)
+        k = coef.shape[0]
+        if not ((nclasses == 2 and k == 1) or k == nclasses):
+            raise NotCompilable(f"{name} has {k} coefficient rows for {nclasses} classes")
+        if intercept.size == 1 and k > 1:
+            intercept = np.repeat(intercept, k)
+        if name in {"LogisticRegression", "LogisticRegressionCV"}:
+            if k == 1:
+                link = LINK_SIGMOID
+            elif getattr(model, "multi_class", None) == "ovr":
+                link = LINK_OVR
+            else:
+                link = LINK_SOFTMAX
+        elif name == "SGDClassifier" and model.loss == "log_loss":
+            link = LINK_SIGMOID if k == 1 else LINK_OVR
+        else:
+            link = LINK_NONE
+        return _Spec(
+            kind=KIND_LINEAR,
+            task=TASK_CLASSIFICATION,
+            link=link,
+            num_features=nf,
+            num_outputs=k,
+            num_classes=nclasses,
+            base=intercept.reshape(k),
+            labels=_labels(classes),
+            coef=coef,
+        )
+    coef = coef.reshape(-1, nf)
+    k = coef.shape[0]
+    if intercept.size == 1 and k > 1:
+        intercept = np.repeat(intercept, k)
+    link = LINK_IDENTITY
+    base_loss = getattr(model, "_base_loss", None)
+    if base_loss is not None:  # GLMs: PoissonRegressor, GammaRegressor, TweedieRegressor
+        link_name = type(base_loss.link).__name__
+        if link_name == "LogLink":
+            link = LINK_EXP
+        elif link_name != "IdentityLink":
+            raise NotCompilable(f"{name} with link {link_name} is not supported")
+    return _Spec(
+        kind=KIND_LINEAR,
+        task=TASK_REGRESSION,
+        link=link,
+        num_features=nf,
+        num_outputs=k,
+        base=intercept.reshape(k),
+        coef=coef,
+    )
+
+
+_SK_LINEAR_EXTRA = {"LinearSVC", "LinearSVR"}
+_SK_LINEAR_EXCLUDE = {"RANSACRegressor"}
+
+
+def _compile_multioutput(model: Any) -> _Spec:
+    specs = [_to_spec(e) for e in model.estimators_]
+    if not specs or any(
+        s.task != TASK_REGRESSION or s.num_outputs != 1 or s.link != LINK_IDENTITY for s in specs
+    ):
+        raise NotCompilable("MultiOutputRegressor needs single-output identity regressors")
+    nf = specs[0].num_features
+    k = len(specs)
+    if all(s.kind == KIND_LINEAR for s in specs):
+        coef = np.vstack([np.asarray(s.coef).reshape(1, nf) for s in specs])
+        base = np.array([float(np.asarray(s.base)[0]) for s in specs])
+        return _Spec(KIND_LINEAR, TASK_REGRESSION, LINK_IDENTITY, nf, k, base=base, coef=coef)
+    if all(s.kind == KIND_TREES and s.leaf_width == 1 for s in specs):
+        trees = []
+        for g, s in enumerate(specs):
+            for t in s.trees:
+                trees.append(
+                    _Tree(t.left, t.right, t.feature, t.flags, t.threshold, t.value / s.divisor, g)
+                )
+        base = np.array([0.0 if s.base is None else float(np.asarray(s.base)[0]) for s in specs])
+        return _Spec(KIND_TREES, TASK_REGRESSION, LINK_IDENTITY, nf, k, base=base, trees=trees)
+    raise NotCompilable("MultiOutputRegressor over mixed estimator kinds is not supported")
+
+
+def _to_spec(model: Any) -> _Spec:
+    """Dispatch on the estimator's library without importing libraries it doesn't use."""
+    module = type(model).__module__ or ""
+    name = type(model).__name__
+    if module.startswith("xgboost"):
+        return _compile_xgboost(model)
+    if module.startswith("lightgbm"):
+        return _compile_lightgbm(model)
+    if not module.startswith("sklearn"):
+        raise NotCompilable(f"{module}.{name} is not supported for native scoring")
+    if not hasattr(model, "n_features_in_") and name != "MultiOutputRegressor":
+        raise NotCompilable(f"{name} is not fitted")
+    if name in {"DecisionTreeRegressor", "ExtraTreeRegressor"}:
+        return _compile_sklearn_forest(model, [model], classifier=False)
+    if name in {"DecisionTreeClassifier", "ExtraTreeClassifier"}:
+        return _compile_sklearn_forest(model, [model], classifier=True)
+    if name in {"RandomForestRegressor", "ExtraTreesRegressor"}:
+        return _compile_sklearn_forest(model, list(model.estimators_), classifier=False)
+    if name in {"RandomForestClassifier", "ExtraTreesClassifier"}:
+        return _compile_sklearn_forest(model, list(model.estimators_), classifier=True)
+    if name == "GradientBoostingRegressor":
+        return _compile_sklearn_gb(model, classifier=False)
+    if name == "GradientBoostingClassifier":
+        return _compile_sklearn_gb(model, classifier=True)
+    if name == "RANSACRegressor":
+        return _to_spec(model.estimator_)
+    if name == "MultiOutputRegressor":
+        return _compile_multioutput(model)
+    is_linear_module = module.startswith("sklearn.linear_model")
+    is_linear_svm = name in _SK_LINEAR_EXTRA or (
+        name == "SVR" and getattr(model, "kernel", None) == "linear"
+    )
+    if (is_linear_module and name not in _SK_LINEAR_EXCLUDE) or is_linear_svm:
+        if not hasattr(model, "coef_"):
+            raise NotCompilable(f"{name} has no coef_")
+        return _compile_sklearn_linear(model)
+    raise NotCompilable(f"scikit-learn {name} is not supported for native scoring")
+
+
+def compile_model(estimator: Any, *, preprocess: dict[str, Any] | None = None) -> bytes:
+    """Compile a fitted estimator into a ``pgml_native`` blob.
+
+    ``preprocess`` (optional) bakes per-feature preprocessing into the blob:
+    ``{"impute": [...], "shift": [...], "mult": [...]}``, each a list of
+    ``num_features`` numbers (``None`` entries and missing keys mean: no impute,
+    shift 0, mult 1).  The evaluator applies ``x = impute if x is NaN`` then
+    ``x = (x - shift) * mult`` before the model, which expresses mean/median/...
+    imputation and standard, min-max, max-abs and robust scaling.
+
+    Raises :class:`NotCompilable` for anything the evaluator cannot reproduce.
+    """
+    try:
+        spec = _to_spec(estimator)
+    except NotCompilable:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise NotCompilable(
+            f"cannot compile {type(estimator).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return _write(spec, preprocess)

@@ -1,0 +1,53 @@
+-- The serving entry points (real[] forms) of pgml.predict, predict_proba and predict_batch:
+-- the native C scorer (extension pgml_native, built from ext/pgml_native) when the server
+-- has it, else the Python path. With the scorer, pgml.predict IS the C function: no wrapper
+-- on the hot path. The C code itself falls back to pgml._py_* for models without a
+-- compiled form. The other array types and the ROW form (010_api.sql) call these.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native') THEN
+        CREATE EXTENSION IF NOT EXISTS pgml_native;
+    END IF;
+
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
+        CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[])
+        RETURNS real AS '$libdir/pgml_native', 'pgml_native_predict_project'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features real[])
+        RETURNS real AS '$libdir/pgml_native', 'pgml_native_predict_model'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features real[])
+        RETURNS real[] AS '$libdir/pgml_native', 'pgml_native_predict_proba_project'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features real[])
+        RETURNS real[] AS '$libdir/pgml_native', 'pgml_native_predict_proba_model'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict_batch(model_id bigint, features real[])
+        RETURNS real[] AS '$libdir/pgml_native', 'pgml_native_predict_batch_model'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict_batch(project_name text, features real[])
+        RETURNS SETOF real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT unnest(pgml.predict_batch(pgml._native_deployed_model_id(project_name),
+                                               features)) $$;
+    ELSE
+        CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[])
+        RETURNS real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT pgml._py_predict(project_name, features) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features real[])
+        RETURNS real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT pgml._py_predict(model_id, features) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features real[])
+        RETURNS real[] LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT pgml._py_predict_proba(project_name, features) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features real[])
+        RETURNS real[] LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT pgml._py_predict_proba(model_id, features) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict_batch(model_id bigint, features real[])
+        RETURNS real[] LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT pgml._py_predict_batch(model_id, features) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict_batch(project_name text, features real[])
+        RETURNS SETOF real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT unnest(pgml._py_predict_batch(project_name, features)) $$;
+    END IF;
+END
+$do$;
