@@ -494,13 +494,21 @@ def _model_id(plpy: Any, GD: dict[str, Any], key: int | str) -> int:
     return key if isinstance(key, int) else _deployed_id(plpy, GD, key)
 
 
-@sql_errors
-def predict(plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]) -> float:
+def _predict_array(
+    plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any], *, batch: bool = False
+) -> tuple[Any, Any]:
+    """The model for ``key`` and the array form's features as a 2-D array."""
     from pgml_flow import engine
 
     cached = _cached(plpy, GD, key)
-    x = engine.features_from_array(_flatten(features), cached.model.num_features)
-    return float(cached.model.predict(x)[0])
+    x = engine.features_from_array(_flatten(features), cached.model.num_features, batch=batch)
+    return cached.model, x
+
+
+@sql_errors
+def predict(plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]) -> float:
+    model, x = _predict_array(plpy, GD, key, features)
+    return float(model.predict(x)[0])
 
 
 @sql_errors
@@ -518,33 +526,24 @@ def predict_row(plpy: Any, GD: dict[str, Any], key: int | str, row: Any) -> floa
 def predict_proba(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
-    from pgml_flow import engine
-
-    cached = _cached(plpy, GD, key)
-    x = engine.features_from_array(_flatten(features), cached.model.num_features)
-    return [float(p) for p in cached.model.predict_proba(x)[0]]
+    model, x = _predict_array(plpy, GD, key, features)
+    return [float(p) for p in model.predict_proba(x)[0]]
 
 
 @sql_errors
 def predict_joint(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
-    from pgml_flow import engine
-
-    cached = _cached(plpy, GD, key)
-    x = engine.features_from_array(_flatten(features), cached.model.num_features)
-    return [float(p) for p in cached.model.predict_joint(x)[0]]
+    model, x = _predict_array(plpy, GD, key, features)
+    return [float(p) for p in model.predict_joint(x)[0]]
 
 
 @sql_errors
 def predict_batch(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
-    from pgml_flow import engine
-
-    cached = _cached(plpy, GD, key)
-    x = engine.features_from_array(_flatten(features), cached.model.num_features, batch=True)
-    return [float(p) for p in cached.model.predict(x)]
+    model, x = _predict_array(plpy, GD, key, features, batch=True)
+    return [float(p) for p in model.predict(x)]
 
 
 def _flatten(values: Sequence[Any]) -> list[Any]:

@@ -33,287 +33,74 @@ return GD["pgml_flow.api"].train(plpy, GD, project_name, task, relation_name, y_
     automatic_deploy, materialize_snapshot, preprocess)
 $$;
 
-CREATE OR REPLACE FUNCTION pgml._py_predict(project_name text, features real[])
-RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict(plpy, GD, project_name, features)
-$$;
+-- The prediction overloads, for a project name and for a model id alike:
+--   pgml._py_predict / _py_predict_proba / _py_predict_joint / _py_predict_batch (key, real[])
+--       the Python path (plpython3u); pgml.predict, predict_proba and predict_batch on real[]
+--       are defined in 030_serving.sql (native C scorer or these);
+--   pgml.predict_joint(key, real[]) calls the Python path;
+--   pgml.predict / predict_proba / predict_joint(key, <other array type>) cast to real[]
+--       (inlined by the planner); numeric[] is accepted (PostgresML failed on it);
+--   pgml.predict(key, "row" anyelement): the ROW(...) form, passed on as to_json (which keeps
+--       the column order) to pgml._py_predict_row, which applies the snapshot's preprocessing.
+DO $do$
+DECLARE
+    key record;
+    fn record;
+    arr record;
+    prologue constant text :=
+        E'if "pgml_flow.api" not in GD:\n    plpy.execute("SELECT pgml._bootstrap()")\n';
+BEGIN
+    FOR key IN SELECT * FROM (VALUES ('project_name', 'text'), ('model_id', 'bigint')) AS k(name, type)
+    LOOP
+        FOR fn IN SELECT * FROM (VALUES ('predict', 'real'), ('predict_proba', 'real[]'),
+                                        ('predict_joint', 'real[]'), ('predict_batch', 'real[]'))
+                                AS f(name, returns)
+        LOOP
+            EXECUTE format(
+                'CREATE OR REPLACE FUNCTION pgml.%I(%I %s, features real[]) RETURNS %s '
+                'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS %L',
+                '_py_' || fn.name, key.name, key.type, fn.returns,
+                prologue || format('return GD["pgml_flow.api"].%s(plpy, GD, %s, features)',
+                                   fn.name, key.name));
+        END LOOP;
 
-CREATE OR REPLACE FUNCTION pgml._py_predict_proba(project_name text, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_proba(plpy, GD, project_name, features)
-$$;
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgml.predict_joint(%I %s, features real[]) RETURNS real[] '
+            'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            key.name, key.type, format('SELECT pgml._py_predict_joint(%I, features)', key.name));
 
-CREATE OR REPLACE FUNCTION pgml._py_predict_joint(project_name text, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_joint(plpy, GD, project_name, features)
-$$;
+        FOR fn IN SELECT * FROM (VALUES ('predict', 'real'), ('predict_proba', 'real[]'),
+                                        ('predict_joint', 'real[]')) AS f(name, returns)
+        LOOP
+            FOR arr IN SELECT * FROM (VALUES ('double precision[]', 'features::real[]'),
+                                             ('smallint[]', 'features::real[]'),
+                                             ('integer[]', 'features::real[]'),
+                                             ('bigint[]', 'features::real[]'),
+                                             ('numeric[]', 'features::real[]'),
+                                             ('boolean[]', 'features::integer[]::real[]'))
+                                     AS a(type, cast_expr)
+            LOOP
+                EXECUTE format(
+                    'CREATE OR REPLACE FUNCTION pgml.%I(%I %s, features %s) RETURNS %s '
+                    'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+                    fn.name, key.name, key.type, arr.type, fn.returns,
+                    format('SELECT pgml.%I(%I, %s)', fn.name, key.name, arr.cast_expr));
+            END LOOP;
+        END LOOP;
 
-CREATE OR REPLACE FUNCTION pgml._py_predict_row(project_name text, "row" json)
-RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_row(plpy, GD, project_name, row)
-$$;
-
--- The ROW(...) form: to_json keeps the column order (jsonb would sort the keys).
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, "row" anyelement)
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_row(project_name, to_json("row")) $$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict_batch(project_name text, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_batch(plpy, GD, project_name, features)
-$$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features double precision[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features smallint[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features integer[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features bigint[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features numeric[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features boolean[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(project_name, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features double precision[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features smallint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features integer[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features bigint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features numeric[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(project_name text, features boolean[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(project_name, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features real[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_joint(project_name, features) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features double precision[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features smallint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features integer[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features bigint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features numeric[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(project_name text, features boolean[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(project_name, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict(model_id bigint, features real[])
-RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict(plpy, GD, model_id, features)
-$$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict_proba(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_proba(plpy, GD, model_id, features)
-$$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict_joint(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_joint(plpy, GD, model_id, features)
-$$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict_row(model_id bigint, "row" json)
-RETURNS real
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_row(plpy, GD, model_id, row)
-$$;
-
--- The ROW(...) form: to_json keeps the column order (jsonb would sort the keys).
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, "row" anyelement)
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_row(model_id, to_json("row")) $$;
-
-CREATE OR REPLACE FUNCTION pgml._py_predict_batch(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS $$
-if "pgml_flow.api" not in GD:
-    plpy.execute("SELECT pgml._bootstrap()")
-return GD["pgml_flow.api"].predict_batch(plpy, GD, model_id, features)
-$$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features double precision[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features smallint[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features integer[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features bigint[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features numeric[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, features boolean[])
-RETURNS real
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict(model_id, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features double precision[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features smallint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features integer[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features bigint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features numeric[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_proba(model_id bigint, features boolean[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_proba(model_id, features::integer[]::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features real[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml._py_predict_joint(model_id, features) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features double precision[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features smallint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features integer[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features bigint[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features numeric[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::real[]) $$;
-
-CREATE OR REPLACE FUNCTION pgml.predict_joint(model_id bigint, features boolean[])
-RETURNS real[]
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT pgml.predict_joint(model_id, features::integer[]::real[]) $$;
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgml._py_predict_row(%I %s, "row" json) RETURNS real '
+            'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            key.name, key.type,
+            prologue || format('return GD["pgml_flow.api"].predict_row(plpy, GD, %s, row)',
+                               key.name));
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION pgml.predict(%I %s, "row" anyelement) RETURNS real '
+            'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            key.name, key.type, format('SELECT pgml._py_predict_row(%I, to_json("row"))', key.name));
+    END LOOP;
+END
+$do$;
 
 CREATE OR REPLACE FUNCTION pgml.deploy(model_id bigint)
 RETURNS TABLE(project text, strategy text, algorithm text)
