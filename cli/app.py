@@ -16,7 +16,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from cli import bench_commands, pgml_commands
+from cli import bench_commands, model_commands, pgml_commands
 from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import PgmlFlowError
 
@@ -32,6 +32,10 @@ db_app = typer.Typer(help="Manage the database: the embedded cluster and the sch
 app.add_typer(db_app, name="db")
 
 app.add_typer(pgml_commands.app, name="pgml")
+app.command("train")(model_commands.train)
+app.add_typer(model_commands.models_app, name="models")
+app.add_typer(model_commands.bi_app, name="bi")
+app.add_typer(model_commands.verify_app, name="verify")
 app.add_typer(bench_commands.app, name="bench")
 _state: dict[str, Any] = {"debug": False}
 
@@ -191,7 +195,7 @@ def demo(
     clients: Annotated[int, typer.Option(envvar="PGML_FLOW_DEMO_CLIENTS")] = 3,
     issues: Annotated[int, typer.Option(envvar="PGML_FLOW_DEMO_ISSUES")] = 4000,
 ) -> None:
-    """End to end on the embedded database: start, upgrade, seed, summarize."""
+    """End to end: start, upgrade, seed, train per client, predict through the BI surface."""
     pf = flow()
     if not pf.settings.external:
         status = pf.start_database()
@@ -202,6 +206,7 @@ def demo(
     console.print(f"[bold]3.[/] seeded {report.clients} clients, {report.issues:,} issues, "
                   f"{report.pull_requests:,} pull requests in {report.seconds:.1f} s")
     console.print(summary_table(pf.training_summary()))
+    model_commands.demo_models(pf, list(range(1, clients + 1)), first_step=4)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Keeping the CLI, the scheduler and the tests on this one object means the rules
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,7 +23,10 @@ from pgml_flow.seed import SeedReport
 from pgml_flow.settings import Settings
 
 if TYPE_CHECKING:
+    from pgml_flow.isolation import AuditReport, BiLogin
+    from pgml_flow.training import TrainingResult
     from pgml_models.client import PgmlClient
+    from pgml_models.specs import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,103 @@ class PgmlFlow:
         self.require_current_schema()
         with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sqlfiles.query("training_summary")).fetchall()
+
+
+    # -- client-scoped models ---------------------------------------------------------------
+    def model_specs(self, spec_files: Iterable[str] = ()) -> dict[str, ModelSpec]:
+        """Built-in specs, then PGML_FLOW_MODEL_SPECS, then ``spec_files`` (later wins)."""
+        from pgml_models.specs import load_specs
+
+        return load_specs(spec_files)
+
+    def client_ids(self) -> list[int]:
+        from pgml_flow import training
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return training.active_client_ids(conn)
+
+    def train(
+        self,
+        models: Sequence[str],
+        client_ids: Sequence[int] | None = None,
+        *,
+        spec_files: Iterable[str] = (),
+        reason: str = "manual",
+        progress: Callable[[TrainingResult], None] | None = None,
+    ) -> list[TrainingResult]:
+        """Train each model for each client (every active client with None), in turn."""
+        from pgml_flow import training
+        from pgml_models.specs import get_spec
+
+        specs = self.model_specs(spec_files)
+        chosen = [get_spec(specs, name) for name in (models or list(specs))]
+        self.require_current_schema()
+        with self.connect() as conn:
+            ids = list(client_ids) if client_ids is not None else training.active_client_ids(conn)
+            return training.train(conn, chosen, ids, reason=reason, progress=progress)
+
+    def retraining_events(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        from pgml_flow import training
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return training.retraining_events(conn, model, limit)
+
+    # -- isolation --------------------------------------------------------------------------
+    def grant_bi_access(
+        self, client_ids: Sequence[int] | None = None, *, role: str | None = None,
+        password: str | None = None,
+    ) -> list[BiLogin]:
+        """A BI login per client (every active client with None); idempotent."""
+        from pgml_flow import isolation, training
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            ids = list(client_ids) if client_ids is not None else training.active_client_ids(conn)
+            return [isolation.grant_bi_access(conn, cid, role=role, password=password)
+                    for cid in ids]
+
+    def revoke_bi_access(self, client_id: int | None = None) -> list[str]:
+        from pgml_flow import isolation
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return isolation.revoke_bi_access(conn, client_id)
+
+    def bi_logins(self, client_id: int | None = None) -> list[dict[str, Any]]:
+        from pgml_flow import isolation
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return isolation.bi_logins(conn, client_id)
+
+    def audit_isolation(self) -> AuditReport:
+        from pgml_flow import isolation
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return isolation.audit(conn)
+
+    @contextmanager
+    def bi_session(self, client_id: int) -> Iterator[psycopg.Connection]:
+        """A connection acting as the client's BI login (SET SESSION AUTHORIZATION).
+
+        Needs a superuser connection (the embedded cluster's); a BI tool instead logs
+        in as the role itself.
+        """
+        from psycopg import sql
+
+        logins = self.bi_logins(client_id)
+        if not logins:
+            raise ConfigurationError(
+                f"client {client_id} has no BI login; create one with "
+                f"`pgml-flow bi grant --client {client_id}`"
+            )
+        with self.connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(
+                sql.Identifier(str(logins[0]["role_name"]))))
+            yield conn
 
 
 def _server_facts(conn: psycopg.Connection) -> tuple[str | None, str]:

@@ -27,7 +27,8 @@ from pgml_flow.errors import MigrationError, SchemaOutdated
 
 logger = logging.getLogger(__name__)
 
-#: schemas whose every object comes from ``sql/idempotent``
+#: schemas whose objects come from ``sql/idempotent`` (and, for ``pgml_flow_training``, from
+#: training, which recreates its views); a downgrade drops them, with the RLS policies
 IDEMPOTENT_SCHEMAS = ("analytics", "pgml_flow_training", "pgml_flow")
 
 

@@ -1,0 +1,307 @@
+"""Client-scoped models from the shell: ``train``, ``models``, ``bi`` and ``verify``.
+
+Each command is one call on :class:`pgml_flow.app.PgmlFlow`; rendering lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from psycopg.rows import dict_row
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.output import console, err_console, flow, print_json
+from pgml_flow import sqlfiles
+from pgml_flow.app import PgmlFlow
+from pgml_flow.errors import ConfigurationError, ModelError
+from pgml_flow.isolation import AuditReport, summarize
+from pgml_flow.training import TrainingResult
+
+SpecsOption = Annotated[list[str] | None, typer.Option(
+    "--specs", envvar="PGML_FLOW_MODEL_SPECS",
+    help="Extra model spec file (TOML) or directory; repeatable. See docs/models.md.")]
+ClientOption = Annotated[list[int] | None, typer.Option(
+    "--client", help="Client id; repeatable.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Every active client.")]
+
+models_app = typer.Typer(help="Model specs and their training runs.", no_args_is_help=True)
+bi_app = typer.Typer(help="BI logins: one database role per client, isolated by RLS.",
+                     no_args_is_help=True)
+verify_app = typer.Typer(help="Audits that fail loudly.", no_args_is_help=True)
+
+
+def _clients(client: list[int] | None, all_clients: bool) -> list[int] | None:
+    if bool(client) == all_clients:
+        raise ConfigurationError("pass --client ID (repeatable) or --all, not both or neither")
+    return None if all_clients else list(client or [])
+
+
+def _spec_files(specs: list[str] | None) -> list[str]:
+    # the env var may hold several paths; load_specs reads it too, so pass only the CLI ones
+    return list(specs or [])
+
+
+def train(
+    models: Annotated[list[str], typer.Argument(
+        help="Model spec names (trajectory, complexity, rework, yours), or 'all'.")],
+    client: ClientOption = None,
+    all_clients: AllOption = False,
+    specs: SpecsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Train models per client: one pgml project <model>__client_<id> each, runs recorded."""
+    pf = flow()
+    names = [] if models == ["all"] else models
+    ids = _clients(client, all_clients)
+    if ids is None:
+        ids = pf.client_ids()
+    total = len(ids) * (len(names) or len(pf.model_specs(_spec_files(specs))))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task("training", total=total)
+
+        def advance(result: TrainingResult) -> None:
+            progress.update(task, advance=1,
+                            description=f"{result.project}: {result.status}")
+
+        results = pf.train(names, ids, spec_files=_spec_files(specs), progress=advance)
+    if as_json:
+        print_json([asdict(r) for r in results])
+    else:
+        console.print(training_table(results))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise ModelError(f"{len(failed)} of {len(results)} training runs failed; first: "
+                         f"{failed[0].project}: {failed[0].detail}")
+
+
+def training_table(results: list[TrainingResult]) -> Table:
+    table = Table(title="Training runs (ml_retraining_events)")
+    for column in ("client", "model", "status", "rows", "model id", "key metric", "seconds",
+                   "detail"):
+        table.add_column(column, justify="right" if column in (
+            "rows", "model id", "key metric", "seconds") else "left")
+    for r in results:
+        metric = "" if r.key_metric_value is None else f"{r.key_metric} {r.key_metric_value:.3f}"
+        style = {"failed": "red", "skipped": "yellow"}.get(r.status, "")
+        table.add_row(f"{r.client_id} {r.client}", r.model_name, f"[{style}]{r.status}[/]"
+                      if style else r.status, f"{r.training_rows:,}",
+                      "" if r.model_id is None else str(r.model_id), metric,
+                      f"{r.seconds:.2f}", r.detail or "")
+    return table
+
+
+@models_app.command("list")
+def models_list(
+    specs: SpecsOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The model specs: built-in ones and those of --specs files."""
+    found = flow().model_specs(_spec_files(specs))
+    if as_json:
+        print_json([s.to_json() for s in found.values()])
+        return
+    table = Table("name", "task", "training view", "target", "features", "algorithm",
+                  "min rows", "schedule", "threshold")
+    for s in found.values():
+        table.add_row(s.name, s.task, s.training_view, s.target, str(len(s.features)),
+                      s.algorithm + (f" ({s.search} search)" if s.search else ""),
+                      str(s.min_training_rows), s.retraining.schedule,
+                      f"{s.key_metric} {s.retraining.performance_threshold:g}")
+    console.print(table)
+
+
+@models_app.command("runs")
+def models_runs(
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Recent training runs (ml_retraining_events), newest first."""
+    rows = flow().retraining_events(model, limit)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("started", "client", "model", "status", "rows", "model id", "seconds", "detail")
+    for r in rows:
+        table.add_row(f"{r['started_at']:%Y-%m-%d %H:%M:%S}", str(r["client"]), r["model_name"],
+                      r["status"], f"{r['training_rows'] or 0:,}",
+                      str(r["challenger_model_id"] or ""),
+                      "" if r["duration_seconds"] is None else f"{r['duration_seconds']:.2f}",
+                      r["detail"] or r["error"] or "")
+    console.print(table)
+
+
+@bi_app.command("grant")
+def bi_grant(
+    client: ClientOption = None,
+    all_clients: AllOption = False,
+    role: Annotated[str | None, typer.Option(
+        help="Role name (default <database>_client_<id>); with one --client only.")] = None,
+    password: Annotated[str | None, typer.Option(
+        envvar="PGML_FLOW_BI_PASSWORD", help="Set this password (for TCP logins).")] = None,
+) -> None:
+    """Create (or reuse) a login per client for its BI tool; idempotent."""
+    ids = _clients(client, all_clients)
+    if role is not None and (ids is None or len(ids) != 1):
+        raise ConfigurationError("--role names one login: use it with exactly one --client")
+    for login in flow().grant_bi_access(ids, role=role, password=password):
+        state = "created" if login.created else "exists"
+        console.print(f"client {login.client_id}: login {login.role} ({state})")
+
+
+@bi_app.command("revoke")
+def bi_revoke(
+    client: ClientOption = None,
+    all_clients: AllOption = False,
+) -> None:
+    """Unmap a client's BI logins and drop the roles."""
+    ids = _clients(client, all_clients)
+    pf = flow()
+    dropped: list[str] = []
+    for cid in ids if ids is not None else [None]:
+        dropped += pf.revoke_bi_access(cid)
+    console.print(f"dropped {len(dropped)} login(s): {', '.join(dropped) or '-'}")
+
+
+@bi_app.command("logins")
+def bi_logins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """BI logins and the client each one reads."""
+    rows = flow().bi_logins()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("client", "login", "created", "role exists")
+    for r in rows:
+        table.add_row(f"{r['client_id']} {r['client']}", r["role_name"],
+                      f"{r['created_at']:%Y-%m-%d %H:%M}", "yes" if r["role_exists"] else "NO")
+    console.print(table)
+
+
+@verify_app.command("isolation")
+def verify_isolation(
+    verbose: Annotated[bool, typer.Option(help="One row per check, not per login.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """As each BI login: the BI surface shows only its client; pgml internals are unreadable."""
+    report = flow().audit_isolation()
+    if as_json:
+        print_json([asdict(c) for c in report.checks])
+    else:
+        console.print(audit_table(report, verbose))
+    report.raise_on_failure()
+    if not as_json:
+        console.print(f"[green]isolation ok[/]: {len(report.checks)} checks passed")
+
+
+def audit_table(report: AuditReport, verbose: bool) -> Table:
+    if verbose or report.failures:
+        table = Table("login", "client", "object", "kind", "rows", "expected", "verdict",
+                      "detail", title="Isolation audit")
+        checks = report.checks if verbose else report.failures
+        for c in checks:
+            verdict = c.verdict if c.ok else f"[bold red]{c.verdict}[/]"
+            table.add_row(c.role, _text(c.client_id), c.object, c.kind, _text(c.rows),
+                          _text(c.expected), verdict, c.detail)
+        return table
+    table = Table("login", "client", "checks", "kind", "rows seen", "failed",
+                  title="Isolation audit")
+    for row in summarize(report):
+        table.add_row(row["role"], _text(row["client_id"]), str(row["checks"]), row["kind"],
+                      f"{row['rows_seen']:,}", str(row["failed"]))
+    return table
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def demo_models(pf: PgmlFlow, client_ids: list[int], *, first_step: int) -> None:
+    """The demo's second half: BI logins, training per client, predictions, the audit."""
+    step = first_step
+    logins = pf.grant_bi_access(client_ids)
+    console.print(f"[bold]{step}.[/] BI logins: {', '.join(login.role for login in logins)}")
+    step += 1
+    specs = list(pf.model_specs())
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task("training", total=len(client_ids) * len(specs))
+        results = pf.train(specs, client_ids, reason="demo", progress=lambda r: progress.update(
+            task, advance=1, description=f"{r.project}: {r.status}"))
+    console.print(f"[bold]{step}.[/] trained {len(specs)} models for each of "
+                  f"{len(client_ids)} clients in {sum(r.seconds for r in results):.1f} s")
+    console.print(metrics_table(results))
+    step += 1
+    console.print(f"[bold]{step}.[/] sample predictions, read as each client's BI login:")
+    for cid in client_ids:
+        with pf.bi_session(cid) as conn:
+            console.print(sample_table(cid, conn))
+    step += 1
+    report = pf.audit_isolation()
+    report.raise_on_failure()
+    console.print(f"[bold]{step}.[/] isolation audit: {len(report.checks)} checks passed "
+                  f"(`pgml-flow verify isolation`)")
+
+
+def metrics_table(results: list[TrainingResult]) -> Table:
+    by_client: dict[tuple[int, str], dict[str, TrainingResult]] = {}
+    for r in results:
+        by_client.setdefault((r.client_id, r.client), {})[r.model_name] = r
+    models = list(dict.fromkeys(r.model_name for r in results))
+    table = Table("client", *[f"{m}" for m in models],
+                  title="Per-client models: key metric on the test split (rows)")
+    for (cid, name), runs in by_client.items():
+        cells = []
+        for m in models:
+            run = runs.get(m)
+            if run is None or run.key_metric_value is None:
+                cells.append(run.status if run else "")
+            else:
+                cells.append(f"{run.key_metric} {run.key_metric_value:.3f} "
+                             f"({run.training_rows:,})")
+        table.add_row(f"{cid} {name}", *cells)
+    return table
+
+
+def sample_table(client_id: int, conn: psycopg.Connection) -> Table:
+    table = Table("view", "item", "prediction", "model", title=f"client {client_id}",
+                  title_justify="left")
+    for view, rows in bi_samples(conn).items():
+        for row in rows:
+            table.add_row(view, *row)
+    return table
+
+
+def bi_samples(conn: psycopg.Connection) -> dict[str, list[tuple[str, str, str]]]:
+    """Three rows of each prediction view, as the connection's BI login sees them."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for name in ("issue_story_points", "epic_forecasts", "pull_request_rework_risk"):
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(sqlfiles.query(f"demo_{name}", "models")).fetchall()
+        out[f"analytics.{name}"] = [_sample(name, r) for r in rows]
+    return out
+
+
+def _sample(view: str, r: dict[str, Any]) -> tuple[str, str, str]:
+    model = f"{r['model_id']} ({r['model_trained_at']:%Y-%m-%d %H:%M})" if r["model_id"] else "-"
+    if view == "issue_story_points":
+        return (f"{r['issue_key']} {r['title']}", _num(r["predicted_story_points"], " pts"), model)
+    if view == "epic_forecasts":
+        done = r["expected_completion"]
+        when = f" -> {done:%Y-%m-%d}" if done else ""
+        return (f"{r['issue_key']} {r['title']}", _num(r["predicted_lead_time_days"], " d") + when,
+                model)
+    return (f"{r['repository']}#{r['number']}",
+            f"{_num(r['rework_probability'], '', pct=True)} {r['rework_risk'] or ''}", model)
+
+
+def _num(value: Any, unit: str, pct: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%}" if pct else f"{value:.1f}{unit}"

@@ -1,0 +1,232 @@
+"""Model specs: what a client-scoped model learns from, and how it is trained and retrained.
+
+A spec is declarative data (TOML), so adding a model needs no change to pgml-flow:
+write a training view in SQL, describe it in a file, and pass the file to the CLI with
+``--specs FILE`` (or ``PGML_FLOW_MODEL_SPECS``).  The built-in specs (trajectory,
+complexity, rework) are in ``pgml_models/specs/builtin.toml``; a user spec with the
+same name replaces a built-in one.  See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgml_flow.errors import SpecError
+
+BUILTIN_FILE = Path(__file__).resolve().parent / "specs" / "builtin.toml"
+#: environment variable naming extra spec files or directories (os.pathsep-separated)
+SPECS_ENV = "PGML_FLOW_MODEL_SPECS"
+TASKS = ("regression", "classification")
+KEY_METRICS = {"regression": "r2", "classification": "f1"}
+_NAME = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+_RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+_CRON_FIELD = re.compile(r"^[\d*/,\-]+$")
+
+
+@dataclass(frozen=True)
+class RetrainingPolicy:
+    """When the scheduler retrains a client's model."""
+
+    #: cron expression (minute hour day-of-month month day-of-week), UTC
+    schedule: str
+    #: retrain only when at least this many training rows were added since the last run
+    min_new_records: int
+    #: retrain (and flag in analytics.model_quality) when the key metric is below this
+    performance_threshold: float
+    #: the newest training row must be at most this old, else the data is stale
+    data_freshness_days: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One client-scoped model: per client, a pgml project ``<name>__client_<id>``."""
+
+    name: str
+    task: str
+    #: view (or table) with client_id, the feature columns and the target; rows = examples
+    training_view: str
+    target: str
+    #: feature columns of training_view, in order
+    features: tuple[str, ...]
+    retraining: RetrainingPolicy
+    algorithm: str = "linear"
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    search: str | None = None
+    search_params: dict[str, Any] = field(default_factory=dict)
+    search_args: dict[str, Any] = field(default_factory=dict)
+    test_size: float = 0.25
+    test_sampling: str = "random"
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    #: fewer training rows than this for a client: that client is skipped
+    min_training_rows: int = 50
+    #: view with client_id, entity_id, features real[] (same order), is_open: the BI surface
+    #: (analytics.predictions) predicts its open rows. Optional.
+    feature_view: str | None = None
+    description: str = ""
+
+    @property
+    def key_metric(self) -> str:
+        return KEY_METRICS[self.task]
+
+    def project(self, client_id: int) -> str:
+        """The pgml project of this model for one client."""
+        return project_name(self.name, client_id)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["features"] = list(self.features)
+        return data
+
+
+def project_name(model: str, client_id: int) -> str:
+    """``<model>__client_<id>``: the naming scheme of client-scoped pgml projects."""
+    return f"{model}__client_{int(client_id)}"
+
+
+def split_relation(name: str) -> tuple[str, ...]:
+    """``schema.view`` or ``view`` as identifier parts (for ``psycopg.sql.Identifier``)."""
+    return tuple(name.split("."))
+
+
+def builtin_specs() -> dict[str, ModelSpec]:
+    return load_file(BUILTIN_FILE)
+
+
+def load_specs(extra: Iterable[Path | str] = (), *, use_env: bool = True) -> dict[str, ModelSpec]:
+    """The built-in specs, then each extra file (or directory of ``*.toml``), in order.
+
+    ``PGML_FLOW_MODEL_SPECS`` (paths separated by ``os.pathsep``) is read after the
+    built-ins and before ``extra``.  A later spec replaces an earlier one of the same name.
+    """
+    specs = builtin_specs()
+    paths: list[Path] = []
+    if use_env and os.environ.get(SPECS_ENV):
+        paths += [Path(p) for p in os.environ[SPECS_ENV].split(os.pathsep) if p]
+    paths += [Path(p) for p in extra]
+    for path in paths:
+        files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
+        for file in files:
+            specs.update(load_file(file))
+    return specs
+
+
+def load_file(path: Path) -> dict[str, ModelSpec]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path} does not exist; check --specs / {SPECS_ENV}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"spec file {path} is not valid TOML: {exc}") from None
+    models = data.get("models")
+    if not isinstance(models, Mapping) or not models:
+        raise SpecError(f"spec file {path} has no [models.<name>] table; see docs/models.md")
+    return {name: parse_spec(name, body, source=str(path)) for name, body in models.items()}
+
+
+def get_spec(specs: Mapping[str, ModelSpec], name: str) -> ModelSpec:
+    try:
+        return specs[name]
+    except KeyError:
+        raise SpecError(
+            f"no model spec named {name!r}; known: {', '.join(sorted(specs))} "
+            "(add one with --specs FILE, see docs/models.md)"
+        ) from None
+
+
+def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
+    """Validate one ``[models.<name>]`` table; errors name the file, model and key."""
+    where = f"{source}: model {name!r}"
+
+    def fail(message: str) -> SpecError:
+        return SpecError(f"{where}: {message}")
+
+    if not isinstance(body, Mapping):
+        raise fail("must be a table")
+    if not _NAME.match(name) or len(name) > 40:
+        raise fail("name must be lowercase letters, digits and single underscores "
+                   "(at most 40 characters), e.g. 'cycle_time'")
+    known = {f for f in ModelSpec.__dataclass_fields__ if f != "name"}
+    unknown = set(body) - known
+    if unknown:
+        raise fail(f"unknown key(s) {sorted(unknown)}; valid keys: {', '.join(sorted(known))}")
+    for key in ("task", "training_view", "target", "features", "retraining"):
+        if key not in body:
+            raise fail(f"missing required key {key!r}")
+    task = body["task"]
+    if task not in TASKS:
+        raise fail(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    for key in ("training_view", "feature_view"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, str) or not _RELATION.match(value)):
+            raise fail(f"{key} must be a view name like 'my_schema.my_view', got {value!r}")
+    features = body["features"]
+    if (not isinstance(features, list) or not features
+            or not all(isinstance(f, str) and _COLUMN.match(f) for f in features)):
+        raise fail("features must be a non-empty list of column names")
+    if len(set(features)) != len(features):
+        raise fail("features has duplicate columns")
+    target = body["target"]
+    if not isinstance(target, str) or not _COLUMN.match(target) or target in features:
+        raise fail("target must be a column name that is not a feature")
+    for key in ("hyperparams", "search_params", "search_args", "preprocess"):
+        if not isinstance(body.get(key, {}), Mapping):
+            raise fail(f"{key} must be a table, e.g. {key} = {{ max_depth = 3 }}")
+    search = body.get("search")
+    if search not in (None, "grid", "random"):
+        raise fail(f"search must be 'grid' or 'random', got {search!r}")
+    if search and not body.get("search_params"):
+        raise fail("search needs search_params (each value a list to try)")
+    if body.get("preprocess") and body.get("feature_view"):
+        raise fail("preprocess is applied by the ROW form of pgml.predict only, but the BI "
+                   "surface predicts with feature arrays; compute the feature in the view "
+                   "instead (or drop feature_view)")
+    min_rows = body.get("min_training_rows", 50)
+    if not isinstance(min_rows, int) or min_rows < 4:
+        raise fail(f"min_training_rows must be an integer >= 4, got {min_rows!r}")
+    test_size = body.get("test_size", 0.25)
+    if not isinstance(test_size, int | float) or test_size <= 0:
+        raise fail(f"test_size must be a positive number, got {test_size!r}")
+    return ModelSpec(
+        name=name, task=task, training_view=body["training_view"], target=target,
+        features=tuple(features), retraining=_policy(body["retraining"], fail),
+        algorithm=str(body.get("algorithm", "linear")),
+        hyperparams=dict(body.get("hyperparams", {})), search=search,
+        search_params=dict(body.get("search_params", {})),
+        search_args=dict(body.get("search_args", {})), test_size=float(test_size),
+        test_sampling=str(body.get("test_sampling", "random")),
+        preprocess=dict(body.get("preprocess", {})), min_training_rows=min_rows,
+        feature_view=body.get("feature_view"), description=str(body.get("description", "")),
+    )
+
+
+def _policy(body: Any, fail: Any) -> RetrainingPolicy:
+    if not isinstance(body, Mapping):
+        raise fail("retraining must be a table with schedule, min_new_records, "
+                   "performance_threshold and data_freshness_days")
+    required = ("schedule", "min_new_records", "performance_threshold", "data_freshness_days")
+    missing = [k for k in required if k not in body]
+    unknown = set(body) - set(required)
+    if missing or unknown:
+        raise fail(f"retraining needs exactly {', '.join(required)} "
+                   f"(missing {missing or 'none'}, unknown {sorted(unknown) or 'none'})")
+    schedule = body["schedule"]
+    fields = schedule.split() if isinstance(schedule, str) else []
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise fail(f"retraining.schedule must be a 5-field cron expression like '0 2 * * 0', "
+                   f"got {schedule!r}")
+    for key in ("min_new_records", "data_freshness_days"):
+        if not isinstance(body[key], int) or body[key] < 0:
+            raise fail(f"retraining.{key} must be a non-negative integer, got {body[key]!r}")
+    threshold = body["performance_threshold"]
+    if not isinstance(threshold, int | float) or not -1 <= threshold <= 1:
+        raise fail(f"retraining.performance_threshold must be between -1 and 1 (the key "
+                   f"metric: r2 or f1), got {threshold!r}")
+    return RetrainingPolicy(schedule, body["min_new_records"], float(threshold),
+                            body["data_freshness_days"])

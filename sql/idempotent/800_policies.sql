@@ -1,0 +1,21 @@
+-- Row-Level Security policies (RLS itself is enabled by revision 0005).
+--   tenant_isolation  BI logins (members of pgml_flow_bi) read their own client's rows
+--   ml_admin          the admin/ML role reads and writes every client's rows
+-- Recreated on every upgrade, so a policy changed by hand is put back.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['clients', 'issuetypes', 'repositories', 'issues',
+                             'pull_requests', 'ml_prediction_log', 'ml_retraining_events',
+                             'client_bi_roles', 'ml_model_baselines']
+    LOOP
+        EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t);
+        EXECUTE format('CREATE POLICY tenant_isolation ON public.%I FOR SELECT TO pgml_flow_bi '
+                       'USING (client_id = (SELECT pgml_flow.current_client_id()))', t);
+        EXECUTE format('DROP POLICY IF EXISTS ml_admin ON public.%I', t);
+        EXECUTE format('CREATE POLICY ml_admin ON public.%I TO pgml_flow_ml '
+                       'USING (true) WITH CHECK (true)', t);
+    END LOOP;
+END;
+$$;

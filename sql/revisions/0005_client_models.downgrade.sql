@@ -1,0 +1,12 @@
+ALTER TABLE ml_retraining_events DISABLE ROW LEVEL SECURITY;
+ALTER TABLE ml_prediction_log    DISABLE ROW LEVEL SECURITY;
+ALTER TABLE pull_requests        DISABLE ROW LEVEL SECURITY;
+ALTER TABLE issues               DISABLE ROW LEVEL SECURITY;
+ALTER TABLE repositories         DISABLE ROW LEVEL SECURITY;
+ALTER TABLE issuetypes           DISABLE ROW LEVEL SECURITY;
+ALTER TABLE clients              DISABLE ROW LEVEL SECURITY;
+DROP INDEX ml_retraining_events_model_idx;
+ALTER TABLE ml_retraining_events DROP COLUMN detail, DROP COLUMN project;
+DROP TABLE ml_model_baselines;
+DROP TABLE ml_model_registry;
+DROP TABLE client_bi_roles;

@@ -1,0 +1,451 @@
+"""Client-scoped models end to end: specs, per-client training, the BI surface, isolation.
+
+One database (from the migrated template) is seeded and trained once for the module:
+three learnable clients and a tiny fourth one. Tests that break isolation on purpose
+restore it before they end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from cli.app import app
+from pgml_flow import migrate
+from pgml_flow.app import PgmlFlow
+from pgml_flow.errors import ClientNotFound, IsolationBreach, SpecError
+from pgml_flow.seed import seed
+from pgml_flow.training import TrainingResult
+from pgml_models.specs import builtin_specs, load_specs, parse_spec, project_name
+from tests.conftest import TEMPLATE, _drop, _recreate, _with_dbname, flow_for
+
+AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+LEARNABLE = (1, 2, 3)
+TINY = 4
+MODELS = ("trajectory", "complexity", "rework")
+
+
+@dataclasses.dataclass
+class Trained:
+    url: str
+    flow: PgmlFlow
+    results: list[TrainingResult]
+
+
+@pytest.fixture(scope="module")
+def trained(admin_url: str, template_url: str) -> Iterator[Trained]:
+    name = f"test_models_{uuid.uuid4().hex[:8]}"
+    _recreate(admin_url, name, template=TEMPLATE)
+    url = _with_dbname(admin_url, name)
+    flow = flow_for(url)
+    try:
+        with psycopg.connect(url) as conn:
+            seed(conn, clients=3, issues=1200, seed=11, as_of=AS_OF)
+            seed(conn, clients=1, issues=30, seed=11, as_of=AS_OF, first_client_id=TINY)
+        flow.refresh_training_summary()
+        flow.grant_bi_access()
+        results = flow.train(list(MODELS))
+        yield Trained(url, flow, results)
+    finally:
+        flow.revoke_bi_access()
+        _drop(admin_url, name)
+
+
+def as_client(url: str, client_id: int) -> psycopg.Connection:
+    """A connection as the client's BI login (what a BI tool gets)."""
+    conn = psycopg.connect(url, autocommit=True)
+    role = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = %s",
+                        (client_id,)).fetchone()[0]
+    conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
+    return conn
+
+
+# -- specs (no database) ---------------------------------------------------------------------
+def test_builtin_specs() -> None:
+    specs = builtin_specs()
+    assert list(specs) == list(MODELS)
+    policies = {n: dataclasses.astuple(s.retraining) for n, s in specs.items()}
+    assert policies == {
+        "trajectory": ("0 2 * * 0", 100, 0.8, 30),
+        "complexity": ("0 3 * * 3", 200, 0.75, 14),
+        "rework": ("0 4 * * 6", 50, 0.7, 21),
+    }
+    assert specs["rework"].task == "classification" and specs["rework"].key_metric == "f1"
+    assert project_name("complexity", 7) == specs["complexity"].project(7) == "complexity__client_7"
+
+
+def test_user_spec_file_adds_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text("""
+[models.bug_points]
+task = "regression"
+training_view = "public.my_bug_training"
+target = "story_points"
+features = ["title_length", "description_words"]
+min_training_rows = 10
+[models.bug_points.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 0.5
+data_freshness_days = 7
+
+[models.rework]
+task = "classification"
+training_view = "pgml_flow.rework_training"
+target = "reworked"
+features = ["log_size"]
+[models.rework.retraining]
+schedule = "0 4 * * 6"
+min_new_records = 50
+performance_threshold = 0.7
+data_freshness_days = 21
+""")
+    specs = load_specs([path], use_env=False)
+    assert set(specs) == {*MODELS, "bug_points"}
+    assert specs["rework"].features == ("log_size",)
+    assert specs["bug_points"].project(3) == "bug_points__client_3"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"task": "ranking"}, "task must be one of"),
+    ({"features": []}, "features must be a non-empty list"),
+    ({"target": "a"}, "target must be a column name that is not a feature"),
+    ({"retraining": {"schedule": "weekly", "min_new_records": 1,
+                     "performance_threshold": 0.5, "data_freshness_days": 1}}, "cron"),
+    ({"training_view": "x; DROP TABLE issues"}, "training_view must be a view name"),
+    ({"colour": "red"}, "unknown key"),
+])
+def test_invalid_specs_say_what_is_wrong(body: dict[str, Any], message: str) -> None:
+    base = {"task": "regression", "training_view": "v", "target": "y", "features": ["a", "b"],
+            "retraining": {"schedule": "0 1 * * *", "min_new_records": 1,
+                           "performance_threshold": 0.5, "data_freshness_days": 1}}
+    with pytest.raises(SpecError, match=message):
+        parse_spec("m", {**base, **body})
+    with pytest.raises(SpecError, match="lowercase"):
+        parse_spec("Bad__Name", base)
+
+
+# -- features --------------------------------------------------------------------------------
+def test_spec_features_are_the_feature_views_arrays(trained: Trained) -> None:
+    """Training reads the spec's columns; the BI surface reads the features array: same."""
+    with psycopg.connect(trained.url) as conn:
+        for spec in builtin_specs().values():
+            assert spec.feature_view is not None
+            columns = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c))
+                                         for c in spec.features)
+            query = sql.SQL(
+                "SELECT count(*), count(*) FILTER (WHERE ARRAY[{}]::real[] "
+                "IS DISTINCT FROM f.features) FROM {} t JOIN {} f USING (client_id, entity_id)"
+            ).format(columns, sql.Identifier(*spec.training_view.split(".")),
+                     sql.Identifier(*spec.feature_view.split(".")))
+            total, different = conn.execute(query).fetchone()
+            assert total > 100 and different == 0, spec.name
+
+
+# -- training --------------------------------------------------------------------------------
+def test_every_client_trained_or_skipped_with_reason(trained: Trained) -> None:
+    by_key = {(r.client_id, r.model_name): r for r in trained.results}
+    assert set(by_key) == {(c, m) for c in (*LEARNABLE, TINY) for m in MODELS}
+    for client in LEARNABLE:
+        for model in MODELS:
+            result = by_key[(client, model)]
+            assert result.status == "promoted", result
+            assert result.project == f"{model}__client_{client}"
+            assert result.model_id is not None and result.key_metric_value is not None
+    tiny = by_key[(TINY, "trajectory")]
+    assert tiny.status == "skipped" and tiny.model_id is None
+    assert "min_training_rows" in (tiny.detail or "") and "at least 30" in (tiny.detail or "")
+
+    with psycopg.connect(trained.url) as conn:
+        events = conn.execute(
+            "SELECT client_id, model_name, status, challenger_model_id, training_rows, detail"
+            " FROM ml_retraining_events ORDER BY id").fetchall()
+        assert len(events) == len(trained.results)
+        assert {e[2] for e in events} <= {"promoted", "skipped"}
+        projects = {r[0] for r in conn.execute("SELECT name FROM pgml.projects")}
+    assert projects == {f"{m}__client_{c}" for c in LEARNABLE for m in MODELS}
+
+
+def test_unknown_client_and_model_are_clear_errors(trained: Trained) -> None:
+    with pytest.raises(ClientNotFound, match=r"client.*99"):
+        trained.flow.train(["complexity"], [99])
+    with pytest.raises(SpecError, match="no model spec named 'nope'"):
+        trained.flow.train(["nope"], [1])
+
+
+def _global_view(conn: psycopg.Connection, model: str) -> str:
+    spec = builtin_specs()[model]
+    view = f"{model}__global"
+    conn.execute(sql.SQL(
+        "CREATE OR REPLACE VIEW pgml_flow_training.{} AS SELECT {}, {} FROM {} "
+        "WHERE client_id IN ({})").format(
+        sql.Identifier(view), sql.SQL(", ").join(map(sql.Identifier, spec.features)),
+        sql.Identifier(spec.target), sql.Identifier(*spec.training_view.split(".")),
+        sql.SQL(", ").join(map(sql.Literal, LEARNABLE))))
+    return f"pgml_flow_training.{view}"
+
+
+def test_per_client_models_beat_one_global_model(trained: Trained) -> None:
+    """The premise: clients differ (point scale, pace, rework), so one model per client wins.
+
+    Every model is scored on all of its client's rows: regression by mean squared error,
+    classification (probabilities) by ROC AUC per client.
+    """
+    specs = builtin_specs()
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        for model in MODELS:
+            spec = specs[model]
+            conn.execute(
+                "SELECT * FROM pgml.train(%s, %s, %s, %s, %s::pgml.algorithm, %s::jsonb,"
+                " test_sampling => %s::pgml.sampling)",
+                (f"{model}__global", spec.task, _global_view(conn, model), spec.target,
+                 spec.algorithm, psycopg.types.json.Jsonb(spec.hyperparams), spec.test_sampling))
+            assert spec.feature_view is not None
+            rows = conn.execute(sql.SQL(
+                "SELECT client_id, {target}::float8,"
+                "  pgml.predict_proba(pgml_flow.project_name(%s, client_id), features),"
+                "  pgml.predict_proba(%s, features)"
+                "  FROM {view} WHERE is_training AND client_id = ANY(%s)"
+                if spec.task == "classification" else
+                "SELECT client_id, {target}::float8,"
+                "  pgml.predict(pgml_flow.project_name(%s, client_id), features),"
+                "  pgml.predict(%s, features)"
+                "  FROM {view} WHERE is_training AND client_id = ANY(%s)").format(
+                target=sql.Identifier(spec.target),
+                view=sql.Identifier(*spec.feature_view.split("."))),
+                (model, f"{model}__global", list(LEARNABLE))).fetchall()
+            clients = np.array([r[0] for r in rows])
+            y = np.array([r[1] for r in rows])
+            if spec.task == "classification":
+                own = np.array([r[2][1] for r in rows])
+                one = np.array([r[3][1] for r in rows])
+                auc_own = np.mean([roc_auc_score(y[clients == c], own[clients == c])
+                                   for c in LEARNABLE])
+                auc_one = np.mean([roc_auc_score(y[clients == c], one[clients == c])
+                                   for c in LEARNABLE])
+                print(model, auc_own, auc_one)
+                assert auc_own > auc_one, (model, auc_own, auc_one)
+            else:
+                mse_own = np.mean((np.array([r[2] for r in rows]) - y) ** 2)
+                mse_one = np.mean((np.array([r[3] for r in rows]) - y) ** 2)
+                print(model, mse_own, mse_one)
+                assert mse_own < mse_one, (model, mse_own, mse_one)
+
+
+# -- the BI surface --------------------------------------------------------------------------
+def test_bi_predictions_equal_pgml_predict(trained: Trained) -> None:
+    seen = {"points": 0, "epics": 0, "risks": 0}
+    for client in LEARNABLE:
+        with as_client(trained.url, client) as bi:
+            points: dict[int, Any] = dict(bi.execute(
+                "SELECT issue_id, predicted_story_points FROM analytics.issue_story_points"))
+            epics: dict[int, Any] = dict(bi.execute(
+                "SELECT issue_id, predicted_lead_time_days FROM analytics.epic_forecasts"))
+            risks = {r[0]: r[1:] for r in bi.execute(
+                "SELECT pull_request_id, rework_probability, predicted_rework, rework_risk,"
+                " model_id, model_trained_at FROM analytics.pull_request_rework_risk")}
+            quality = {r[0]: r[1] for r in bi.execute(
+                "SELECT model_name, model_id FROM analytics.model_quality")}
+        with psycopg.connect(trained.url, autocommit=True) as admin:
+            def expected(model: str, function: str, c: int = client) -> dict[int, Any]:
+                return dict(admin.execute(sql.SQL(
+                    "SELECT entity_id, {}(pgml_flow.project_name(%s, client_id), features)"
+                    "  FROM {} WHERE client_id = %s AND is_open").format(
+                    sql.SQL(function), sql.Identifier("pgml_flow", f"{model}_features")),
+                    (model, c)).fetchall())
+
+            deployed: dict[str, int] = dict(admin.execute(
+                "SELECT p.name, (SELECT model_id FROM pgml.deployments d"
+                "  WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) FROM pgml.projects p"))
+            assert points == expected("complexity", "pgml.predict")
+            assert epics == expected("trajectory", "pgml.predict")
+            probabilities = expected("rework", "pgml.predict_proba")
+            labels = expected("rework", "pgml.predict")
+        assert {k: v[0] for k, v in risks.items()} == {k: v[1] for k, v in probabilities.items()}
+        assert {k: v[1] for k, v in risks.items()} == {k: v == 1 for k, v in labels.items()}
+        assert {v[2] for v in risks.values()} <= {"low", "medium", "high"}
+        assert {v[3] for v in risks.values()} <= {deployed[f"rework__client_{client}"]}
+        assert all(v[4] is not None for v in risks.values())
+        assert quality == {m: deployed[f"{m}__client_{client}"] for m in MODELS}
+        seen["points"] += len(points)
+        seen["epics"] += len(epics)
+        seen["risks"] += len(risks)
+    assert min(seen.values()) > 0, seen
+
+
+def test_predictions_are_logged_with_latency_and_anomaly(trained: Trained) -> None:
+    client = 3
+
+    def logged(conn: psycopg.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM ml_prediction_log WHERE client_id = %s",
+                            (client,)).fetchone()[0]
+
+    with psycopg.connect(trained.url, autocommit=True) as admin:
+        admin.execute("INSERT INTO pgml_flow_settings VALUES ('prediction_log_rows', '-1')")
+        before = logged(admin)
+        with as_client(trained.url, client) as bi:
+            n = bi.execute("SELECT count(*) FROM analytics.issue_story_points").fetchone()[0]
+            own = bi.execute("SELECT count(*), min(response_time_ms), count(anomaly_score),"
+                             " bool_and(severity IN ('none', 'low', 'medium', 'high'))"
+                             " FROM analytics.prediction_log").fetchone()
+        assert n > 0 and logged(admin) == before + n
+        assert own[0] == before + n and own[1] > 0 and own[2] == own[0] and own[3]
+        anomalies = admin.execute(
+            "SELECT count(*) FROM ml_prediction_log WHERE client_id = %s"
+            " AND is_anomaly <> (anomaly_score >= 3)", (client,)).fetchone()[0]
+        assert anomalies == 0
+
+        # a read-only transaction (BI tools, standbys) reads fine and logs nothing
+        with as_client(trained.url, client) as bi, bi.transaction():
+            bi.execute("SET TRANSACTION READ ONLY")
+            assert bi.execute(
+                "SELECT count(*) FROM analytics.issue_story_points").fetchone()[0] == n
+        assert logged(admin) == before + n
+
+        # a sample of at most prediction_log_rows predictions per read
+        admin.execute("UPDATE pgml_flow_settings SET value = '2'"
+                      " WHERE name = 'prediction_log_rows'")
+        with as_client(trained.url, client) as bi:
+            bi.execute("SELECT count(*) FROM analytics.issue_story_points")
+        assert logged(admin) == before + n + min(n, 2)
+        before += min(n, 2)
+        admin.execute("DELETE FROM pgml_flow_settings WHERE name = 'prediction_log_rows'")
+
+        # logging switched off for the client
+        admin.execute("UPDATE clients SET prediction_logging = false WHERE client_id = %s",
+                      (client,))
+        try:
+            with as_client(trained.url, client) as bi:
+                bi.execute("SELECT count(*) FROM analytics.pull_request_rework_risk")
+            assert logged(admin) == before + n
+        finally:
+            admin.execute("UPDATE clients SET prediction_logging = true WHERE client_id = %s",
+                          (client,))
+
+
+def test_a_tenant_cannot_reach_another_client(trained: Trained) -> None:
+    with as_client(trained.url, 1) as bi:
+        bi.execute("SET pgml_flow.client_id = 2")  # only admins may pick a client
+        assert bi.execute("SELECT pgml_flow.current_client_id()").fetchone() == (1,)
+        assert {r[0] for r in bi.execute("SELECT client_id FROM analytics.issue_story_points")} \
+            == {1}
+        assert {r[0] for r in bi.execute("SELECT DISTINCT client_id FROM issues")} == {1}
+        for statement in ("SELECT pgml.predict('complexity__client_2', ARRAY[1.0])",
+                          "SELECT * FROM pgml.files", "SELECT * FROM pgml.snapshots",
+                          "SELECT * FROM pgml_flow.serving_model(2, 'complexity')",
+                          "SELECT * FROM pgml_flow_training.complexity__client_2",
+                          "SELECT * FROM pgml_flow.complexity_features",
+                          "SELECT * FROM mv_ml_training_summary",
+                          "SET ROLE pgml_flow_ml"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute(statement)
+    # a client without models: open items come without predictions; quality says why
+    with as_client(trained.url, TINY) as bi:
+        rows = bi.execute("SELECT predicted_story_points, model_id"
+                          " FROM analytics.issue_story_points").fetchall()
+        quality = bi.execute("SELECT model_name, model_id, last_run_status, last_run_detail"
+                             " FROM analytics.model_quality").fetchall()
+    assert all(r == (None, None) for r in rows)
+    assert {q[0] for q in quality} == set(MODELS)
+    assert all(q[1] is None and q[2] == "skipped" and "min_training_rows" in q[3]
+               for q in quality)
+
+
+# -- the audit -------------------------------------------------------------------------------
+def test_isolation_audit_passes(trained: Trained) -> None:
+    report = trained.flow.audit_isolation()
+    assert report.ok, report.failures
+    bi = [c for c in report.checks if c.kind == "bi"]
+    assert {c.client_id for c in bi} == {*LEARNABLE, TINY}
+    assert {"analytics.issue_story_points", "analytics.epic_forecasts",
+            "analytics.pull_request_rework_risk", "analytics.model_quality",
+            "public.issues", "public.ml_prediction_log"} <= {c.object for c in bi}
+    assert sum(c.rows or 0 for c in bi if c.client_id == 1) > 1000
+    internal = {c.object for c in report.checks if c.kind == "internal"}
+    assert {"pgml.files", "pgml.snapshots", "pgml.models",
+            "pgml_flow_training.complexity__client_2"} <= internal
+    with psycopg.connect(trained.url) as conn:
+        logs = conn.execute("SELECT count(*) FROM ml_prediction_log").fetchone()[0]
+    assert trained.flow.audit_isolation().ok
+    with psycopg.connect(trained.url) as conn:  # the audit leaves no log rows behind
+        assert conn.execute("SELECT count(*) FROM ml_prediction_log").fetchone()[0] == logs
+
+
+def test_cli_train_skip_reason_and_audit(trained: Trained) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": trained.url, "COLUMNS": "200"}
+    result = runner.invoke(app, ["train", "trajectory", "--client", str(TINY)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "min_training_rows" in result.output
+    result = runner.invoke(app, ["verify", "isolation"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "isolation ok" in result.output
+    result = runner.invoke(app, ["train", "complexity"], env=env)
+    assert isinstance(result.exception, Exception) and "--client ID" in str(result.exception)
+
+
+def test_a_user_spec_trains_without_code_changes(trained: Trained, tmp_path: Path) -> None:
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        conn.execute("CREATE VIEW public.bug_points_training AS"
+                     " SELECT client_id, title_length, description_words, kw_fix, story_points"
+                     "   FROM pgml_flow.complexity_training WHERE type_bug = 1")
+    path = tmp_path / "bugs.toml"
+    path.write_text("""
+[models.bug_points]
+task = "regression"
+training_view = "public.bug_points_training"
+target = "story_points"
+features = ["title_length", "description_words", "kw_fix"]
+min_training_rows = 20
+[models.bug_points.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 0.5
+data_freshness_days = 7
+""")
+    result = CliRunner().invoke(app, ["train", "bug_points", "--client", "1", "--specs",
+                                      str(path), "--json"],
+                                env={"DATABASE_URL": trained.url})
+    assert result.exit_code == 0, result.output
+    assert '"status": "promoted"' in result.output
+    assert '"project": "bug_points__client_1"' in result.output
+
+
+def test_audit_fails_when_isolation_is_broken(trained: Trained) -> None:
+    """Last: breaks isolation on purpose, checks the audit notices, then restores it."""
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        try:
+            conn.execute("DROP POLICY tenant_isolation ON issues")
+            report = trained.flow.audit_isolation()
+            verdicts = {(c.object, c.verdict) for c in report.failures}
+            assert ("public.issues", "NO POLICY") in verdicts
+            assert ("public.issues", "MISSING") in verdicts  # BI logins lost their rows
+            with pytest.raises(IsolationBreach, match="isolation audit failed"):
+                report.raise_on_failure()
+
+            conn.execute("ALTER TABLE pull_requests DISABLE ROW LEVEL SECURITY")
+            report = trained.flow.audit_isolation()
+            leaks = [c for c in report.failures
+                     if c.object == "public.pull_requests" and c.verdict == "LEAK"]
+            assert len(leaks) == len({*LEARNABLE, TINY})
+            assert leaks[0].other_clients
+
+            result = CliRunner().invoke(app, ["verify", "isolation"],
+                                        env={"DATABASE_URL": trained.url, "COLUMNS": "200"})
+            assert isinstance(result.exception, IsolationBreach)
+            assert "LEAK" in result.output
+        finally:
+            conn.execute("ALTER TABLE pull_requests ENABLE ROW LEVEL SECURITY")
+            migrate.apply_idempotent(trained.url)
+    assert trained.flow.audit_isolation().ok
