@@ -74,28 +74,6 @@ DELETE FROM pgml.models WHERE id = %(model_id)s RETURNING id;
 -- name: pgml_delete_project_sql
 DELETE FROM pgml.projects WHERE name = %(project)s RETURNING id;
 
--- name: bench_drop_rows
-DROP TABLE IF EXISTS pgml_flow_bench_rows CASCADE;
-
--- name: bench_create_rows
-CREATE TABLE pgml_flow_bench_rows (id integer, features real[], y real);
-
--- name: bench_fill_rows
--- Deterministic in shape, random in values: 20 features and a non-linear target.
-INSERT INTO pgml_flow_bench_rows
-SELECT i, f, (f[1] * 3 + f[2] * f[3] - f[4] + sin(f[5]) + f[11] * f[12] + random() * 0.1)::real
-  FROM (SELECT i, ARRAY(SELECT (random() * 2)::real FROM generate_series(1, 20) WHERE i > 0) AS f
-          FROM generate_series(1, %(rows)s) AS i) s;
-
--- name: bench_training_view
-CREATE OR REPLACE VIEW pgml_flow_bench_train AS
-SELECT features[1] AS f1, features[2] AS f2, features[3] AS f3, features[4] AS f4,
-       features[5] AS f5, features[6] AS f6, features[7] AS f7, features[8] AS f8,
-       features[9] AS f9, features[10] AS f10, features[11] AS f11, features[12] AS f12,
-       features[13] AS f13, features[14] AS f14, features[15] AS f15, features[16] AS f16,
-       features[17] AS f17, features[18] AS f18, features[19] AS f19, features[20] AS f20, y
-  FROM pgml_flow_bench_rows WHERE id <= 5000;
-
 -- name: server_facts
 SELECT current_setting('pgml.venv', true),
        EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native'),
