@@ -16,7 +16,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from cli import bench_commands, model_commands, pgml_commands
+from cli import bench_commands, model_commands, pgml_commands, scheduler_commands
 from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import PgmlFlowError
 
@@ -37,6 +37,14 @@ app.add_typer(model_commands.models_app, name="models")
 app.add_typer(model_commands.bi_app, name="bi")
 app.add_typer(model_commands.verify_app, name="verify")
 app.add_typer(bench_commands.app, name="bench")
+app.command("retrain")(scheduler_commands.retrain)
+app.command("deploy")(scheduler_commands.deploy)
+app.command("rollback")(scheduler_commands.rollback)
+app.command("refresh")(scheduler_commands.refresh)
+app.command("status")(scheduler_commands.status)
+app.command("events")(scheduler_commands.events)
+app.add_typer(scheduler_commands.scheduler_app, name="scheduler")
+app.add_typer(scheduler_commands.cron_app, name="cron")
 _state: dict[str, Any] = {"debug": False}
 
 

@@ -24,9 +24,13 @@ from pgml_flow.settings import Settings
 
 if TYPE_CHECKING:
     from pgml_flow.isolation import AuditReport, BiLogin
+    from pgml_flow.retraining import RetrainOptions
     from pgml_flow.training import TrainingResult
     from pgml_models.client import PgmlClient
+    from pgml_models.retraining import Decision
     from pgml_models.specs import ModelSpec
+    from scheduler.jobs import Job
+    from scheduler.runner import JobOutcome
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,155 @@ class PgmlFlow:
         self.require_current_schema()
         with self.connect() as conn:
             return training.retraining_events(conn, model, limit)
+
+    # -- retraining and scheduling -----------------------------------------------------------
+    def _specs(self, models: Sequence[str] | None, spec_files: Iterable[str]) -> list[ModelSpec]:
+        from pgml_models.specs import get_spec
+
+        specs = self.model_specs(spec_files)
+        return [get_spec(specs, name) for name in (models or list(specs))]
+
+    def _ids(self, conn: psycopg.Connection, client_ids: Sequence[int] | None) -> list[int]:
+        from pgml_flow import training
+
+        ids = list(client_ids) if client_ids is not None else training.active_client_ids(conn)
+        known = {int(r[0]) for r in conn.execute("SELECT client_id FROM clients").fetchall()}
+        missing = [cid for cid in ids if cid not in known]
+        if missing:
+            from pgml_flow.errors import ClientNotFound
+
+            raise ClientNotFound(f"client(s) {', '.join(map(str, missing))} do not exist; see "
+                                 "the clients table, or seed clients with `pgml-flow seed`")
+        return ids
+
+    def retrain_decisions(
+        self, models: Sequence[str] | None = None, client_ids: Sequence[int] | None = None, *,
+        now: dt.datetime | None = None, force: bool = False, spec_files: Iterable[str] = (),
+    ) -> list[Decision]:
+        """Whether each client's model would be retrained now, and why (nothing written)."""
+        from pgml_flow import retraining
+
+        specs = self._specs(models, spec_files)
+        self.require_current_schema()
+        with self.connect() as conn:
+            return retraining.decisions(conn, specs, self._ids(conn, client_ids),
+                                        now or dt.datetime.now(dt.UTC), force=force)
+
+    def retrain(
+        self, models: Sequence[str] | None = None, client_ids: Sequence[int] | None = None, *,
+        now: dt.datetime | None = None, options: RetrainOptions | None = None,
+        spec_files: Iterable[str] = (), progress: Callable[[TrainingResult], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> list[TrainingResult]:
+        """Decide and retrain (challenger vs champion) each client's models; see retraining."""
+        from pgml_flow import retraining
+
+        specs = self._specs(models, spec_files)
+        self.require_current_schema()
+        with self.connect() as conn:
+            ids = self._ids(conn, client_ids)
+        return retraining.retrain(self.connect, specs, ids, now or dt.datetime.now(dt.UTC),
+                                  options or retraining.RetrainOptions(), progress=progress,
+                                  should_stop=should_stop)
+
+    def deploy(self, model: str, client_id: int, model_id: int | None = None, *,
+               rollback: bool = False, spec_files: Iterable[str] = ()) -> TrainingResult:
+        """Deploy a given model of a client (or roll back to the previous one); recorded."""
+        from pgml_flow import retraining
+
+        spec = self._specs([model], spec_files)[0]
+        self.require_current_schema()
+        with self.connect() as conn:
+            self._ids(conn, [client_id])
+            return retraining.deploy(conn, spec, client_id, model_id, rollback=rollback)
+
+    def events(self, *, model: str | None = None, client_id: int | None = None,
+               status: str | None = None, since: dt.datetime | None = None,
+               limit: int = 50) -> list[dict[str, Any]]:
+        from pgml_flow import retraining
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return retraining.events(conn, model_name=model, client_id=client_id,
+                                     status=status, since=since, limit=limit)
+
+    def model_status(self, models: Sequence[str] | None = None,
+                     client_ids: Sequence[int] | None = None, *, now: dt.datetime | None = None,
+                     tz: dt.tzinfo = dt.UTC,
+                     spec_files: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Per client and model: deployed model, metric, rows since, next run, last event."""
+        from pgml_flow import retraining
+        from scheduler.jobs import next_slot
+
+        specs = self._specs(models, spec_files)
+        now = now or dt.datetime.now(dt.UTC)
+        jobs = {j.target: j for j in self.scheduled_jobs(spec_files) if j.kind == "retrain"}
+        self.require_current_schema()
+        with self.connect() as conn:
+            rows = retraining.status_rows(conn, specs, self._ids(conn, client_ids), now)
+        for row in rows:
+            job = jobs.get(row["model"])
+            row["next_run"] = next_slot(job, now, tz) if job else None
+        return rows
+
+    def scheduled_jobs(self, spec_files: Iterable[str] = ()) -> list[Job]:
+        from scheduler.jobs import jobs
+
+        return jobs(self.model_specs(spec_files))
+
+    def refresh(self, views: Sequence[str] | None = None) -> dict[str, str]:
+        """REFRESH MATERIALIZED VIEW CONCURRENTLY each view (default: every refresh job's)."""
+        from psycopg import sql
+
+        chosen = list(views or [j.target for j in self.scheduled_jobs() if j.kind == "refresh"])
+        self.require_current_schema()
+        done = {}
+        with self.connect(autocommit=True) as conn:
+            for view in chosen:
+                row = conn.execute(sql.SQL("SELECT pgml_flow.refresh_materialized_view({})")
+                                   .format(sql.Literal(view))).fetchone()
+                done[view] = str(row[0]) if row else ""
+        return done
+
+    def run_scheduled(self, *, now: dt.datetime | None = None, tz: dt.tzinfo = dt.UTC,
+                      options: RetrainOptions | None = None, claimed_by: str | None = None,
+                      should_stop: Callable[[], bool] = lambda: False,
+                      jobs: Sequence[Job] | None = None) -> list[JobOutcome]:
+        """Run the due jobs once (``pgml-flow scheduler run --once``)."""
+        from scheduler.runner import run_once
+
+        return run_once(self, now=now, tz=tz, options=options, claimed_by=claimed_by,
+                        should_stop=should_stop, jobs=jobs)
+
+    def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        from scheduler.runner import job_runs
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return job_runs(conn, job, limit)
+
+    def cron_install(self, spec_files: Iterable[str] = (),
+                     host: str | None = None) -> list[dict[str, Any]]:
+        """Register the scheduled jobs with pg_cron (see pgml_flow.pgcron)."""
+        from pgml_flow import pgcron
+
+        self.require_current_schema()
+        return pgcron.install(self.url, self.scheduled_jobs(spec_files), host)
+
+    def cron_remove(self) -> int:
+        from pgml_flow import pgcron
+
+        return pgcron.remove(self.url)
+
+    def cron_jobs(self) -> list[dict[str, Any]]:
+        from pgml_flow import pgcron
+
+        return pgcron.list_jobs(self.url)
+
+    def cron_history(self, limit: int = 50) -> list[dict[str, Any]]:
+        from pgml_flow import pgcron
+
+        return pgcron.history(self.url, limit)
 
     # -- isolation --------------------------------------------------------------------------
     def grant_bi_access(

@@ -79,3 +79,9 @@ class IsolationBreach(PgmlFlowError):
     """The isolation audit found a tenant role reading another client's rows or pgml internals."""
 
     exit_code = 7
+
+
+class Interrupted(PgmlFlowError):
+    """Stopped by SIGTERM or SIGINT after finishing the work in hand; the next run resumes."""
+
+    exit_code = 8

@@ -69,6 +69,9 @@ class ModelSpec:
     #: view with client_id, entity_id, features real[] (same order), is_open: the BI surface
     #: (analytics.predictions) predicts its open rows. Optional.
     feature_view: str | None = None
+    #: optional timestamp column of training_view: how recent the client's newest row is
+    #: (data_freshness_days). Without it the built-in models use mv_ml_training_summary.
+    timestamp_column: str | None = None
     description: str = ""
 
     @property
@@ -183,6 +186,10 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
         raise fail(f"search must be 'grid' or 'random', got {search!r}")
     if search and not body.get("search_params"):
         raise fail("search needs search_params (each value a list to try)")
+    timestamp_column = body.get("timestamp_column")
+    if timestamp_column is not None and (not isinstance(timestamp_column, str)
+                                         or not _COLUMN.match(timestamp_column)):
+        raise fail(f"timestamp_column must be a column name, got {timestamp_column!r}")
     if body.get("preprocess") and body.get("feature_view"):
         raise fail("preprocess is applied by the ROW form of pgml.predict only, but the BI "
                    "surface predicts with feature arrays; compute the feature in the view "
@@ -202,7 +209,8 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
         search_args=dict(body.get("search_args", {})), test_size=float(test_size),
         test_sampling=str(body.get("test_sampling", "random")),
         preprocess=dict(body.get("preprocess", {})), min_training_rows=min_rows,
-        feature_view=body.get("feature_view"), description=str(body.get("description", "")),
+        feature_view=body.get("feature_view"), timestamp_column=timestamp_column,
+        description=str(body.get("description", "")),
     )
 
 

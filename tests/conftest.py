@@ -10,6 +10,7 @@ run the suite against an external server instead (the role needs CREATEDB).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -110,3 +111,30 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PGML_FLOW_DEBUG", None)
     return env
+
+
+#: the date the seeded data of ``trained_template`` ends at
+AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="session")
+def trained_template(admin_url: str, template_url: str) -> Iterator[str]:
+    """A database seeded with two clients, the three built-in models trained for each."""
+    name = f"test_trained_{uuid.uuid4().hex[:8]}"
+    _recreate(admin_url, name, template=TEMPLATE)
+    try:
+        flow = flow_for(_with_dbname(admin_url, name))
+        flow.seed(clients=2, issues=1500, seed=7, as_of=AS_OF)
+        flow.train(["trajectory", "complexity", "rework"])
+        yield name
+    finally:
+        _drop(admin_url, name)
+
+
+@pytest.fixture
+def tflow(admin_url: str, trained_template: str) -> Iterator[PgmlFlow]:
+    """PgmlFlow on a fresh copy of ``trained_template``."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    _recreate(admin_url, name, template=trained_template)
+    yield flow_for(_with_dbname(admin_url, name))
+    _drop(admin_url, name)

@@ -18,5 +18,7 @@ def test_cli_reference_is_current() -> None:
 def test_every_command_is_documented() -> None:
     text = DOC.read_text()
     for command in ("db start", "db stop", "db status", "db url", "db upgrade", "db downgrade",
-                    "seed", "summary", "demo"):
+                    "seed", "summary", "demo", "retrain", "deploy", "rollback", "refresh",
+                    "status", "events", "scheduler run", "scheduler jobs", "scheduler runs",
+                    "cron install", "cron remove", "cron list", "cron history"):
         assert f"## `pgml-flow {command}`" in text

@@ -1,0 +1,417 @@
+"""Retraining runs: challenger against champion, per client, one event each.
+
+For each client and model, :func:`retrain` asks :func:`pgml_models.retraining.decide`
+whether to retrain; when yes, :func:`retrain_client`, in **one transaction**:
+
+1. recreates the client's training view ordered by a hash of each row, and trains the
+   challenger with ``pgml.train(..., test_sampling => 'last', automatic_deploy => false)``,
+   so the held-out rows are the view's last ``test_size`` rows;
+2. scores the deployed champion and the challenger on those same rows
+   (``pgml.predict_batch``; r2 or f1 computed with scikit-learn);
+3. deploys the challenger (``pgml.deploy(model_id)``) only when its key metric beats the
+   champion's by more than ``margin``; otherwise the champion stays, and the event says why;
+4. stores the challenger's training distribution and writes the ``ml_retraining_events``
+   row (reason, status, metrics before and after, duration).
+
+Nothing is committed before the end, so a process killed half-way leaves the champion
+deployed and no partial rows.  A lost connection is retried with exponential backoff; any
+other failure is recorded as a ``failed`` event and the next client goes on.  After each
+event, an optional webhook (``PGML_FLOW_WEBHOOK_URL``) receives it as JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from pgml_flow import sqlfiles, training
+from pgml_flow.errors import (
+    ClientNotFound,
+    DatabaseUnreachable,
+    Interrupted,
+    ModelError,
+    PgmlFlowError,
+)
+from pgml_flow.training import TrainingResult
+from pgml_models.client import ModelInfo, PgmlClient
+from pgml_models.retraining import Decision, decide, gather
+from pgml_models.specs import ModelSpec, split_relation
+
+logger = logging.getLogger(__name__)
+SOURCE = "retraining"
+
+
+@dataclass(frozen=True)
+class RetrainOptions:
+    """How a retraining run behaves (each is a setting, see docs/operations.md)."""
+
+    #: the challenger is promoted only when its key metric exceeds the champion's by more
+    margin: float = 0.0
+    #: retrain even when the policy says no
+    force: bool = False
+    #: attempts per client when the connection is lost (1 = no retry)
+    attempts: int = 3
+    #: first backoff in seconds, doubled after each lost connection
+    backoff_seconds: float = 1.0
+    #: POST each event here as JSON (failures are logged, never raised)
+    webhook_url: str | None = None
+    #: recorded as the event's reason prefix
+    reason: str = "manual"
+    #: the scheduled job run the events belong to (ml_job_runs.id)
+    job_run_id: int | None = None
+
+
+def _query(name: str) -> str:
+    return sqlfiles.query(name, SOURCE)
+
+
+def decisions(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: Sequence[int],
+              now: dt.datetime, *, force: bool = False) -> list[Decision]:
+    """The decision for each client and spec (read-only)."""
+    out = []
+    for client_id in client_ids:
+        client, ml_enabled = _client(conn, client_id)
+        for spec in specs:
+            out.append(decide(spec, gather(conn, spec, client_id, client, ml_enabled), now,
+                              force=force))
+    conn.rollback()
+    return out
+
+
+def _client(conn: psycopg.Connection, client_id: int) -> tuple[str, bool]:
+    info = conn.execute(sqlfiles.query("client_info", "models"),
+                        {"client_id": client_id}).fetchone()
+    if info is None:
+        raise ClientNotFound(f"client {client_id} does not exist; see the clients table")
+    return str(info[1]), bool(info[2])
+
+
+def retrain(
+    connect: Callable[[], psycopg.Connection],
+    specs: Sequence[ModelSpec],
+    client_ids: Sequence[int],
+    now: dt.datetime,
+    options: RetrainOptions,
+    *,
+    progress: Callable[[TrainingResult], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[TrainingResult]:
+    """Decide and retrain each client and spec; a failing client does not stop the others.
+
+    ``connect`` opens a new connection (used again after a connection is lost).  Raises
+    :class:`~pgml_flow.errors.Interrupted` when ``should_stop`` turns true between clients:
+    the client in hand is finished first.
+    """
+    results: list[TrainingResult] = []
+    conn = connect()
+    try:
+        for client_id in client_ids:
+            for spec in specs:
+                if should_stop():
+                    raise Interrupted(f"stopped after {len(results)} runs; the next "
+                                      "scheduler run finishes the job")
+                if options.job_run_id is not None and conn.execute(
+                        _query("done_in_job_run"), {"client_id": client_id, "model_name": spec.name,
+                                                    "job_run_id": options.job_run_id}).fetchone():
+                    conn.rollback()
+                    continue  # finished by an earlier attempt of this job run
+                result, conn = _with_retries(connect, conn, spec, client_id, now, options)
+                results.append(result)
+                _notify(options.webhook_url, result)
+                if progress:
+                    progress(result)
+    finally:
+        conn.close()
+    return results
+
+
+def _with_retries(connect: Callable[[], psycopg.Connection], conn: psycopg.Connection,
+                  spec: ModelSpec, client_id: int, now: dt.datetime,
+                  options: RetrainOptions) -> tuple[TrainingResult, psycopg.Connection]:
+    delay = options.backoff_seconds
+    for attempt in range(1, options.attempts + 1):
+        try:
+            if conn.closed or conn.broken:
+                conn = connect()
+            return run_one(conn, spec, client_id, now, options), conn
+        except (psycopg.OperationalError, DatabaseUnreachable) as exc:
+            if attempt == options.attempts:
+                raise DatabaseUnreachable(
+                    f"lost the connection {attempt} times retraining {spec.project(client_id)}: "
+                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
+                ) from exc
+            logger.warning("connection lost, retrying in %.1f s", delay,
+                           extra={"action": "retrain_retry", "project": spec.project(client_id),
+                                  "attempt": attempt})
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def run_one(conn: psycopg.Connection, spec: ModelSpec, client_id: int, now: dt.datetime,
+            options: RetrainOptions) -> TrainingResult:
+    """Decide for one client and spec, and retrain when the decision says so."""
+    started = time.perf_counter()
+    client, ml_enabled = _client(conn, client_id)
+    decision = decide(spec, gather(conn, spec, client_id, client, ml_enabled), now,
+                      force=options.force)
+    conn.rollback()
+    reason = f"{options.reason}: {decision.reason}"
+    if not decision.retrain:
+        return _event(conn, spec, decision, reason, "skipped", started, options,
+                      detail=decision.reason)
+    try:
+        with conn.transaction():
+            return retrain_client(conn, spec, decision, reason, started, options)
+    except psycopg.OperationalError:
+        raise
+    except (PgmlFlowError, psycopg.Error) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        logger.warning("retraining failed: %s", message,
+                       extra={"action": "retrain_failed", "project": spec.project(client_id)})
+        return _event(conn, spec, decision, reason, "failed", started, options, error=message)
+
+
+def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision, reason: str,
+                   started: float, options: RetrainOptions) -> TrainingResult:
+    """Steps 1-4 of the module docstring; the caller holds the transaction."""
+    facts = decision.facts
+    project = facts.project
+    training.register(conn, spec)
+    _ordered_view(conn, spec, facts.client_id)
+    pgml = PgmlClient(conn)
+    champion = pgml.deployed_model(project)
+    pgml.train(
+        project, task=spec.task, relation=f"pgml_flow_training.{project}",
+        y_column=spec.target, algorithm=spec.algorithm, hyperparams=spec.hyperparams,
+        search=spec.search, search_params=spec.search_params, search_args=spec.search_args,
+        test_size=spec.test_size, test_sampling="last", preprocess=spec.preprocess,
+        automatic_deploy=False,
+    )
+    challenger = pgml.models(project)[-1]
+    champion_features = _features_of(conn, spec, facts.client_id, champion)
+    try:
+        with conn.transaction():
+            x, x_champion, y = _holdout(conn, spec, facts.client_id, champion_features)
+    except psycopg.errors.UndefinedColumn:  # the champion used columns the view lost
+        x, _, y = _holdout(conn, spec, facts.client_id, spec.features)
+        x_champion = []
+    after = _score(pgml, spec, challenger, x, y)
+    before = _score(pgml, spec, champion, x_champion, y) if champion and x_champion else None
+    if after is None:
+        promote, verdict = False, "the challenger could not be scored"
+    elif champion is None:
+        promote, verdict = True, "no champion was deployed"
+    elif before is None:
+        promote, verdict = True, f"the champion (model {champion.id}) cannot score these rows"
+    else:
+        promote = after > before + options.margin
+        comparison = "beats" if promote else "does not beat"
+        verdict = (f"{comparison} model {champion.id} ({spec.key_metric} {before:.3f}) "
+                   f"by more than the margin {options.margin:g}")
+    if promote:
+        pgml.deploy_model(challenger.id)
+    training._store_baseline(conn, spec, facts.client_id, challenger.id, facts.rows)
+    metric_text = "n/a" if after is None else f"{after:.3f}"
+    detail = (f"model {challenger.id}: {spec.key_metric} {metric_text} on {len(y)} held-out "
+              f"rows; {verdict}")
+    if after is not None and after < spec.retraining.performance_threshold:
+        detail += f"; below the threshold {spec.retraining.performance_threshold:g}"
+    holdout = {"holdout_rows": len(y)}
+    return _event(
+        conn, spec, decision, reason, "promoted" if promote else "kept_champion", started,
+        options, detail=detail, champion=champion, challenger=challenger,
+        metrics_before=({spec.key_metric: before, **holdout, "model_id": champion.id,
+                         "trained": training._plain(champion.metrics)} if champion else None),
+        metrics_after={spec.key_metric: after, **holdout, "model_id": challenger.id,
+                       "trained": training._plain(challenger.metrics)},
+    )
+
+
+def _ordered_view(conn: psycopg.Connection, spec: ModelSpec, client_id: int) -> None:
+    view = sql.Identifier(spec.project(client_id))
+    with conn.transaction():
+        conn.execute(sql.SQL(sqlfiles.query("drop_training_view", "models")).format(view=view))
+        conn.execute(sql.SQL(_query("create_ordered_training_view")).format(
+            view=view, features=sql.SQL(", ").join(sql.Identifier(f) for f in spec.features),
+            target=sql.Identifier(spec.target),
+            source=sql.Identifier(*split_relation(spec.training_view)),
+            client_id=sql.Literal(int(client_id))))
+
+
+def _features_of(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
+                 model: ModelInfo | None) -> Sequence[str]:
+    """The feature columns ``model`` was trained on (recorded at training), else the spec's."""
+    if model is None:
+        return spec.features
+    row = conn.execute(_query("model_features"),
+                       {"client_id": client_id, "model_id": model.id}).fetchone()
+    return tuple(row[0]) if row and row[0] else spec.features
+
+
+def _holdout(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
+             champion_features: Sequence[str],
+             ) -> tuple[list[list[float]], list[list[float]], list[float]]:
+    """The rows pgml.train held out (test_sampling 'last' over the hash-ordered view).
+
+    Returns the challenger's features, the champion's features and the target of each.
+    """
+    def array(columns: Sequence[str]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+
+    rows = conn.execute(sql.SQL(_query("holdout_rows")).format(
+        features=array(spec.features), champion=array(champion_features),
+        target=sql.Identifier(spec.target),
+        source=sql.Identifier(*split_relation(spec.training_view))),
+        {"client_id": client_id}).fetchall()
+    size = spec.test_size
+    n_test = math.ceil(len(rows) * size) if size <= 1 else int(size)
+    test = rows[len(rows) - n_test:]
+    return ([list(r[0]) for r in test], [list(r[1]) for r in test],
+            [float(r[2]) for r in test])
+
+
+def _score(pgml: PgmlClient, spec: ModelSpec, model: ModelInfo, x: list[list[float]],
+           y: list[float]) -> float | None:
+    """The key metric of ``model`` on the rows ``x``; None when it cannot predict them."""
+    from sklearn.metrics import f1_score, r2_score
+
+    if not y or spec.preprocess:
+        # the array form of pgml.predict does not preprocess: use the stored metric
+        return model.key_metric()
+    try:
+        with pgml.conn.transaction():
+            predicted = pgml.predict_batch(model.id, x)
+    except PgmlFlowError:
+        return None
+    if spec.task == "classification":
+        return float(f1_score(y, predicted, zero_division=0))
+    return float(r2_score(y, predicted))
+
+
+def _event(conn: psycopg.Connection, spec: ModelSpec, decision: Decision, reason: str,
+           status: str, started: float, options: RetrainOptions, *, detail: str | None = None,
+           error: str | None = None, champion: ModelInfo | None = None,
+           challenger: ModelInfo | None = None, metrics_before: dict[str, Any] | None = None,
+           metrics_after: dict[str, Any] | None = None) -> TrainingResult:
+    facts = decision.facts
+    seconds = time.perf_counter() - started
+    champion_id = champion.id if champion else facts.deployed_model_id
+    row = conn.execute(_query("insert_retrain_event"), {
+        "client_id": facts.client_id, "model_name": spec.name, "project": facts.project,
+        "reason": reason, "status": status, "champion_model_id": champion_id,
+        "challenger_model_id": challenger.id if challenger else None,
+        "metrics_before": Jsonb(metrics_before) if metrics_before else None,
+        "metrics_after": Jsonb(metrics_after) if metrics_after else None,
+        "training_rows": facts.rows, "duration_seconds": seconds, "detail": detail,
+        "error": error, "job_run_id": options.job_run_id,
+    }).fetchone()
+    assert row is not None
+    if status in ("skipped", "failed"):
+        conn.commit()  # else the caller's transaction commits it with the model
+    value = (metrics_after or {}).get(spec.key_metric)
+    logger.info("retraining %s", status, extra={"action": "retrain", "project": facts.project,
+                                                "status": status})
+    return TrainingResult(facts.client_id, facts.client, spec.name, facts.project, status,
+                          facts.rows, challenger.id if challenger else None, spec.key_metric,
+                          value, seconds, detail or error, int(row[0]))
+
+
+def _notify(url: str | None, result: TrainingResult) -> None:
+    """POST the event as JSON; a webhook that fails is logged, never raised."""
+    if not url:
+        return
+    body = json.dumps({"event": "retraining", **result.__dict__}, default=str).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+    except OSError as exc:
+        logger.warning("webhook %s failed: %s", url, exc, extra={"action": "webhook_failed"})
+
+
+def deploy(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int | None,
+           *, rollback: bool = False) -> TrainingResult:
+    """Deploy ``model_id`` (or, with ``rollback``, the previously deployed model) for a client.
+
+    Recorded as a ``deployed`` or ``rolled_back`` event with the models before and after.
+    """
+    started = time.perf_counter()
+    client, ml_enabled = _client(conn, client_id)
+    project = spec.project(client_id)
+    pgml = PgmlClient(conn)
+    with conn.transaction():
+        before = pgml.deployed_model(project)
+        if rollback:
+            if before is None:
+                raise ModelError(f"{project} has no deployed model to roll back from")
+            pgml.deploy(project, "rollback")
+        else:
+            if model_id is None or model_id not in {m.id for m in pgml.models(project)}:
+                raise ModelError(f"model {model_id} is not a model of {project}; list them "
+                                 f"with `pgml-flow events --client {client_id}` or pgml.models")
+            pgml.deploy_model(model_id)
+        after = pgml.deployed_model(project)
+        assert after is not None
+        facts = gather(conn, spec, client_id, client, ml_enabled)
+        status = "rolled_back" if rollback else "deployed"
+        word = "rolled back" if rollback else "deployed"
+        detail = (f"{word}: model {after.id} ({spec.key_metric} "
+                  f"{_fmt(after.key_metric())}) replaces model "
+                  f"{before.id if before else '-'}"
+                  f" ({spec.key_metric} {_fmt(before.key_metric() if before else None)})")
+        decision = Decision(facts, False, detail)
+        return _event(conn, spec, decision, "operator", status, started, RetrainOptions(),
+                      detail=detail, champion=before, challenger=after,
+                      metrics_before={"model_id": before.id, spec.key_metric: before.key_metric()}
+                      if before else None,
+                      metrics_after={"model_id": after.id, spec.key_metric: after.key_metric()})
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def events(conn: psycopg.Connection, *, model_name: str | None = None,
+           client_id: int | None = None, status: str | None = None,
+           since: dt.datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_query("events"), {
+            "model_name": model_name, "client_id": client_id, "status": status,
+            "since": since, "limit": limit}).fetchall()
+
+
+def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: Sequence[int],
+                now: dt.datetime) -> list[dict[str, Any]]:
+    """Per client and model: the deployed model, its metric, rows since, the last event."""
+    rows = []
+    for decision in decisions(conn, specs, client_ids, now):
+        facts = decision.facts
+        last = conn.execute(_query("last_event"), {"client_id": facts.client_id,
+                                                   "model_name": facts.model_name}).fetchone()
+        rows.append({
+            "client_id": facts.client_id, "client": facts.client, "model": facts.model_name,
+            "deployed_model_id": facts.deployed_model_id, "key_metric": facts.key_metric,
+            "key_metric_value": facts.key_metric_value, "trained_at": facts.trained_at,
+            "rows": facts.rows, "rows_since": facts.rows_since,
+            "retrain_due": decision.retrain, "decision": decision.reason,
+            "last_event": last[0] if last else None,
+            "last_event_at": last[4] if last else None,
+            "last_event_detail": (last[2] or last[3]) if last else None,
+        })
+    conn.rollback()
+    return rows

@@ -1,0 +1,164 @@
+"""Should a client's model be retrained?  The decision, with its reasons in words.
+
+:func:`gather` reads the facts of one (spec, client) pair from the database (rows now and
+at the deployed model's training, its key metric, the newest row, the drift signal);
+:func:`decide` is a pure function of those facts and the spec's
+:class:`~pgml_models.specs.RetrainingPolicy`, so the rules are testable without a database:
+
+1. ML switched off for the client, or fewer rows than ``min_training_rows``: no.
+2. No deployed model: yes.
+3. The newest row is older than ``data_freshness_days``: no (the data is stale; retraining
+   on it cannot help, the feed needs looking at).
+4. Yes when any of: at least ``min_new_records`` rows since the deployed model was trained;
+   its key metric below ``performance_threshold``; drift (at least
+   :data:`DRIFT_MIN_LOGGED` logged predictions of which :data:`DRIFT_SHARE` or more were
+   anomalies).  Otherwise no, saying which checks passed.
+
+``force`` turns every "no" of rule 3 and 4 into a yes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgml_flow import sqlfiles
+from pgml_models.client import PgmlClient
+from pgml_models.specs import ModelSpec, split_relation
+
+SOURCE = "retraining"
+#: drift signal: this many logged predictions of the deployed model at least ...
+DRIFT_MIN_LOGGED = 100
+#: ... of which this share flagged as anomalies (ml_prediction_log.is_anomaly)
+DRIFT_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the decision looks at, for one client and model."""
+
+    client_id: int
+    client: str
+    model_name: str
+    project: str
+    ml_enabled: bool
+    rows: int
+    deployed_model_id: int | None = None
+    key_metric: str = "r2"
+    key_metric_value: float | None = None
+    trained_at: dt.datetime | None = None
+    #: training rows of the deployed model (None when unknown: trained outside pgml-flow)
+    rows_at_training: int | None = None
+    newest_data: dt.datetime | None = None
+    logged_predictions: int = 0
+    anomalies: int = 0
+
+    @property
+    def rows_since(self) -> int | None:
+        return None if self.rows_at_training is None else self.rows - self.rows_at_training
+
+
+@dataclass(frozen=True)
+class Decision:
+    facts: Facts
+    retrain: bool
+    #: why, in words (one sentence per check, '; '-separated)
+    reason: str
+    #: the spec's policy said no, but --force said yes
+    forced: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self.facts)
+        data.update(retrain=self.retrain, reason=self.reason, forced=self.forced,
+                    rows_since=self.facts.rows_since)
+        return data
+
+
+def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = False) -> Decision:
+    """The retraining decision for one client's model; see the module docstring."""
+    policy = spec.retraining
+    if not facts.ml_enabled:
+        return Decision(facts, False, "ML is switched off for this client (clients.ml_enabled)")
+    if facts.rows < spec.min_training_rows:
+        return Decision(facts, False, f"only {facts.rows} training rows; {spec.name} needs "
+                                      f"{spec.min_training_rows} (min_training_rows)")
+    if facts.deployed_model_id is None:
+        return Decision(facts, True, f"no deployed model; {facts.rows} training rows")
+    notes: list[str] = []
+    if facts.newest_data is not None:
+        age = (now - facts.newest_data).total_seconds() / 86400
+        if age > policy.data_freshness_days:
+            stale = (f"data is stale: newest row {age:.0f} days old "
+                     f"(data_freshness_days {policy.data_freshness_days})")
+            return Decision(facts, force, f"forced; {stale}" if force else stale, force)
+        notes.append(f"newest row {age:.0f} days old")
+    reasons: list[str] = []
+    since = facts.rows_since
+    if since is None:
+        reasons.append(f"training rows of model {facts.deployed_model_id} unknown "
+                       f"({facts.rows} rows now)")
+    elif since >= policy.min_new_records:
+        reasons.append(f"{since} new rows since model {facts.deployed_model_id} "
+                       f"(min_new_records {policy.min_new_records})")
+    else:
+        notes.append(f"{since} new rows (< min_new_records {policy.min_new_records})")
+    metric = facts.key_metric_value
+    if metric is not None and metric < policy.performance_threshold:
+        reasons.append(f"{facts.key_metric} {metric:.3f} below performance_threshold "
+                       f"{policy.performance_threshold:g}")
+    elif metric is not None:
+        notes.append(f"{facts.key_metric} {metric:.3f} >= {policy.performance_threshold:g}")
+    if facts.logged_predictions >= DRIFT_MIN_LOGGED:
+        share = facts.anomalies / facts.logged_predictions
+        text = f"{share:.0%} of {facts.logged_predictions} logged predictions are anomalies"
+        if share >= DRIFT_SHARE:
+            reasons.append(f"drift: {text} (>= {DRIFT_SHARE:.0%})")
+        else:
+            notes.append(text)
+    if reasons:
+        return Decision(facts, True, "; ".join(reasons))
+    text = "; ".join(notes) or "nothing changed"
+    return Decision(facts, force, f"forced; {text}" if force else text, force)
+
+
+def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: str,
+           ml_enabled: bool) -> Facts:
+    """Read the facts of one client and model (read-only)."""
+    project = spec.project(client_id)
+    source = sql.Identifier(*split_relation(spec.training_view))
+    params = {"client_id": client_id, "model_name": spec.name}
+    rows = _scalar(conn, sql.SQL(_query("client_rows")).format(source=source), params) or 0
+    if spec.timestamp_column:
+        newest = _scalar(conn, sql.SQL(_query("client_newest")).format(
+            source=source, column=sql.Identifier(spec.timestamp_column)), params)
+    else:
+        newest = _scalar(conn, _query("summary_newest"), params)
+    facts = Facts(client_id, client, spec.name, project, ml_enabled, int(rows),
+                  key_metric=spec.key_metric, newest_data=newest)
+    model = PgmlClient(conn).deployed_model(project)
+    if model is None:
+        return facts
+    baseline = conn.execute(_query("baseline"), {**params, "model_id": model.id}).fetchone()
+    drift = conn.execute(_query("drift"), {**params, "model_id": model.id}).fetchone()
+    return Facts(
+        client_id, client, spec.name, project, ml_enabled, int(rows),
+        deployed_model_id=model.id, key_metric=spec.key_metric,
+        key_metric_value=model.key_metric(), trained_at=model.created_at,
+        rows_at_training=int(baseline[0]) if baseline else None, newest_data=newest,
+        logged_predictions=int(drift[0]) if drift else 0,
+        anomalies=int(drift[1]) if drift else 0,
+    )
+
+
+def _query(name: str) -> str:
+    return sqlfiles.query(name, SOURCE)
+
+
+def _scalar(conn: psycopg.Connection, query: str | sql.Composed,
+            params: dict[str, Any]) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None

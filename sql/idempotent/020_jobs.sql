@@ -1,0 +1,48 @@
+-- Scheduled work that pg_cron (or psql) can run without a Python process
+-- (docs/operations.md, `pgml-flow cron install`).
+
+-- Refresh any materialized view without blocking its readers: CONCURRENTLY when the
+-- view is populated and has a unique index (what CONCURRENTLY needs), else a plain refresh.
+CREATE OR REPLACE FUNCTION pgml_flow.refresh_materialized_view(view regclass)
+RETURNS text
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    populated boolean;
+    has_unique boolean;
+BEGIN
+    SELECT c.relispopulated INTO populated
+      FROM pg_class c WHERE c.oid = view AND c.relkind = 'm';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not a materialized view', view
+              USING HINT = 'list them with SELECT matviewname FROM pg_matviews';
+    END IF;
+    SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = view AND i.indisunique
+                      AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL)
+      INTO has_unique;
+    IF populated AND has_unique THEN
+        EXECUTE format('REFRESH MATERIALIZED VIEW CONCURRENTLY %s', view);
+        RETURN 'concurrently';
+    END IF;
+    EXECUTE format('REFRESH MATERIALIZED VIEW %s', view);
+    RETURN 'blocking';
+END;
+$$;
+COMMENT ON FUNCTION pgml_flow.refresh_materialized_view(regclass) IS
+    'REFRESH MATERIALIZED VIEW, CONCURRENTLY (readers never blocked) when the view allows it';
+
+-- Record that a job is due (a "pending" claim row); a scheduler (`pgml-flow scheduler run
+-- --once`, or the service) runs it. pg_cron's retrain checks call this: the retraining
+-- itself needs the Python process (it compares models and notifies), the schedule does not.
+CREATE OR REPLACE FUNCTION pgml_flow.request_job(job text,
+                                                 slot timestamptz DEFAULT date_trunc('minute', now()))
+RETURNS bigint
+LANGUAGE sql
+AS $$
+    INSERT INTO public.ml_job_runs (job, slot, status, requested_by)
+    VALUES (job, slot, 'pending', 'pg_cron')
+    ON CONFLICT ON CONSTRAINT ml_job_runs_job_slot_key DO NOTHING
+    RETURNING id;
+$$;
+COMMENT ON FUNCTION pgml_flow.request_job(text, timestamptz) IS
+    'Record a due job (status pending) for the scheduler to run; idempotent per (job, slot)';

@@ -1,0 +1,76 @@
+-- Queries of scheduled retraining (pgml_models.retraining, pgml_flow.retraining), loaded
+-- by name. Templates with {placeholders} are composed with psycopg.sql.
+
+-- name: client_rows
+SELECT count(*) FROM {source} WHERE client_id = %(client_id)s;
+
+-- name: client_newest
+SELECT max({column})::timestamptz FROM {source} WHERE client_id = %(client_id)s;
+
+-- name: summary_newest
+SELECT latest_data FROM mv_ml_training_summary
+ WHERE client_id = %(client_id)s AND model_type = %(model_name)s;
+
+-- name: baseline
+SELECT training_rows, trained_at FROM ml_model_baselines
+ WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
+
+-- name: drift
+-- Share of the deployed model's logged predictions flagged as anomalies (inputs or
+-- outputs far from the training distribution) since it was deployed.
+SELECT count(*) AS logged, count(*) FILTER (WHERE is_anomaly) AS anomalies
+  FROM ml_prediction_log
+ WHERE client_id = %(client_id)s AND model_id = %(model_id)s AND active;
+
+-- name: last_event
+SELECT status, reason, detail, error, started_at
+  FROM ml_retraining_events
+ WHERE client_id = %(client_id)s AND model_name = %(model_name)s
+ ORDER BY started_at DESC, id DESC LIMIT 1;
+
+-- name: done_in_job_run
+SELECT 1 FROM ml_retraining_events
+ WHERE client_id = %(client_id)s AND model_name = %(model_name)s AND job_run_id = %(job_run_id)s
+ LIMIT 1;
+
+-- name: holdout_rows
+-- The client's rows in the order of its hash-ordered training view, with the features of
+-- the challenger and of the champion (which may differ when the spec changed).
+SELECT ARRAY[{features}]::real[] AS features, ARRAY[{champion}]::real[] AS champion,
+       {target}::double precision AS target
+  FROM {source} AS s WHERE client_id = %(client_id)s
+ ORDER BY md5(s::text);
+
+-- name: model_features
+SELECT feature_names FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
+
+-- name: create_ordered_training_view
+-- Ordered by a hash of each row, so pgml.train's test_sampling 'last' holds out a set of
+-- rows both the champion and the challenger can be scored on, reproducibly.
+CREATE VIEW pgml_flow_training.{view} AS
+SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
+ ORDER BY md5(s::text);
+
+-- name: insert_retrain_event
+INSERT INTO ml_retraining_events (client_id, model_name, project, reason, status,
+                                  champion_model_id, challenger_model_id, metrics_before,
+                                  metrics_after, training_rows, duration_seconds, detail,
+                                  error, job_run_id, finished_at)
+VALUES (%(client_id)s, %(model_name)s, %(project)s, %(reason)s, %(status)s,
+        %(champion_model_id)s, %(challenger_model_id)s, %(metrics_before)s,
+        %(metrics_after)s, %(training_rows)s, %(duration_seconds)s, %(detail)s,
+        %(error)s, %(job_run_id)s, clock_timestamp())
+RETURNING id, started_at, finished_at;
+
+-- name: events
+SELECT e.id, e.client_id, c.name AS client, e.model_name, e.project, e.reason, e.status,
+       e.champion_model_id, e.challenger_model_id, e.metrics_before, e.metrics_after,
+       e.training_rows, e.duration_seconds, e.detail, e.error, e.job_run_id,
+       e.started_at, e.finished_at
+  FROM ml_retraining_events e JOIN clients c USING (client_id)
+ WHERE (%(model_name)s::text IS NULL OR e.model_name = %(model_name)s)
+   AND (%(client_id)s::bigint IS NULL OR e.client_id = %(client_id)s)
+   AND (%(status)s::text IS NULL OR e.status = %(status)s)
+   AND (%(since)s::timestamptz IS NULL OR e.started_at >= %(since)s)
+ ORDER BY e.started_at DESC, e.id DESC
+ LIMIT %(limit)s;

@@ -1,0 +1,228 @@
+"""Scheduled retraining: the decision, champion against challenger, events, the CLI.
+
+A module fixture seeds two clients and trains the three built-in models once, into a
+database used as a template; each test gets its own copy of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from cli.app import app
+from pgml_flow.app import PgmlFlow
+from pgml_flow.errors import ClientNotFound
+from pgml_flow.retraining import RetrainOptions
+from pgml_models.retraining import Facts, decide
+from pgml_models.specs import builtin_specs
+from tests.conftest import AS_OF
+
+SOON = AS_OF + dt.timedelta(days=3)
+BAD_COMPLEXITY = """
+[models.complexity]
+task = "regression"
+training_view = "pgml_flow.complexity_training"
+feature_view = "pgml_flow.complexity_features"
+target = "story_points"
+features = ["type_bug", "title_length"]
+algorithm = "xgboost"
+hyperparams = { n_estimators = 1, max_depth = 1, learning_rate = 0.01 }
+min_training_rows = 100
+[models.complexity.retraining]
+schedule = "0 3 * * 3"
+min_new_records = 200
+performance_threshold = 0.75
+data_freshness_days = 14
+"""
+
+
+def deployed(flow: PgmlFlow, project: str) -> int | None:
+    with flow.pgml() as pgml:
+        model = pgml.deployed_model(project)
+    return model.id if model else None
+
+
+def scalar(flow: PgmlFlow, query: str, *params: Any) -> Any:
+    with flow.connect() as conn:
+        row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def pretend_new_rows(flow: PgmlFlow, model: str, rows: int) -> None:
+    """Make the deployed models look trained on ``rows`` fewer rows than there are now."""
+    with flow.connect() as conn:
+        conn.execute("UPDATE ml_model_baselines SET training_rows = training_rows - %s "
+                     "WHERE model_name = %s", (rows, model))
+        conn.commit()
+
+
+# -- the decision (no database) ----------------------------------------------------------------
+def facts(**changes: Any) -> Facts:
+    base: dict[str, Any] = dict(
+        client_id=1, client="Acme", model_name="complexity", project="complexity__client_1",
+        ml_enabled=True, rows=1000, deployed_model_id=5, key_metric="r2", key_metric_value=0.9,
+        rows_at_training=1000, newest_data=AS_OF)
+    return Facts(**{**base, **changes})
+
+
+def test_decide_rules() -> None:
+    spec = builtin_specs()["complexity"]  # min 100 rows, 200 new, r2 0.75, 14 days
+    now = AS_OF + dt.timedelta(days=2)
+    cases = {
+        "quiet": (facts(), False, "0 new rows"),
+        "new rows": (facts(rows=1250), True, "250 new rows since model 5"),
+        "metric": (facts(key_metric_value=0.5), True, "r2 0.500 below performance_threshold"),
+        "no model": (facts(deployed_model_id=None), True, "no deployed model"),
+        "stale": (facts(rows=5000, newest_data=AS_OF - dt.timedelta(days=30)), False,
+                  "data is stale: newest row 32 days old"),
+        "too few": (facts(rows=20), False, "only 20 training rows"),
+        "off": (facts(ml_enabled=False), False, "ML is switched off"),
+        "drift": (facts(logged_predictions=400, anomalies=80), True, "drift: 20% of 400"),
+        "no drift": (facts(logged_predictions=400, anomalies=4), False, "1% of 400"),
+    }
+    for name, (case, retrain, words) in cases.items():
+        decision = decide(spec, case, now)
+        assert (decision.retrain, name) == (retrain, name), decision.reason
+        assert words in decision.reason, (name, decision.reason)
+    forced = decide(spec, facts(), now, force=True)
+    assert forced.retrain and forced.forced and forced.reason.startswith("forced")
+
+
+# -- decisions and runs on a trained database ------------------------------------------------------
+def test_check_reports_why(tflow: PgmlFlow) -> None:
+    before = {d.facts.project: d for d in tflow.retrain_decisions(["complexity"], now=SOON)}
+    assert all(d.facts.rows_since == 0 for d in before.values())
+    assert all(d.facts.deployed_model_id is not None for d in before.values())
+    pretend_new_rows(tflow, "complexity", 250)
+    after = tflow.retrain_decisions(["complexity"], now=SOON)
+    assert all(d.retrain and "250 new rows since model" in d.reason for d in after)
+    stale = tflow.retrain_decisions(["complexity"], now=AS_OF + dt.timedelta(days=40))
+    assert all(not d.retrain and "data is stale" in d.reason for d in stale)
+    # nothing is written by a check
+    assert scalar(tflow, "SELECT count(*) FROM ml_retraining_events WHERE reason <> 'manual'") == 0
+
+
+def test_worse_challenger_is_not_promoted(tflow: PgmlFlow, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD_COMPLEXITY)
+    champion = deployed(tflow, "complexity__client_1")
+    [result] = tflow.retrain(["complexity"], [1], now=SOON, spec_files=[str(bad)],
+                             options=RetrainOptions(force=True))
+    assert result.status == "kept_champion", result.detail
+    assert deployed(tflow, "complexity__client_1") == champion
+    [event] = tflow.events(model="complexity", client_id=1, limit=1)
+    assert event["champion_model_id"] == champion
+    assert event["challenger_model_id"] == result.model_id != champion
+    before, after = event["metrics_before"]["r2"], event["metrics_after"]["r2"]
+    assert after < before
+    assert event["metrics_before"]["holdout_rows"] == event["metrics_after"]["holdout_rows"] > 100
+    assert f"does not beat model {champion}" in event["detail"]
+    assert event["reason"].startswith("manual: forced")
+
+
+def test_better_challenger_is_promoted_and_rollback(tflow: PgmlFlow, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD_COMPLEXITY)
+    good = deployed(tflow, "complexity__client_2")
+    # a weak model deployed on purpose (a negative margin promotes anything) ...
+    [weak] = tflow.retrain(["complexity"], [2], now=SOON, spec_files=[str(bad)],
+                           options=RetrainOptions(force=True, margin=-1.0))
+    assert weak.status == "promoted" and deployed(tflow, "complexity__client_2") == weak.model_id
+    # ... is replaced by the real spec's challenger, which beats it on the same rows
+    [strong] = tflow.retrain(["complexity"], [2], now=SOON,
+                             options=RetrainOptions(force=True, margin=0.05))
+    assert strong.status == "promoted", strong.detail
+    assert deployed(tflow, "complexity__client_2") == strong.model_id
+    # rollback redeploys the previous model and says so
+    back = tflow.deploy("complexity", 2, rollback=True)
+    assert back.status == "rolled_back"
+    assert deployed(tflow, "complexity__client_2") == weak.model_id
+    again = tflow.deploy("complexity", 2, good)
+    assert again.status == "deployed" and deployed(tflow, "complexity__client_2") == good
+    statuses = [e["status"] for e in tflow.events(model="complexity", client_id=2, limit=4)]
+    assert statuses == ["deployed", "rolled_back", "promoted", "promoted"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_one_failing_client_does_not_stop_the_others(tflow: PgmlFlow, tmp_path: Path) -> None:
+    with tflow.connect() as conn:
+        conn.execute("""CREATE VIEW public.fragile_training AS
+                        SELECT client_id, title_length,
+                               story_points / (CASE WHEN client_id = 1 THEN 0 ELSE 1 END)
+                                   AS story_points
+                          FROM pgml_flow.complexity_training""")
+        conn.commit()
+    spec = tmp_path / "fragile.toml"
+    spec.write_text("""
+[models.fragile]
+task = "regression"
+training_view = "public.fragile_training"
+target = "story_points"
+features = ["title_length"]
+min_training_rows = 10
+[models.fragile.retraining]
+schedule = "0 5 * * *"
+min_new_records = 10
+performance_threshold = 0.1
+data_freshness_days = 7
+""")
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Hook.received.clear()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        results = tflow.retrain(["fragile"], [1, 2], now=SOON, spec_files=[str(spec)],
+                                options=RetrainOptions(webhook_url=url))
+    finally:
+        server.shutdown()
+    assert [r.status for r in results] == ["failed", "promoted"]
+    assert "division by zero" in (results[0].detail or "")
+    assert deployed(tflow, "fragile__client_2") == results[1].model_id
+    assert deployed(tflow, "fragile__client_1") is None
+    events = {e["client_id"]: e for e in tflow.events(model="fragile")}
+    assert events[1]["status"] == "failed" and "division by zero" in events[1]["error"]
+    assert events[2]["status"] == "promoted" and events[2]["duration_seconds"] > 0
+    assert [(h["project"], h["status"]) for h in _Hook.received] == [
+        ("fragile__client_1", "failed"), ("fragile__client_2", "promoted")]
+
+
+def test_cli_check_json_and_exit_codes(tflow: PgmlFlow) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": tflow.url, "COLUMNS": "200"}
+    result = runner.invoke(app, ["retrain", "--check", "--model", "complexity", "--json",
+                                 "--now", SOON.isoformat()], env=env)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [(r["client_id"], r["retrain"]) for r in rows] == [(1, False), (2, False)]
+    assert "0 new rows" in rows[0]["reason"]
+    result = runner.invoke(app, ["retrain", "--check", "--client", "99"], env=env)
+    # (main() turns it into exit code 2 and one line on stderr: tested in test_scheduler.py)
+    assert isinstance(result.exception, ClientNotFound) and result.exception.exit_code == 2
+    result = runner.invoke(app, ["status", "--json", "--now", SOON.isoformat()], env=env)
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert len(status) == 6 and all(s["deployed_model_id"] for s in status)
+    assert {s["model"]: s["next_run"][:16] for s in status if s["client_id"] == 1} == {
+        "trajectory": "2026-06-07 02:00", "complexity": "2026-06-10 03:00",
+        "rework": "2026-06-06 04:00"}
+    result = runner.invoke(app, ["refresh", "--json"], env=env)
+    assert json.loads(result.output) == {"public.mv_ml_training_summary": "concurrently"}
