@@ -189,14 +189,15 @@ def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision
     facts = decision.facts
     project = facts.project
     training.register(conn, spec)
-    _ordered_view(conn, spec, facts.client_id)
+    training.training_view(conn, spec, facts.client_id)
     pgml = PgmlClient(conn)
     champion = pgml.deployed_model(project)
     pgml.train(
         project, task=spec.task, relation=f"pgml_flow_training.{project}",
         y_column=spec.target, algorithm=spec.algorithm, hyperparams=spec.hyperparams,
         search=spec.search, search_params=spec.search_params, search_args=spec.search_args,
-        test_size=spec.test_size, test_sampling="last", preprocess=spec.preprocess,
+        test_size=spec.test_size, test_sampling=training.HOLDOUT_SAMPLING,
+        preprocess=spec.preprocess,
         automatic_deploy=False,
     )
     challenger = pgml.models(project)[-1]
@@ -237,17 +238,6 @@ def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision
         metrics_after={spec.key_metric: after, **holdout, "model_id": challenger.id,
                        "trained": training._plain(challenger.metrics)},
     )
-
-
-def _ordered_view(conn: psycopg.Connection, spec: ModelSpec, client_id: int) -> None:
-    view = sql.Identifier(spec.project(client_id))
-    with conn.transaction():
-        conn.execute(sql.SQL(sqlfiles.query("drop_training_view", "models")).format(view=view))
-        conn.execute(sql.SQL(_query("create_ordered_training_view")).format(
-            view=view, features=sql.SQL(", ").join(sql.Identifier(f) for f in spec.features),
-            target=sql.Identifier(spec.target),
-            source=sql.Identifier(*split_relation(spec.training_view)),
-            client_id=sql.Literal(int(client_id))))
 
 
 def _features_of(conn: psycopg.Connection, spec: ModelSpec, client_id: int,

@@ -36,6 +36,9 @@ from pgml_models.specs import ModelSpec, split_relation
 
 logger = logging.getLogger(__name__)
 SOURCE = "models"
+#: the training view is hash-ordered, so 'last' holds out the same rows at every training,
+#: which is what lets a retrain compare champion and challenger fairly
+HOLDOUT_SAMPLING = "last"
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def train_client(
             project, task=spec.task, relation=view, y_column=spec.target,
             algorithm=spec.algorithm, hyperparams=spec.hyperparams, search=spec.search,
             search_params=spec.search_params, search_args=spec.search_args,
-            test_size=spec.test_size, test_sampling=spec.test_sampling,
+            test_size=spec.test_size, test_sampling=HOLDOUT_SAMPLING,
             preprocess=spec.preprocess,
         )
         model = pgml.models(project)[-1]

@@ -61,8 +61,8 @@ class ModelSpec:
     search: str | None = None
     search_params: dict[str, Any] = field(default_factory=dict)
     search_args: dict[str, Any] = field(default_factory=dict)
+    #: held out as the last rows of the hash-ordered training view (see pgml_flow.training)
     test_size: float = 0.25
-    test_sampling: str = "random"
     preprocess: dict[str, Any] = field(default_factory=dict)
     #: fewer training rows than this for a client: that client is skipped
     min_training_rows: int = 50
@@ -207,7 +207,6 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
         hyperparams=dict(body.get("hyperparams", {})), search=search,
         search_params=dict(body.get("search_params", {})),
         search_args=dict(body.get("search_args", {})), test_size=float(test_size),
-        test_sampling=str(body.get("test_sampling", "random")),
         preprocess=dict(body.get("preprocess", {})), min_training_rows=min_rows,
         feature_view=body.get("feature_view"), timestamp_column=timestamp_column,
         description=str(body.get("description", "")),

@@ -28,8 +28,12 @@ ON CONFLICT (model_name) DO UPDATE
 DROP VIEW IF EXISTS pgml_flow_training.{view};
 
 -- name: create_training_view
+-- Ordered by a hash of each row: pgml.train's test_sampling 'last' then holds out the same
+-- rows for the first model and every later challenger, so a retrain can score champion and
+-- challenger on rows neither was trained on (see pgml_flow/retraining.py).
 CREATE VIEW pgml_flow_training.{view} AS
-SELECT {features}, {target} FROM {source} WHERE client_id = {client_id};
+SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
+ ORDER BY md5(s::text);
 
 -- name: count_rows
 SELECT count(*) FROM pgml_flow_training.{view};

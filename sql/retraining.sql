@@ -34,7 +34,7 @@ SELECT 1 FROM ml_retraining_events
  LIMIT 1;
 
 -- name: holdout_rows
--- The client's rows in the order of its hash-ordered training view, with the features of
+-- The client's rows in the order of its hash-ordered training view (models.sql), with the features of
 -- the challenger and of the champion (which may differ when the spec changed).
 SELECT ARRAY[{features}]::real[] AS features, ARRAY[{champion}]::real[] AS champion,
        {target}::double precision AS target
@@ -43,13 +43,6 @@ SELECT ARRAY[{features}]::real[] AS features, ARRAY[{champion}]::real[] AS champ
 
 -- name: model_features
 SELECT feature_names FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
-
--- name: create_ordered_training_view
--- Ordered by a hash of each row, so pgml.train's test_sampling 'last' holds out a set of
--- rows both the champion and the challenger can be scored on, reproducibly.
-CREATE VIEW pgml_flow_training.{view} AS
-SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
- ORDER BY md5(s::text);
 
 -- name: insert_retrain_event
 INSERT INTO ml_retraining_events (client_id, model_name, project, reason, status,
