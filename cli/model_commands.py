@@ -69,13 +69,18 @@ def train(
                             description=f"{result.project}: {result.status}")
 
         results = pf.train(names, ids, spec_files=_spec_files(specs), progress=advance)
+    report_runs(results, as_json, "training")
+
+
+def report_runs(results: list[TrainingResult], as_json: bool, kind: str) -> None:
+    """Print training or retraining runs; exit with ModelError's code if any failed."""
     if as_json:
         print_json([asdict(r) for r in results])
     else:
         console.print(training_table(results))
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise ModelError(f"{len(failed)} of {len(results)} training runs failed; first: "
+        raise ModelError(f"{len(failed)} of {len(results)} {kind} runs failed; first: "
                          f"{failed[0].project}: {failed[0].detail}")
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.model_commands import SpecsOption, _spec_files, training_table
+from cli.model_commands import SpecsOption, _spec_files, report_runs
 from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import ConfigurationError, Interrupted, ModelError
 from pgml_flow.retraining import RetrainOptions
@@ -129,14 +129,7 @@ def retrain(
 
         results = pf.retrain(model, ids, now=when, options=options,
                              spec_files=_spec_files(specs), progress=advance)
-    if as_json:
-        print_json([asdict(r) for r in results])
-    else:
-        console.print(training_table(results))
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise ModelError(f"{len(failed)} of {len(results)} retraining runs failed; first: "
-                         f"{failed[0].project}: {failed[0].detail}")
+    report_runs(results, as_json, "retraining")
 
 
 def deploy(

@@ -94,11 +94,13 @@ class SpectralClustering(cluster.SpectralClustering):
         return _nearest_labels(self, self.fitted_x_, self.labels_, X)
 
 
-class SpectralBiclustering(cluster.SpectralBiclustering):
-    """Biclustering used as a row clusterer: ``labels_`` are the row labels."""
+class _RowClusters:
+    """A bicluster estimator used as a row clusterer: ``labels_`` are its row labels."""
 
-    def fit(self, X: Any, y: Any = None) -> SpectralBiclustering:
-        super().fit(X, y)
+    row_labels_: np.ndarray
+
+    def fit(self, X: Any, y: Any = None) -> Any:
+        super().fit(X, y)  # type: ignore[misc]
         self.fitted_x_ = np.asarray(X, dtype=np.float64)
         self.labels_ = self.row_labels_
         return self
@@ -107,14 +109,9 @@ class SpectralBiclustering(cluster.SpectralBiclustering):
         return _nearest_labels(self, self.fitted_x_, self.row_labels_, X)
 
 
-class SpectralCoclustering(cluster.SpectralCoclustering):
-    """Co-clustering used as a row clusterer: ``labels_`` are the row labels."""
+class SpectralBiclustering(_RowClusters, cluster.SpectralBiclustering):
+    """Spectral biclustering, predicting the row cluster of the nearest fitted row."""
 
-    def fit(self, X: Any, y: Any = None) -> SpectralCoclustering:
-        super().fit(X, y)
-        self.fitted_x_ = np.asarray(X, dtype=np.float64)
-        self.labels_ = self.row_labels_
-        return self
 
-    def predict(self, X: Any) -> np.ndarray:
-        return _nearest_labels(self, self.fitted_x_, self.row_labels_, X)
+class SpectralCoclustering(_RowClusters, cluster.SpectralCoclustering):
+    """Spectral co-clustering, predicting the row cluster of the nearest fitted row."""
