@@ -56,6 +56,9 @@ class Facts:
     newest_data: dt.datetime | None = None
     logged_predictions: int = 0
     anomalies: int = 0
+    #: training rows of the last retrain that ran against this deployed model and kept it
+    #: (None: none yet); a metric below the threshold alone does not retrain on the same data
+    rows_at_last_attempt: int | None = None
 
     @property
     def rows_since(self) -> int | None:
@@ -108,8 +111,14 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
         notes.append(f"{since} new rows (< min_new_records {policy.min_new_records})")
     metric = facts.key_metric_value
     if metric is not None and metric < policy.performance_threshold:
-        reasons.append(f"{facts.key_metric} {metric:.3f} below performance_threshold "
-                       f"{policy.performance_threshold:g}")
+        below = (f"{facts.key_metric} {metric:.3f} below performance_threshold "
+                 f"{policy.performance_threshold:g}")
+        if facts.rows_at_last_attempt is not None and facts.rows == facts.rows_at_last_attempt:
+            # Retraining on exactly the data the last attempt used cannot do better.
+            notes.append(f"{below}, but the last retrain already tried these "
+                         f"{facts.rows} rows and kept the champion")
+        else:
+            reasons.append(below)
     elif metric is not None:
         notes.append(f"{facts.key_metric} {metric:.3f} >= {policy.performance_threshold:g}")
     if facts.logged_predictions >= DRIFT_MIN_LOGGED:
@@ -144,6 +153,7 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
         return facts
     baseline = conn.execute(_query("baseline"), {**params, "model_id": model.id}).fetchone()
     drift = conn.execute(_query("drift"), {**params, "model_id": model.id}).fetchone()
+    attempt = _scalar(conn, _query("last_kept_attempt"), {**params, "model_id": model.id})
     return Facts(
         client_id, client, spec.name, project, ml_enabled, int(rows),
         deployed_model_id=model.id, key_metric=spec.key_metric,
@@ -151,6 +161,7 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
         rows_at_training=int(baseline[0]) if baseline else None, newest_data=newest,
         logged_predictions=int(drift[0]) if drift else 0,
         anomalies=int(drift[1]) if drift else 0,
+        rows_at_last_attempt=None if attempt is None else int(attempt),
     )
 
 

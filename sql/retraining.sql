@@ -22,6 +22,13 @@ SELECT count(*) AS logged, count(*) FILTER (WHERE is_anomaly) AS anomalies
   FROM ml_prediction_log
  WHERE client_id = %(client_id)s AND model_id = %(model_id)s AND active;
 
+-- name: last_kept_attempt
+-- Training rows of the newest run that challenged the deployed model and kept it.
+SELECT training_rows FROM ml_retraining_events
+ WHERE client_id = %(client_id)s AND model_name = %(model_name)s
+   AND status = 'kept_champion' AND champion_model_id = %(model_id)s
+ ORDER BY started_at DESC, id DESC LIMIT 1;
+
 -- name: last_event
 SELECT status, reason, detail, error, started_at
   FROM ml_retraining_events

@@ -78,6 +78,12 @@ def test_decide_rules() -> None:
         "quiet": (facts(), False, "0 new rows"),
         "new rows": (facts(rows=1250), True, "250 new rows since model 5"),
         "metric": (facts(key_metric_value=0.5), True, "r2 0.500 below performance_threshold"),
+        "metric, same data as the last attempt": (
+            facts(key_metric_value=0.5, rows_at_last_attempt=1000), False,
+            "the last retrain already tried these 1000 rows"),
+        "metric, data changed since the last attempt": (
+            facts(key_metric_value=0.5, rows=1010, rows_at_last_attempt=1000), True,
+            "r2 0.500 below performance_threshold"),
         "no model": (facts(deployed_model_id=None), True, "no deployed model"),
         "stale": (facts(rows=5000, newest_data=AS_OF - dt.timedelta(days=30)), False,
                   "data is stale: newest row 32 days old"),
