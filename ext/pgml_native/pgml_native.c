@@ -206,36 +206,48 @@ raise_parse_error(int rc, const char *what, const char *err)
 
 /* ------------------------------------------------------------------ SPI */
 
+/*
+ * SPI_connect, then run a one-parameter read-only query through a plan prepared
+ * once per backend and kept in *plan.  The caller reads SPI_tuptable and calls
+ * SPI_finish.
+ */
+static void
+spi_lookup(SPIPlanPtr *plan, const char *query, Oid argtype, Datum arg, long limit,
+		   const char *what)
+{
+	char		nulls = ' ';
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "pgml_native: SPI_connect failed");
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	prepared = SPI_prepare(query, 1, &argtype);
+
+		if (prepared == NULL)
+			elog(ERROR, "pgml_native: could not prepare %s: %s", what,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(prepared);
+		*plan = prepared;
+	}
+	rc = SPI_execute_plan(*plan, &arg, &nulls, true, limit);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "pgml_native: %s failed: %s", what, SPI_result_code_string(rc));
+}
+
 /* Deployed model of a project, 0 if none; runs SPI (caller checks caches). */
 static int64
 lookup_deployed(const char *name, int len)
 {
 	Datum		arg;
-	char		nulls = ' ';
 	int64		result = 0;
-	int			rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pgml_native: SPI_connect failed");
-	if (deployed_plan == NULL)
-	{
-		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	plan = SPI_prepare(
-									   "SELECT d.model_id::bigint FROM pgml.deployments d "
-									   "JOIN pgml.projects p ON p.id = d.project_id "
-									   "WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1",
-									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "pgml_native: could not prepare deployment lookup: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		deployed_plan = plan;
-	}
 	arg = PointerGetDatum(cstring_to_text_with_len(name, len));
-	rc = SPI_execute_plan(deployed_plan, &arg, &nulls, true, 1);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pgml_native: deployment lookup failed: %s", SPI_result_code_string(rc));
+	spi_lookup(&deployed_plan,
+			   "SELECT d.model_id::bigint FROM pgml.deployments d "
+			   "JOIN pgml.projects p ON p.id = d.project_id "
+			   "WHERE p.name = $1 ORDER BY d.id DESC LIMIT 1",
+			   TEXTOID, arg, 1, "deployment lookup");
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
@@ -257,30 +269,13 @@ fetch_blob(int64 model_id, Size *len)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Datum		arg = Int64GetDatum(model_id);
-	char		nulls = ' ';
 	char	   *buf = NULL;
 	Size		total = 0;
-	int			rc;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "pgml_native: SPI_connect failed");
-	if (files_plan == NULL)
-	{
-		Oid			argtypes[1] = {INT8OID};
-		SPIPlanPtr	plan = SPI_prepare(
-									   "SELECT data FROM pgml.files "
-									   "WHERE model_id = $1 AND path = 'native' ORDER BY part",
-									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "pgml_native: could not prepare model file lookup: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		files_plan = plan;
-	}
-	rc = SPI_execute_plan(files_plan, &arg, &nulls, true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "pgml_native: model file lookup failed: %s", SPI_result_code_string(rc));
+	spi_lookup(&files_plan,
+			   "SELECT data FROM pgml.files "
+			   "WHERE model_id = $1 AND path = 'native' ORDER BY part",
+			   INT8OID, arg, 0, "model file lookup");
 	if (SPI_processed > 0)
 	{
 		uint64		n = SPI_processed;
