@@ -361,10 +361,17 @@ def cron_install(
         "--host", envvar="PGML_FLOW_CRON_HOST",
         help="Host (or socket directory) pg_cron connects to for these jobs (default: "
              "cron.host, or pgml-flow's own socket when it uses one).")] = None,
+    margin: MarginOption = 0.0,
+    webhook: WebhookOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register the refreshes and retrain checks with pg_cron (replacing earlier ones)."""
-    _cron_table(flow().cron_install(_spec_files(specs), host), as_json)
+    """Register the refreshes and retrains with pg_cron (replacing earlier ones).
+
+    The retrains then run entirely inside the server (pgml_flow.run_job), with this margin
+    and webhook.
+    """
+    options = RetrainOptions(margin=margin, webhook_url=webhook)
+    _cron_table(flow().cron_install(_spec_files(specs), host, options), as_json)
 
 
 @cron_app.command("remove")

@@ -7,7 +7,7 @@ Keeping the CLI, the scheduler and the tests on this one object means the rules
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,8 +48,12 @@ class DatabaseInfo:
 class PgmlFlow:
     """pgml-flow bound to one database (embedded or external)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *,
+                 specs: Mapping[str, ModelSpec] | None = None) -> None:
         self.settings = settings or Settings.from_env()
+        #: model specs to use instead of the built-ins and PGML_FLOW_MODEL_SPECS (the
+        #: in-database job runner passes the ones registered in the database)
+        self._specs_given = dict(specs) if specs is not None else None
 
     # -- database -------------------------------------------------------------------------
     @cached_property
@@ -152,6 +156,8 @@ class PgmlFlow:
         """Built-in specs, then PGML_FLOW_MODEL_SPECS, then ``spec_files`` (later wins)."""
         from pgml_models.specs import load_specs
 
+        if self._specs_given is not None:
+            return {**self._specs_given, **load_specs(spec_files, use_env=False, builtin=False)}
         return load_specs(spec_files)
 
     def client_ids(self) -> list[int]:
@@ -314,13 +320,22 @@ class PgmlFlow:
         with self.connect() as conn:
             return job_runs(conn, job, limit)
 
-    def cron_install(self, spec_files: Iterable[str] = (),
-                     host: str | None = None) -> list[dict[str, Any]]:
-        """Register the scheduled jobs with pg_cron (see pgml_flow.pgcron)."""
-        from pgml_flow import pgcron
+    def cron_install(self, spec_files: Iterable[str] = (), host: str | None = None,
+                     options: RetrainOptions | None = None) -> list[dict[str, Any]]:
+        """Register the scheduled jobs with pg_cron (see pgml_flow.pgcron).
+
+        The specs are registered in the database first: the server runs the retrains and
+        reads them from there.
+        """
+        from pgml_flow import pgcron, training
 
         self.require_current_schema()
-        return pgcron.install(self.url, self.scheduled_jobs(spec_files), host)
+        specs = self.model_specs(spec_files)
+        with self.connect() as conn:
+            for spec in specs.values():
+                training.register(conn, spec)
+            conn.commit()
+        return pgcron.install(self.url, self.scheduled_jobs(spec_files), host, options)
 
     def cron_remove(self) -> int:
         from pgml_flow import pgcron

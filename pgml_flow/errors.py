@@ -81,6 +81,10 @@ class IsolationBreach(PgmlFlowError):
     exit_code = 7
 
 
+class JobFailed(PgmlFlowError):
+    """A scheduled job failed; `pgml-flow scheduler runs` and `pgml-flow events` say why."""
+
+
 class Interrupted(PgmlFlowError):
     """Stopped by SIGTERM or SIGINT after finishing the work in hand; the next run resumes."""
 

@@ -6,10 +6,12 @@ pgml-flow's database:
 
 * ``refresh:<view>`` runs ``SELECT pgml_flow.refresh_materialized_view('<view>')``: the
   refresh happens entirely in the database;
-* ``retrain:<model>`` runs ``SELECT pgml_flow.request_job('retrain:<model>')``: it records
-  the slot as due (a ``pending`` row of ``ml_job_runs``); the retraining itself, which
-  compares champion and challenger and notifies, is run by the next
-  ``pgml-flow scheduler run --once`` (from system cron, say) or a running scheduler.
+* ``retrain:<model>`` runs ``SELECT pgml_flow.run_job('retrain:<model>', margin, webhook)``:
+  the whole retraining run (claim the slot, decide per client, challenger against champion,
+  promotion, events, webhook) inside the server, through the code of ``pgml-flow scheduler
+  run --once`` (see :mod:`scheduler.in_database`).  The margin and webhook are the ones
+  ``cron install`` was given (``PGML_FLOW_PROMOTION_MARGIN``, ``PGML_FLOW_WEBHOOK_URL``),
+  and the specs it schedules are registered in ``ml_model_registry`` for the server to read.
 
 Job names are ``pgml-flow:<database>:<job>`` (hashed to fit 63 bytes), so several pgml-flow
 databases can share a pg_cron installation; ``remove`` and ``list`` see only this database's jobs.
@@ -26,6 +28,7 @@ from psycopg.rows import dict_row
 
 from pgml_flow import database, sqlfiles
 from pgml_flow.errors import ConfigurationError
+from pgml_flow.retraining import RetrainOptions
 from scheduler.jobs import Job
 
 SOURCE = "pgcron"
@@ -35,12 +38,19 @@ def _query(name: str) -> str:
     return sqlfiles.query(name, SOURCE)
 
 
-def command(job: Job) -> str:
-    """The SQL a pg_cron job runs for ``job``."""
-    literal = "'" + (job.target if job.kind == "refresh" else job.name).replace("'", "''") + "'"
+def command(job: Job, options: RetrainOptions | None = None) -> str:
+    """The SQL a pg_cron job runs for ``job`` (``options``: margin and webhook of retrains)."""
     if job.kind == "refresh":
-        return f"SELECT pgml_flow.refresh_materialized_view({literal})"
-    return f"SELECT pgml_flow.request_job({literal})"
+        return f"SELECT pgml_flow.refresh_materialized_view({_literal(job.target)})"
+    options = options or RetrainOptions()
+    webhook = _literal(options.webhook_url) if options.webhook_url else "NULL"
+    return (f"SELECT pgml_flow.run_job({_literal(job.name)}, margin => {float(options.margin)!r}, "
+            f"webhook_url => {webhook})")
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal (pg_cron stores the command as text, there are no parameters)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _target(url: str) -> tuple[str, str]:
@@ -73,7 +83,8 @@ def job_name(database_name: str, job: Job) -> str:
     return name.encode()[:54].decode(errors="ignore") + "~" + digest
 
 
-def install(url: str, jobs: Sequence[Job], host: str | None = None) -> list[dict[str, Any]]:
+def install(url: str, jobs: Sequence[Job], host: str | None = None,
+            options: RetrainOptions | None = None) -> list[dict[str, Any]]:
     """Create pg_cron if needed and (re)register every job; returns the installed jobs.
 
     pg_cron runs each job over a libpq connection to ``cron.host`` (default localhost, TCP).
@@ -91,7 +102,8 @@ def install(url: str, jobs: Sequence[Job], host: str | None = None) -> list[dict
         for job in jobs:
             conn.execute(_query("schedule"), {"name": job_name(name, job),
                                               "schedule": job.schedule,
-                                              "command": command(job), "database": name})
+                                              "command": command(job, options),
+                                              "database": name})
         if host:
             conn.execute(_query("set_node"), {"prefix": prefix(name), "host": host,
                                               "port": port})

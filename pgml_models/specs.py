@@ -102,13 +102,14 @@ def builtin_specs() -> dict[str, ModelSpec]:
     return load_file(BUILTIN_FILE)
 
 
-def load_specs(extra: Iterable[Path | str] = (), *, use_env: bool = True) -> dict[str, ModelSpec]:
+def load_specs(extra: Iterable[Path | str] = (), *, use_env: bool = True,
+               builtin: bool = True) -> dict[str, ModelSpec]:
     """The built-in specs, then each extra file (or directory of ``*.toml``), in order.
 
     ``PGML_FLOW_MODEL_SPECS`` (paths separated by ``os.pathsep``) is read after the
     built-ins and before ``extra``.  A later spec replaces an earlier one of the same name.
     """
-    specs = builtin_specs()
+    specs = builtin_specs() if builtin else {}
     paths: list[Path] = []
     if use_env and os.environ.get(SPECS_ENV):
         paths += [Path(p) for p in os.environ[SPECS_ENV].split(os.pathsep) if p]

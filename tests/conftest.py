@@ -22,7 +22,9 @@ from psycopg import sql
 from pgml_flow.app import PgmlFlow
 from pgml_flow.settings import Settings
 
-TEMPLATE = "pgmlflow_test_template"
+#: the migrated template; PGML_FLOW_TEST_TEMPLATE names another, so that two test runs can share
+#: one server without dropping each other's template
+TEMPLATE = os.environ.get("PGML_FLOW_TEST_TEMPLATE", "pgmlflow_test_template")
 
 
 def _with_dbname(url: str, dbname: str) -> str:

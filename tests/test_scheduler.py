@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from pgml_flow.app import PgmlFlow
+from pgml_flow.retraining import RetrainOptions
 from pgml_models.specs import builtin_specs
 from scheduler.jobs import Job, jobs, latest_slot, trigger
 from scheduler.runner import run_once
@@ -186,48 +187,97 @@ def test_cli_errors_are_one_line_with_exit_codes(tflow: PgmlFlow,
     assert proc.returncode == 2 and "unknown time zone" in err
 
 
-# -- pg_cron -------------------------------------------------------------------------------------
+# -- in the database: pgml_flow.run_job and pg_cron ---------------------------------------------
+def every_minute_rework(tmp_path: Path) -> Path:
+    """The built-in rework spec, due every minute (a file like an operator's --specs).
+
+    The seeded data ends at AS_OF, months before the wall clock the server-side runs use:
+    the freshness limit is raised so that the data does not count as stale.
+    """
+    spec = tmp_path / "rework.toml"
+    body = (ROOT / "pgml_models/specs/builtin.toml").read_text().split("[models.rework]")[1]
+    body = body.replace('"0 4 * * 6"', '"* * * * *"')
+    spec.write_text("[models.rework]" + body.replace("data_freshness_days = 21",
+                                                     "data_freshness_days = 100000"))
+    return spec
+
+
+def events_of(flow: PgmlFlow, run_id: int) -> list[str]:
+    with flow.connect() as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT status FROM ml_retraining_events WHERE job_run_id = %s ORDER BY client_id",
+            (run_id,)).fetchall()]
+
+
+def test_run_job_retrains_inside_the_server(tflow: PgmlFlow, tmp_path: Path) -> None:
+    from pgml_flow import training
+    from pgml_models.specs import load_file
+
+    spec = load_file(every_minute_rework(tmp_path))["rework"]
+    with tflow.connect() as conn:
+        training.register(conn, spec)
+        conn.commit()
+    pretend_new_rows(tflow, "rework", 500)
+    before = {p: deployed(tflow, p) for p in ("rework__client_1", "rework__client_2")}
+    with tflow.connect(autocommit=True) as conn:
+        out = conn.execute("SELECT pgml_flow.run_job('retrain:rework')").fetchone()[0]
+        again = conn.execute("SELECT pgml_flow.run_job('retrain:rework')").fetchone()[0]
+        with pytest.raises(psycopg.errors.RaiseException, match="registered retrain jobs: "
+                           "retrain:complexity, retrain:rework, retrain:trajectory"):
+            conn.execute("SELECT pgml_flow.run_job('retrain:nope')")
+    assert "retrain:rework" in out and "succeeded" in out, out
+    [run, *older] = tflow.job_runs("retrain:rework")
+    assert run["claimed_by"].startswith("pg_cron:") and run["status"] == "succeeded"
+    # one run per client, committed by the server-side run; champion kept or replaced
+    assert sorted(events_of(tflow, run["id"] if not older else older[-1]["id"])) in (
+        ["kept_champion", "kept_champion"], ["kept_champion", "promoted"],
+        ["promoted", "promoted"])
+    # the same slot again does nothing; a new minute's slot finds no new rows
+    assert "already ran" in again or "2 skipped" in again, again
+    after = {p: deployed(tflow, p) for p in before}
+    assert all(after[p] is not None for p in after)
+
+
 def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     with tflow.connect() as conn:
         if not conn.execute("SELECT current_setting('cron.database_name', true)").fetchone()[0]:
             pytest.skip("this server does not preload pg_cron")
-    spec = tmp_path / "rework.toml"
-    body = (ROOT / "pgml_models/specs/builtin.toml").read_text().split("[models.rework]")[1]
-    spec.write_text("[models.rework]" + body.replace('"0 4 * * 6"', '"* * * * *"'))
+    spec = every_minute_rework(tmp_path)
     monkeypatch.setenv("PGML_FLOW_SUMMARY_REFRESH", "* * * * *")
+    pretend_new_rows(tflow, "rework", 500)
+    retrain = ("SELECT pgml_flow.run_job('retrain:rework', margin => 0.01, "
+               "webhook_url => NULL)")
+    refresh = "SELECT pgml_flow.refresh_materialized_view('public.mv_ml_training_summary')"
     try:
-        installed = tflow.cron_install([str(spec)])
+        installed = tflow.cron_install([str(spec)], options=RetrainOptions(margin=0.01))
         schedules = {r["command"]: r["schedule"] for r in installed}
         assert len(installed) == 4 and all(r["jobname"].startswith("pgml-flow:test_")
                                            and len(r["jobname"]) <= 63 for r in installed)
-        assert schedules["SELECT pgml_flow.request_job('retrain:rework')"] == "* * * * *"
+        assert schedules[retrain] == "* * * * *"
         dbname = psycopg.conninfo.conninfo_to_dict(tflow.url)["dbname"]
         assert {r["database"] for r in installed} == {dbname}
         # pg_cron 1.4 runs jobs at minute boundaries, from the first one after it reloads
-        deadline = time.monotonic() + 130
+        deadline = time.monotonic() + 150
         history: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             history = [h for h in tflow.cron_history() if h["status"] in ("succeeded", "failed")]
-            if {h["command"] for h in history} >= {
-                    "SELECT pgml_flow.request_job('retrain:rework')",
-                    "SELECT pgml_flow.refresh_materialized_view('public.mv_ml_training_summary')"}:
-                print(f"pg_cron ran both jobs after {130 - deadline + time.monotonic():.0f} s")
+            if {h["command"] for h in history} >= {retrain, refresh}:
+                print(f"pg_cron ran both jobs after {150 - deadline + time.monotonic():.0f} s")
                 break
             time.sleep(1)
         assert history and {h["status"] for h in history} == {"succeeded"}, history
-        requested = [r for r in tflow.job_runs() if r["job"] == "retrain:rework"]
-        assert {(r["status"], r["requested_by"]) for r in requested} == {("pending", "pg_cron")}
-        pending = requested[0]  # the newest (one per minute pg_cron ran)
+        assert any("retrain:rework" in (h["return_message"] or "") or h["command"] == retrain
+                   for h in history)
     finally:
         tflow.cron_remove()
     assert tflow.cron_jobs() == []
-    # the scheduler picks up the slot pg_cron requested
-    rework = [j for j in tflow.scheduled_jobs([str(spec)]) if j.name == "retrain:rework"]
-    [outcome] = run_once(tflow, now=pending["slot"], jobs=rework)
-    assert (outcome.slot, outcome.status) == (pending["slot"], "succeeded")
-    statuses = [r["status"] for r in tflow.job_runs("retrain:rework")]
-    assert statuses == ["succeeded"] + ["superseded"] * (len(statuses) - 1)
+    # the retrain ran inside the server: claimed by pg_cron's backend, one event per client
+    runs_ = [r for r in tflow.job_runs("retrain:rework") if r["status"] == "succeeded"]
+    assert runs_ and all(r["claimed_by"].startswith("pg_cron:") for r in runs_)
+    first = runs_[-1]
+    assert len(events_of(tflow, first["id"])) == 2
+    assert set(events_of(tflow, first["id"])) <= {"promoted", "kept_champion"}
 
 
 def test_service_runs_due_jobs_and_stops_on_sigterm(tflow: PgmlFlow,

@@ -46,3 +46,33 @@ AS $$
 $$;
 COMMENT ON FUNCTION pgml_flow.request_job(text, timestamptz) IS
     'Record a due job (status pending) for the scheduler to run; idempotent per (job, slot)';
+
+-- Run the due slot of a retrain job inside the server: what pg_cron's retrain jobs call.
+-- The run is the scheduler's own code (scheduler.in_database), on a loopback connection so
+-- that each client commits on its own; this statement waits for it. Errors of the job as a
+-- whole (not of one client, which are events) fail the statement, so pg_cron records them.
+CREATE OR REPLACE FUNCTION pgml_flow.run_job(job text, margin double precision DEFAULT 0,
+                                             webhook_url text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpython3u
+AS $$
+import sys
+if "scheduler.in_database" not in sys.modules:
+    import site
+    venv = plpy.execute("SELECT current_setting('pgml.venv', true) AS v")[0]["v"]
+    if venv:
+        site.addsitedir(f"{venv}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
+try:
+    from scheduler import in_database
+    from pgml_flow.errors import PgmlFlowError
+except ImportError as exc:
+    plpy.error(f"pgml-flow's scheduler cannot be imported in the server: {exc}",
+               hint="pgml.venv must name a virtualenv with pgml-flow and its dependencies "
+                    "(psycopg, APScheduler); or run `pgml-flow scheduler run` outside")
+try:
+    return in_database.run_job(plpy, job, margin, webhook_url)
+except PgmlFlowError as exc:
+    plpy.error(str(exc), sqlstate="P0001")
+$$;
+COMMENT ON FUNCTION pgml_flow.run_job(text, double precision, text) IS
+    'Run a retrain job''s due slot in the server (claim, challenger vs champion, events); pg_cron calls this';
