@@ -18,7 +18,7 @@ from rich.table import Table
 from cli.model_commands import SpecsOption, _spec_files, report_runs
 from cli.output import console, err_console, flow, print_json
 from pgml_flow.errors import ConfigurationError, Interrupted, ModelError
-from pgml_flow.retraining import RetrainOptions
+from pgml_flow.retraining import Plan, RetrainOptions
 from pgml_flow.training import TrainingResult
 from scheduler.jobs import TIMEZONE_ENV, latest_slot, next_slot, timezone
 
@@ -49,6 +49,10 @@ AttemptsOption = Annotated[int, typer.Option(
 BackoffOption = Annotated[float, typer.Option(
     "--backoff", envvar="PGML_FLOW_RETRAIN_BACKOFF",
     help="First retry delay in seconds, doubled after each lost connection.")]
+KeepOption = Annotated[int, typer.Option(
+    "--keep-challengers", envvar="PGML_FLOW_KEEP_CHALLENGERS", min=0,
+    help="Unpromoted challengers kept per client and model; older never-deployed models "
+         "are deleted after each retrain.")]
 WebhookOption = Annotated[str | None, typer.Option(
     "--webhook", envvar="PGML_FLOW_WEBHOOK_URL",
     help="POST every retraining event to this URL as JSON.")]
@@ -83,7 +87,8 @@ def retrain(
         help="Only print whether each model would be retrained, and why.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", envvar="PGML_FLOW_RETRAIN_DRY_RUN",
-        help="Print what would be retrained (the due runs only); write nothing.")] = False,
+        help="Print the plan of each due run (training, held-out rows, promotion rule, "
+             "pruning); write nothing.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", envvar="PGML_FLOW_RETRAIN_FORCE",
         help="Retrain even when the policy says no (new rows, metric, freshness).")] = False,
@@ -91,6 +96,7 @@ def retrain(
     attempts: AttemptsOption = 3,
     backoff: BackoffOption = 1.0,
     webhook: WebhookOption = None,
+    keep_challengers: KeepOption = 3,
     now: NowOption = None,
     specs: SpecsOption = None,
     as_json: JsonOption = False,
@@ -99,16 +105,21 @@ def retrain(
     pf = flow()
     ids = _ids(client, all_clients)
     when = _now(now)
-    if check or dry_run:
+    options = RetrainOptions(margin=margin, force=force, attempts=attempts,
+                             backoff_seconds=backoff, webhook_url=webhook, reason="manual",
+                             keep_challengers=keep_challengers)
+    if dry_run:
+        _print_plans(pf.retrain_plans(model, ids, now=when, options=options,
+                                      spec_files=_spec_files(specs)), as_json)
+        return
+    if check:
         found = pf.retrain_decisions(model, ids, now=when, force=force,
                                      spec_files=_spec_files(specs))
-        if dry_run:
-            found = [d for d in found if d.retrain]
         if as_json:
             print_json([d.to_json() for d in found])
             return
         table = Table("client", "model", "deployed", "metric", "rows", "rows since", "retrain",
-                      "why", title="Retraining decisions" + (" (due only)" if dry_run else ""))
+                      "why", title="Retraining decisions")
         for d in found:
             f = d.facts
             table.add_row(f"{f.client_id} {f.client}", f.model_name, _fmt(f.deployed_model_id),
@@ -118,8 +129,6 @@ def retrain(
                           else "no", d.reason)
         console.print(table)
         return
-    options = RetrainOptions(margin=margin, force=force, attempts=attempts,
-                             backoff_seconds=backoff, webhook_url=webhook, reason="manual")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as progress:
         task = progress.add_task("retraining", total=None)
@@ -130,6 +139,19 @@ def retrain(
         results = pf.retrain(model, ids, now=when, options=options,
                              spec_files=_spec_files(specs), progress=advance)
     report_runs(results, as_json, "retraining")
+
+
+def _print_plans(plans: list[Plan], as_json: bool) -> None:
+    if as_json:
+        print_json([p.to_json() for p in plans])
+        return
+    table = Table("client", "model", "why", "challenger", "train / held out", "promotion",
+                  "prunes", title="Retraining plan (dry run: nothing written)")
+    for p in plans:
+        table.add_row(f"{p.client_id} {p.client}", p.model, p.reason, p.train,
+                      f"{p.training_rows:,} / {p.holdout_rows:,}", p.promotion,
+                      ", ".join(map(str, p.prune)) or "-")
+    console.print(table if plans else "nothing is due")
 
 
 def deploy(
@@ -260,13 +282,14 @@ def scheduler_run(
     attempts: AttemptsOption = 3,
     backoff: BackoffOption = 1.0,
     webhook: WebhookOption = None,
+    keep_challengers: KeepOption = 3,
     as_json: JsonOption = False,
 ) -> None:
     """Run scheduled retrain checks and refreshes; exactly once per slot across replicas."""
     pf = flow()
     tz = timezone(tz_name)
     options = RetrainOptions(margin=margin, attempts=attempts, backoff_seconds=backoff,
-                             webhook_url=webhook)
+                             webhook_url=webhook, keep_challengers=keep_challengers)
     if not once:
         from scheduler.service import Service
 
@@ -363,6 +386,7 @@ def cron_install(
              "cron.host, or pgml-flow's own socket when it uses one).")] = None,
     margin: MarginOption = 0.0,
     webhook: WebhookOption = None,
+    keep_challengers: KeepOption = 3,
     as_json: JsonOption = False,
 ) -> None:
     """Register the refreshes and retrains with pg_cron (replacing earlier ones).
@@ -370,7 +394,8 @@ def cron_install(
     The retrains then run entirely inside the server (pgml_flow.run_job), with this margin
     and webhook.
     """
-    options = RetrainOptions(margin=margin, webhook_url=webhook)
+    options = RetrainOptions(margin=margin, webhook_url=webhook,
+                             keep_challengers=keep_challengers)
     _cron_table(flow().cron_install(_spec_files(specs), host, options), as_json)
 
 

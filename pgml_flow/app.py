@@ -24,7 +24,7 @@ from pgml_flow.settings import Settings
 
 if TYPE_CHECKING:
     from pgml_flow.isolation import AuditReport, BiLogin
-    from pgml_flow.retraining import RetrainOptions
+    from pgml_flow.retraining import Plan, RetrainOptions
     from pgml_flow.training import TrainingResult
     from pgml_models.client import PgmlClient
     from pgml_models.retraining import Decision
@@ -226,6 +226,21 @@ class PgmlFlow:
         with self.connect() as conn:
             return retraining.decisions(conn, specs, self._ids(conn, client_ids),
                                         now or dt.datetime.now(dt.UTC), force=force)
+
+    def retrain_plans(
+        self, models: Sequence[str] | None = None, client_ids: Sequence[int] | None = None, *,
+        now: dt.datetime | None = None, options: RetrainOptions | None = None,
+        spec_files: Iterable[str] = (),
+    ) -> list[Plan]:
+        """What a retrain would do now, per due client and model (nothing written)."""
+        from pgml_flow import retraining
+
+        specs = self._specs(models, spec_files)
+        self.require_current_schema()
+        with self.connect() as conn:
+            return retraining.plans(conn, specs, self._ids(conn, client_ids),
+                                    now or dt.datetime.now(dt.UTC),
+                                    options or retraining.RetrainOptions())
 
     def retrain(
         self, models: Sequence[str] | None = None, client_ids: Sequence[int] | None = None, *,

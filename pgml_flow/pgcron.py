@@ -45,7 +45,7 @@ def command(job: Job, options: RetrainOptions | None = None) -> str:
     options = options or RetrainOptions()
     webhook = _literal(options.webhook_url) if options.webhook_url else "NULL"
     return (f"SELECT pgml_flow.run_job({_literal(job.name)}, margin => {float(options.margin)!r}, "
-            f"webhook_url => {webhook})")
+            f"webhook_url => {webhook}, keep_challengers => {int(options.keep_challengers)})")
 
 
 def _literal(text: str) -> str:

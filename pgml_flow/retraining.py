@@ -28,7 +28,7 @@ import math
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
@@ -70,6 +70,8 @@ class RetrainOptions:
     reason: str = "manual"
     #: the scheduled job run the events belong to (ml_job_runs.id)
     job_run_id: int | None = None
+    #: unpromoted challengers kept per project (older never-deployed models are deleted)
+    keep_challengers: int = 3
 
 
 def _query(name: str) -> str:
@@ -85,6 +87,67 @@ def decisions(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: 
         for spec in specs:
             out.append(decide(spec, gather(conn, spec, client_id, client, ml_enabled), now,
                               force=force))
+    conn.rollback()
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a retrain would do for one client and model (``retrain --dry-run``)."""
+
+    client_id: int
+    client: str
+    model: str
+    project: str
+    reason: str
+    #: the training: relation, algorithm, hyperparameters or the search
+    train: str
+    training_rows: int
+    holdout_rows: int
+    #: the champion and the promotion rule
+    promotion: str
+    #: never-deployed models the run would delete (beyond keep_challengers)
+    prune: list[int]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plans(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: Sequence[int],
+          now: dt.datetime, options: RetrainOptions) -> list[Plan]:
+    """The runs :func:`retrain` would make now, step by step (read-only)."""
+    out = []
+    for decision in decisions(conn, specs, client_ids, now, force=options.force):
+        if not decision.retrain:
+            continue
+        facts = decision.facts
+        spec = next(s for s in specs if s.name == facts.model_name)
+        size = spec.test_size
+        holdout = math.ceil(facts.rows * size) if size <= 1 else int(size)
+        if spec.search:
+            grid = math.prod(len(v) if isinstance(v, list) else 1
+                             for v in spec.search_params.values())
+            how = (f"{spec.search} search over {grid} candidates of "
+                   f"{', '.join(sorted(spec.search_params))}"
+                   + (f" ({spec.search_args})" if spec.search_args else ""))
+        else:
+            how = f"hyperparams {spec.hyperparams or '{}'}"
+        train = (f"pgml.train {spec.algorithm} {spec.task} on pgml_flow_training."
+                 f"{facts.project}, {how}, automatic_deploy off")
+        if facts.deployed_model_id is None:
+            promotion = "no champion: the challenger is deployed"
+        else:
+            stored = ("" if facts.key_metric_value is None
+                      else f", stored {facts.key_metric} {facts.key_metric_value:.3f}")
+            promotion = (f"both scored on the same {holdout} held-out rows; deployed only if "
+                         f"its {facts.key_metric} beats model {facts.deployed_model_id}'s"
+                         f"{stored} by more than {options.margin:g}")
+        # the new challenger will count among the kept ones
+        prune = [int(r[0]) for r in conn.execute(_query("stale_challengers"), {
+            "project": facts.project, "keep": max(0, options.keep_challengers - 1)}).fetchall()]
+        out.append(Plan(facts.client_id, facts.client, facts.model_name, facts.project,
+                        decision.reason, train, facts.rows - holdout, holdout, promotion,
+                        prune))
     conn.rollback()
     return out
 
@@ -229,6 +292,11 @@ def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision
               f"rows; {verdict}")
     if after is not None and after < spec.retraining.performance_threshold:
         detail += f"; below the threshold {spec.retraining.performance_threshold:g}"
+    pruned = prune_challengers(conn, project, facts.client_id, options.keep_challengers,
+                               spare=[challenger.id])
+    if pruned:
+        detail += (f"; pruned {len(pruned)} unpromoted challenger(s) "
+                   f"(kept the newest {options.keep_challengers})")
     holdout = {"holdout_rows": len(y)}
     return _event(
         conn, spec, decision, reason, "promoted" if promote else "kept_champion", started,
@@ -238,6 +306,22 @@ def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision
         metrics_after={spec.key_metric: after, **holdout, "model_id": challenger.id,
                        "trained": training._plain(challenger.metrics)},
     )
+
+
+def prune_challengers(conn: psycopg.Connection, project: str, client_id: int, keep: int,
+                      *, spare: Sequence[int] = ()) -> list[int]:
+    """Delete a project's never-deployed models beyond the newest ``keep``; their ids.
+
+    Every retrain leaves a challenger behind, promoted or not; without pruning a weekly
+    retrain of a few hundred clients piles up thousands of models and their files.  Models
+    that were ever deployed stay (a rollback may need them), and so do ``spare`` ones.
+    """
+    ids = [int(r[0]) for r in conn.execute(_query("stale_challengers"), {
+        "project": project, "keep": max(0, keep)}).fetchall() if int(r[0]) not in spare]
+    for model_id in ids:
+        conn.execute(_query("delete_challenger"), {"model_id": model_id})
+        conn.execute(_query("delete_baseline"), {"client_id": client_id, "model_id": model_id})
+    return ids
 
 
 def _features_of(conn: psycopg.Connection, spec: ModelSpec, client_id: int,

@@ -89,7 +89,8 @@ def retrain_job(specs: dict[str, ModelSpec], name: str) -> Job:
 
 
 def run_job(plpy: Any, name: str, margin: float | None = None,
-            webhook_url: str | None = None, now: dt.datetime | None = None) -> str:
+            webhook_url: str | None = None, keep_challengers: int | None = None,
+            now: dt.datetime | None = None) -> str:
     """Run the due slot of one retrain job, as ``pgml-flow scheduler run --once`` would.
 
     Returns the outcome in words; raises (so pg_cron records the run as failed) when the
@@ -100,7 +101,8 @@ def run_job(plpy: Any, name: str, margin: float | None = None,
     settings = dataclasses.replace(Settings.from_env({}), database_url=loopback_conninfo(plpy))
     flow = PgmlFlow(settings, specs=specs)
     pid = plpy.execute("SELECT pg_backend_pid() AS pid")[0]["pid"]
-    options = RetrainOptions(margin=margin or 0.0, webhook_url=webhook_url or None)
+    options = RetrainOptions(margin=margin or 0.0, webhook_url=webhook_url or None,
+                             keep_challengers=3 if keep_challengers is None else keep_challengers)
     outcomes = run_once(flow, now=now, jobs=[job], tz=dt.UTC, options=options,
                         claimed_by=f"pg_cron:{os.uname().nodename}:{pid}")
     return summary(name, outcomes)

@@ -74,3 +74,20 @@ SELECT e.id, e.client_id, c.name AS client, e.model_name, e.project, e.reason, e
    AND (%(since)s::timestamptz IS NULL OR e.started_at >= %(since)s)
  ORDER BY e.started_at DESC, e.id DESC
  LIMIT %(limit)s;
+
+-- name: stale_challengers
+-- Challengers of a project that were never deployed (no pgml.deployments row: a rollback
+-- can never need them), except the newest %(keep)s. Only pgml-flow's own pgml API has
+-- pgml.delete_model; under the real pgml extension nothing is pruned.
+SELECT m.id FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id
+ WHERE p.name = %(project)s
+   AND to_regprocedure('pgml.delete_model(bigint, boolean)') IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM pgml.deployments d WHERE d.model_id = m.id)
+ ORDER BY m.created_at DESC, m.id DESC
+OFFSET %(keep)s;
+
+-- name: delete_challenger
+SELECT pgml.delete_model(%(model_id)s);
+
+-- name: delete_baseline
+DELETE FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;

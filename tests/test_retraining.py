@@ -155,6 +155,53 @@ def test_better_challenger_is_promoted_and_rollback(tflow: PgmlFlow, tmp_path: P
     assert statuses == ["deployed", "rolled_back", "promoted", "promoted"]
 
 
+def project_models(flow: PgmlFlow, project: str) -> dict[int, bool]:
+    """Model id -> was it ever deployed, for one project."""
+    with flow.connect() as conn:
+        return {int(r[0]): bool(r[1]) for r in conn.execute(
+            "SELECT m.id, EXISTS (SELECT 1 FROM pgml.deployments d WHERE d.model_id = m.id) "
+            "FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id "
+            "WHERE p.name = %s", (project,)).fetchall()}
+
+
+def test_dry_run_plans_each_due_run_and_writes_nothing(tflow: PgmlFlow) -> None:
+    pretend_new_rows(tflow, "complexity", 250)
+    models = project_models(tflow, "complexity__client_1")
+    plans = tflow.retrain_plans(["complexity"], now=SOON,
+                                options=RetrainOptions(margin=0.02, keep_challengers=0))
+    assert [p.project for p in plans] == ["complexity__client_1", "complexity__client_2"]
+    plan = plans[0]
+    champion = deployed(tflow, "complexity__client_1")
+    assert "250 new rows since model" in plan.reason
+    assert plan.train.startswith("pgml.train xgboost regression on "
+                                 "pgml_flow_training.complexity__client_1")
+    assert plan.holdout_rows > 100 and plan.training_rows > 3 * plan.holdout_rows - 4
+    assert f"beats model {champion}'s" in plan.promotion and "more than 0.02" in plan.promotion
+    assert plan.prune == [m for m, ever in models.items() if not ever]
+    assert project_models(tflow, "complexity__client_1") == models
+    assert scalar(tflow, "SELECT count(*) FROM ml_retraining_events WHERE reason <> 'manual'") == 0
+
+
+def test_retrain_prunes_unpromoted_challengers(tflow: PgmlFlow, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD_COMPLEXITY)
+    champion = deployed(tflow, "complexity__client_1")
+    challengers = []
+    for _ in range(3):  # worse challengers: never promoted, never deployed
+        [result] = tflow.retrain(["complexity"], [1], now=SOON, spec_files=[str(bad)],
+                                 options=RetrainOptions(force=True, keep_challengers=1))
+        assert result.status == "kept_champion"
+        challengers.append(result.model_id)
+    models = project_models(tflow, "complexity__client_1")
+    # the newest challenger stays, the older two are gone; the champion is untouched
+    assert challengers[-1] in models and not set(challengers[:2]) & set(models)
+    assert models[champion] and deployed(tflow, "complexity__client_1") == champion
+    [event] = tflow.events(model="complexity", client_id=1, limit=1)
+    assert "pruned 1 unpromoted challenger(s) (kept the newest 1)" in event["detail"]
+    assert scalar(tflow, "SELECT count(*) FROM ml_model_baselines WHERE model_id = ANY(%s)",
+                  challengers[:2]) == 0
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list[dict[str, Any]] = []
 

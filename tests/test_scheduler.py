@@ -247,7 +247,7 @@ def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
     monkeypatch.setenv("PGML_FLOW_SUMMARY_REFRESH", "* * * * *")
     pretend_new_rows(tflow, "rework", 500)
     retrain = ("SELECT pgml_flow.run_job('retrain:rework', margin => 0.01, "
-               "webhook_url => NULL)")
+               "webhook_url => NULL, keep_challengers => 3)")
     refresh = "SELECT pgml_flow.refresh_materialized_view('public.mv_ml_training_summary')"
     try:
         installed = tflow.cron_install([str(spec)], options=RetrainOptions(margin=0.01))

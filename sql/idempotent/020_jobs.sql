@@ -51,8 +51,10 @@ COMMENT ON FUNCTION pgml_flow.request_job(text, timestamptz) IS
 -- The run is the scheduler's own code (scheduler.in_database), on a loopback connection so
 -- that each client commits on its own; this statement waits for it. Errors of the job as a
 -- whole (not of one client, which are events) fail the statement, so pg_cron records them.
+DROP FUNCTION IF EXISTS pgml_flow.run_job(text, double precision, text);
 CREATE OR REPLACE FUNCTION pgml_flow.run_job(job text, margin double precision DEFAULT 0,
-                                             webhook_url text DEFAULT NULL)
+                                             webhook_url text DEFAULT NULL,
+                                             keep_challengers integer DEFAULT 3)
 RETURNS text
 LANGUAGE plpython3u
 AS $$
@@ -70,9 +72,9 @@ except ImportError as exc:
                hint="pgml.venv must name a virtualenv with pgml-flow and its dependencies "
                     "(psycopg, APScheduler); or run `pgml-flow scheduler run` outside")
 try:
-    return in_database.run_job(plpy, job, margin, webhook_url)
+    return in_database.run_job(plpy, job, margin, webhook_url, keep_challengers)
 except PgmlFlowError as exc:
     plpy.error(str(exc), sqlstate="P0001")
 $$;
-COMMENT ON FUNCTION pgml_flow.run_job(text, double precision, text) IS
+COMMENT ON FUNCTION pgml_flow.run_job(text, double precision, text, integer) IS
     'Run a retrain job''s due slot in the server (claim, challenger vs champion, events); pg_cron calls this';
