@@ -76,11 +76,14 @@ def predict(rows: Rows = 100_000, out: Out = RESULTS) -> None:
 
 @app.command("service")
 def service(rows: Rows = 200_000, model: Model = "xgboost", out: Out = RESULTS) -> None:
-    """In-database scoring against a psycopg + Python service and an HTTP service."""
+    """In-database scoring against psycopg + Python and HTTP services, batch and per row."""
     with benchmarks.workload(_url(), rows, (model,), progress=_progress) as work:
         figures = benchmarks.end_to_end(work, model_name=model, progress=_progress)
+    targets = benchmarks.check(figures, [])
     _print_service(figures)
-    _saved(benchmarks.save({"end_to_end": figures}, "service", out,
+    if targets:
+        _print_targets(targets)
+    _saved(benchmarks.save({"end_to_end": figures, "targets": targets}, "service", out,
                            {"ratios": benchmarks.ratios(figures)}))
 
 

@@ -101,6 +101,14 @@ SELECT id, pgml.predict(%(project)s, features) FROM pgml_flow_bench_rows WHERE i
 INSERT INTO pgml_flow_bench_results
 SELECT id, features[1] FROM pgml_flow_bench_rows WHERE id <= %(rows)s;
 
+-- name: compare_results
+-- A sampled service's predictions against in-database ones on the same rows: distinct
+-- rows written, and the largest difference relative to the prediction (or to 1).
+SELECT count(DISTINCT id),
+       coalesce(max(abs(prediction - expected) / greatest(abs(expected), 1)), 0)::float8
+  FROM (SELECT r.id, r.prediction, pgml.predict(%(project)s, x.features) AS expected
+          FROM pgml_flow_bench_results r JOIN pgml_flow_bench_rows x USING (id)) s;
+
 -- name: model_files
 -- The library's own files of a model (what pgml._py_predict loads), not the native blob.
 SELECT path, data FROM pgml.files

@@ -31,14 +31,17 @@ def test_every_benchmark_returns_figures(db_url, tmp_path):
         assert figure.rows >= 1 and _finite(figure.seconds), figure
         assert _finite(figure.rows_per_second) and _finite(figure.us_per_row), figure
     assert {f.model for f in batch} == {"linear", "xgboost"}
-    assert {f.benchmark for f in e2e} == {benchmarks.service.IN_DATABASE,
-                                          benchmarks.service.COPY_SERVICE,
-                                          benchmarks.service.FETCH_SERVICE,
-                                          benchmarks.service.HTTP_SERVICE,
-                                          benchmarks.service.WRITE_ONLY}
-    assert all(f.rows == 2_000 for f in e2e)
+    service = benchmarks.service
+    assert [f.benchmark for f in e2e] == [service.IN_DATABASE, *service.BATCH_SERVICES,
+                                          *service.ROW_SERVICES, service.WRITE_ONLY]
+    for f in e2e:
+        if f.benchmark in service.ROW_SERVICES:  # a sample of the first rows, named
+            assert service.PER_ROW_PROBE_ROWS <= f.rows <= 2_000, f
+            assert f"sample of {f.rows:,} rows" in f.note, f
+        else:
+            assert f.rows == 2_000, f
     assert set(benchmarks.ratios(e2e)) == {f.benchmark for f in e2e} - {
-        benchmarks.service.IN_DATABASE, benchmarks.service.WRITE_ONLY}
+        service.IN_DATABASE, service.WRITE_ONLY}
 
     [level] = levels
     assert level.clients == 2 and level.transactions > 0 and level.failed == 0
@@ -60,6 +63,10 @@ def test_every_benchmark_returns_figures(db_url, tmp_path):
 
     targets = benchmarks.check([*per_row, *e2e, *cold], memory)
     assert all(t.measured for t in targets)
+    end_to_end = [t for t in targets if t.name.startswith("in-database vs")]
+    assert [("per row" in t.name, "batch" in t.name) for t in end_to_end] == [
+        (True, False), (False, True)]
+    assert all(t.met is not None for t in end_to_end)
     path = benchmarks.save({"per_row": per_row, "concurrency": levels, "memory": memory,
                             "targets": targets}, "smoke", tmp_path)
     saved = json.loads(path.read_text())
@@ -83,3 +90,19 @@ def test_cli_renders_and_validates(db_url, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "Memory of one backend" in result.output
     assert list(tmp_path.glob("memory-*.json"))
+
+
+def test_cli_service_prints_per_row_services_and_targets(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("COLUMNS", "300")  # one line per table row
+    result = CliRunner().invoke(bench_commands.app, [
+        "service", "--rows", "1000", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in benchmarks.service.ROW_SERVICES:
+        assert name in result.output
+    assert "Targets of the issue" in result.output
+    assert "called per row" in result.output and "batch Python service" in result.output
+    [path] = tmp_path.glob("service-*.json")
+    saved = json.loads(path.read_text())
+    assert len(saved["targets"]) == 2
+    assert set(benchmarks.service.ROW_SERVICES) <= set(saved["ratios"])

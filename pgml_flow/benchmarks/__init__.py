@@ -8,7 +8,7 @@ rows/s, µs/row and ratios; results are also written as JSON (docs/benchmarks.md
 * :mod:`~pgml_flow.benchmarks.predict`: per-row ``pgml.predict`` (native and Python
   path) and ``predict_batch``;
 * :mod:`~pgml_flow.benchmarks.service`: in-database scoring against a psycopg + Python
-  service and an HTTP service, end to end;
+  service and an HTTP service, batch and called per row, end to end;
 * :mod:`~pgml_flow.benchmarks.concurrency`: pgbench clients running a BI query;
 * :mod:`~pgml_flow.benchmarks.coldstart`: cold start and memory per backend;
 * :mod:`~pgml_flow.benchmarks.targets`: the issue's targets against a run's figures.

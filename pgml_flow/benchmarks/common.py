@@ -164,6 +164,17 @@ def timed(conn: psycopg.Connection, name: str, params: Mapping[str, Any]) -> flo
     return time.perf_counter() - started
 
 
+def sample_size(rows: int, probe: int, probe_seconds: float, most: int,
+                seconds: float) -> int:
+    """Rows of a sample that takes about ``seconds``, judged by a ``probe``-row run.
+
+    Slow baselines (hundreds of µs a row) are measured on a sample rather than all the
+    rows, so that a run stays minutes long; at least the probe, at most ``most``/``rows``.
+    """
+    per_row = max(probe_seconds, 1e-9) / probe
+    return int(max(probe, min(rows, most, seconds / per_row)))
+
+
 def machine() -> dict[str, Any]:
     import os
 

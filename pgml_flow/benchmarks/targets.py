@@ -9,7 +9,7 @@ from typing import Any
 from pgml_flow.benchmarks.coldstart import COLD_NATIVE, CONNECT_NATIVE, Memory
 from pgml_flow.benchmarks.common import Figure
 from pgml_flow.benchmarks.predict import PER_ROW_NATIVE, PER_ROW_PYTHON
-from pgml_flow.benchmarks.service import COPY_SERVICE, FETCH_SERVICE, IN_DATABASE
+from pgml_flow.benchmarks.service import BATCH_SERVICES, IN_DATABASE, ROW_SERVICES
 
 MODEL = "xgboost"
 
@@ -42,13 +42,13 @@ def check(figures: Sequence[Figure], memory: Sequence[Memory]) -> list[Target]:
         out.append(Target("native per-row vs the Python path", ">= 50x", f"{ratio:,.0f}x",
                           ratio >= 50))
     base = _find(figures, IN_DATABASE)
-    services = [f for f in (_find(figures, COPY_SERVICE),
-                            _find(figures, FETCH_SERVICE)) if f]
-    if base and services:
-        fastest = max(services, key=lambda f: f.rows_per_second)
-        ratio = base.rows_per_second / fastest.rows_per_second
-        out.append(Target("in-database vs the fastest psycopg + Python service, end to end",
-                          ">= 40x", f"{ratio:,.1f}x ({fastest.benchmark})", ratio >= 40))
+    if base:
+        # the issue's premise: the service is called once per row, as pgml.predict is
+        out.extend(_against(base, figures, ROW_SERVICES,
+                            "in-database vs a Python service called per row, end to end"))
+        # and, to be honest about it, the same target against a batch service
+        out.extend(_against(base, figures, BATCH_SERVICES,
+                            "in-database vs the fastest batch Python service, end to end"))
     cold = _find(figures, COLD_NATIVE)
     if cold:
         connected = _find(figures, CONNECT_NATIVE)
@@ -62,3 +62,14 @@ def check(figures: Sequence[Figure], memory: Sequence[Memory]) -> list[Target]:
         out.append(Target("native cache memory bounded by pgml.native_cache_mb",
                           "cache bytes <= limit", shown, all(m.bounded for m in bounded)))
     return out
+
+
+def _against(base: Figure, figures: Sequence[Figure], services: Sequence[str],
+             name: str) -> list[Target]:
+    """The 40x end-to-end target against the fastest of ``services`` (all of them shown)."""
+    found = [f for f in (_find(figures, s) for s in services) if f]
+    if not found:
+        return []
+    ratios = sorted((base.rows_per_second / f.rows_per_second, f.benchmark) for f in found)
+    measured = "; ".join(f"{ratio:,.1f}x ({benchmark})" for ratio, benchmark in ratios)
+    return [Target(name, ">= 40x", measured, ratios[0][0] >= 40)]
