@@ -1,14 +1,29 @@
-# PostgreSQL 15 with plpython3u, pg_cron and the in-database Python packages.
+# PostgreSQL 15 with plpython3u, pg_cron, the native scorer and the in-database Python.
 FROM postgres:15-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-plpython3-15 postgresql-15-cron \
         python3-venv \
  && rm -rf /var/lib/apt/lists/*
-# plpython3u embeds Debian's Python 3.11: the venv must be made with that interpreter.
+# The server imports pgml-flow's own packages (the pgml API, and the scheduler for
+# pgml_flow.run_job, which pg_cron calls) with their SQL files and migrations.
 COPY pyproject.toml README.md /src/
 COPY pgml_flow /src/pgml_flow
+COPY pgml_models /src/pgml_models
+COPY scheduler /src/scheduler
+COPY sql /src/sql
+COPY migrations /src/migrations
+COPY ext/pgml_native /src/ext/pgml_native
+# The C scorer (ext/pgml_native), built with PGXS; the compilers are removed afterwards.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential postgresql-server-dev-15 \
+ && make -C /src/ext/pgml_native && make -C /src/ext/pgml_native install \
+ && apt-get purge -y build-essential postgresql-server-dev-15 && apt-get autoremove -y \
+ && rm -rf /var/lib/apt/lists/*
+# plpython3u embeds Debian's Python 3.11: the venv must be made with that interpreter.
+# Same packages as pgml_flow.server_venv.SERVER_PACKAGES.
 RUN python3 -m venv /opt/pgml-venv \
  && /opt/pgml-venv/bin/pip install --no-cache-dir numpy scipy scikit-learn xgboost-cpu lightgbm \
+        "psycopg[binary]" sqlalchemy alembic "apscheduler<4" \
  && echo /src > /opt/pgml-venv/lib/python3.11/site-packages/pgml_flow_source.pth
 CMD ["postgres", "-c", "shared_preload_libraries=pg_cron", "-c", "cron.database_name=pgmlflow", \
      "-c", "pgml.venv=/opt/pgml-venv"]

@@ -32,8 +32,8 @@ COMMENT ON FUNCTION pgml_flow.refresh_materialized_view(regclass) IS
     'REFRESH MATERIALIZED VIEW, CONCURRENTLY (readers never blocked) when the view allows it';
 
 -- Record that a job is due (a "pending" claim row); a scheduler (`pgml-flow scheduler run
--- --once`, or the service) runs it. pg_cron's retrain checks call this: the retraining
--- itself needs the Python process (it compares models and notifies), the schedule does not.
+-- --once`, or the service) runs it. For operators who keep the schedule in pg_cron but the
+-- work outside the server; `pgml-flow cron install` registers pgml_flow.run_job instead.
 CREATE OR REPLACE FUNCTION pgml_flow.request_job(job text,
                                                  slot timestamptz DEFAULT date_trunc('minute', now()))
 RETURNS bigint
