@@ -19,6 +19,11 @@
  *             node[n_nodes] = {i32 left, i32 right, u32 feature, u32 flags, f32 threshold},
  *             f64 leaf_values[n_leaves * W]
  *     linear: f64 coef[K * F]
+ *     row section (version 2, flags bit3): u32 n_columns, then per column
+ *       u32 kind, u32 encode, u32 flags (bit0 fill, bit1 array), u32 width,
+ *       u32 name_len, u8 name[], u32 n_categories, {u32 len, u8 bytes[]}[],
+ *       [f64 target_means[n_categories], f64 target_prior], [f64 fill[width]],
+ *       f64 center[width], f64 scale[width]
  *   trailer: u32 CRC-32 (zlib polynomial) of every preceding byte
  *
  * Why this shape: everything a reader needs to size its allocation comes
@@ -53,6 +58,10 @@
 #define FLAG_PREPROCESS 0x1u
 #define FLAG_LABELS 0x2u
 #define FLAG_SNAP_ZERO 0x4u
+#define FLAG_ROW 0x8u
+#define COL_FILL 0x1u
+#define COL_ARRAY 0x2u
+#define MAX_ROW_COLUMNS 65536u
 #define NODE_DEFAULT_LEFT 0x1u
 #define NODE_ZERO_MISSING 0x2u
 #define NODE_KNOWN_FLAGS (NODE_DEFAULT_LEFT | NODE_ZERO_MISSING)
@@ -84,6 +93,28 @@ typedef struct
 	uint32_t feat;
 } pnode;
 
+/* one input column of the row form (see pgmln_row_encode) */
+typedef struct
+{
+	uint32_t kind, encode, width, offset;
+	int has_fill, is_array;
+	char *name;
+	uint32_t ncat;
+	char **cat;			/* category strings, NUL-terminated */
+	uint32_t *cat_len;
+	uint32_t *slots;		/* open addressing: category index + 1, 0 = empty */
+	uint32_t mask;			/* slot count - 1 */
+	double *tmeans, tprior;
+	double *fill, *center, *scale;
+} rowcol;
+
+/* sizes of the row section, counted while validating it */
+typedef struct
+{
+	uint32_t ncols;
+	uint64_t chars, cats, slots, doubles;
+} rowsizes;
+
 struct pgmln_model
 {
 	size_t bytes;
@@ -111,6 +142,14 @@ struct pgmln_model
 	double *pleaves;
 	/* linear */
 	double *coef;
+	/* row form: columns and the pools they point into */
+	uint32_t n_rowcols;
+	rowcol *rowcols;
+	char *rchars;
+	char **rcats;
+	uint32_t *rcat_len;
+	uint32_t *rslots;
+	double *rdbl;
 	/* evaluation scratch: a model is for one thread at a time */
 	double *acc;
 	float *xbuf;
@@ -432,6 +471,228 @@ build_perfect(pgmln_model *m, const unsigned char *tree_nodes_p, const unsigned 
 	}
 }
 
+/* ---------- row section ---------- */
+
+static uint32_t
+fnv1a(const char *p, size_t len)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char) p[i]) * 16777619u;
+	return h;
+}
+
+static uint32_t
+slot_count(uint32_t ncat)
+{
+	uint32_t n = 8;
+
+	while (n < 2 * (uint64_t) ncat)
+		n <<= 1;
+	return n;
+}
+
+static int
+read_u32(reader *r, uint32_t *v)
+{
+	const unsigned char *p = take(r, 1, 4);
+
+	if (!p)
+		return 0;
+	*v = rd_u32(p);
+	return 1;
+}
+
+static int
+read_f64s(reader *r, uint64_t n, double *dst, int need_finite)
+{
+	const unsigned char *p = take(r, n, 8);
+
+	if (!p || (need_finite && !sane_f64s(p, n, 0)))
+		return 0;
+	if (dst)
+		for (uint64_t i = 0; i < n; i++)
+			dst[i] = rd_f64(p + 8 * i);
+	return 1;
+}
+
+/*
+ * Validate (m == NULL: count sizes into *sz) or fill (m != NULL, the pools
+ * allocated with the counted sizes) the row section.  Returns NULL on success,
+ * else what is wrong.
+ */
+static const char *
+row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
+{
+	uint32_t ncols, offset = 0;
+	char *chars = NULL;
+	char **cats = NULL;
+	uint32_t *cat_lens = NULL, *slots = NULL;
+	double *dbl = NULL;
+
+	if (!read_u32(r, &ncols))
+		return "truncated row section";
+	if (ncols < 1 || ncols > MAX_ROW_COLUMNS)
+		return "bad number of row columns";
+	if (m)
+	{
+		m->n_rowcols = ncols;
+		chars = m->rchars;
+		cats = m->rcats;
+		cat_lens = m->rcat_len;
+		slots = m->rslots;
+		dbl = m->rdbl;
+	}
+	else
+	{
+		memset(sz, 0, sizeof *sz);
+		sz->ncols = ncols;
+	}
+	for (uint32_t c = 0; c < ncols; c++)
+	{
+		uint32_t kind, encode, flags, width, name_len, ncat;
+		const unsigned char *name;
+		rowcol *rc = m ? &m->rowcols[c] : NULL;
+
+		if (!read_u32(r, &kind) || !read_u32(r, &encode) || !read_u32(r, &flags) ||
+			!read_u32(r, &width) || !read_u32(r, &name_len))
+			return "truncated row column";
+		if (kind > PGMLN_COL_TEXT || encode > PGMLN_ENC_TARGET || (flags & ~(COL_FILL | COL_ARRAY)))
+			return "unknown row column kind, encoding or flags";
+		if ((kind == PGMLN_COL_TEXT) != (encode != PGMLN_ENC_NONE))
+			return "row column encoding does not match its kind";
+		if (kind == PGMLN_COL_TEXT && (flags & COL_ARRAY))
+			return "text row columns cannot be arrays";
+		if (width < 1 || width > F - offset)
+			return "row column widths do not add up to the number of features";
+		if (!(name = take(r, name_len, 1)))
+			return "truncated row column name";
+		if (memchr(name, 0, name_len))
+			return "row column name contains NUL";
+		if (!read_u32(r, &ncat))
+			return "truncated row categories";
+		if (kind != PGMLN_COL_TEXT && ncat != 0)
+			return "number row column with categories";
+		if (kind == PGMLN_COL_TEXT && ncat > r->left / 4)
+			return "truncated row categories";
+		if (!(flags & COL_ARRAY) && kind != PGMLN_COL_TEXT && width != 1)
+			return "scalar row column must have width 1";
+		if (encode == PGMLN_ENC_ONE_HOT ? width != ncat
+			: (kind == PGMLN_COL_TEXT && width != 1))
+			return "row column width does not match its encoding";
+		if (rc)
+		{
+			rc->kind = kind;
+			rc->encode = encode;
+			rc->width = width;
+			rc->offset = offset;
+			rc->has_fill = (flags & COL_FILL) != 0;
+			rc->is_array = (flags & COL_ARRAY) != 0;
+			rc->name = chars;
+			memcpy(chars, name, name_len);
+			chars[name_len] = '\0';
+			chars += name_len + 1;
+			rc->ncat = ncat;
+			rc->cat = cats;
+			rc->cat_len = cat_lens;
+			rc->slots = NULL;
+			rc->mask = 0;
+		}
+		else
+			sz->chars += (uint64_t) name_len + 1;
+		if (kind == PGMLN_COL_TEXT)
+		{
+			uint32_t nslots = slot_count(ncat);
+
+			if (rc)
+			{
+				rc->slots = slots;
+				rc->mask = nslots - 1;
+				memset(slots, 0, sizeof(uint32_t) * nslots);
+			}
+			for (uint32_t k = 0; k < ncat; k++)
+			{
+				uint32_t clen;
+				const unsigned char *cp;
+
+				if (!read_u32(r, &clen) || !(cp = take(r, clen, 1)))
+					return "truncated row category";
+				if (rc)
+				{
+					uint32_t h = fnv1a((const char *) cp, clen) & rc->mask;
+
+					memcpy(chars, cp, clen);
+					chars[clen] = '\0';
+					cats[k] = chars;
+					cat_lens[k] = clen;
+					chars += clen + 1;
+					/* a repeated category keeps its last index, as a Python dict does */
+					while (slots[h] != 0 &&
+						   !(cat_lens[slots[h] - 1] == clen &&
+							 memcmp(cats[slots[h] - 1], cp, clen) == 0))
+						h = (h + 1) & rc->mask;
+					slots[h] = k + 1;
+				}
+				else
+					sz->chars += (uint64_t) clen + 1;
+			}
+			if (rc)
+			{
+				cats += ncat;
+				cat_lens += ncat;
+				slots += nslots;
+			}
+			else
+			{
+				sz->cats += ncat;
+				sz->slots += nslots;
+			}
+		}
+		if (encode == PGMLN_ENC_TARGET)
+		{
+			if (!read_f64s(r, (uint64_t) ncat + 1, dbl, 1))
+				return "truncated or non-finite target means";
+			if (rc)
+			{
+				rc->tmeans = dbl;
+				rc->tprior = dbl[ncat];
+				dbl += ncat + 1;
+			}
+			else
+				sz->doubles += (uint64_t) ncat + 1;
+		}
+		if (flags & COL_FILL)
+		{
+			if (!read_f64s(r, width, dbl, 1))
+				return "truncated or non-finite impute values";
+			if (rc)
+			{
+				rc->fill = dbl;
+				dbl += width;
+			}
+			else
+				sz->doubles += width;
+		}
+		else if (rc)
+			rc->fill = NULL;
+		if (!read_f64s(r, 2 * (uint64_t) width, dbl, 1))
+			return "truncated or non-finite scaling";
+		if (rc)
+		{
+			rc->center = dbl;
+			rc->scale = dbl + width;
+			dbl += 2 * (size_t) width;
+		}
+		else
+			sz->doubles += 2 * (uint64_t) width;
+		offset += width;
+	}
+	if (offset != F)
+		return "row column widths do not add up to the number of features";
+	return NULL;
+}
+
 int
 pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			pgmln_model **out, char *err, size_t errlen)
@@ -454,6 +715,8 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	pgmln_model *m;
 	bump bm;
 	int pass;
+	reader row_r;
+	rowsizes rsz;
 
 	*out = NULL;
 	if (blob == NULL || len < HEADER_SIZE + TRAILER_SIZE)
@@ -461,7 +724,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	if (memcmp(b, PGMLN_MAGIC, 8) != 0)
 		FAIL("blob does not start with the pgml_native magic");
 	version = rd_u32(b + 8);
-	if (version != PGMLN_VERSION)
+	if (version != 1 && version != PGMLN_VERSION)
 	{
 		if (err && errlen > 0)
 			snprintf(err, errlen, "blob format version %u is not supported (this build reads %d)",
@@ -494,8 +757,10 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		FAIL("bad number of features");
 	if (K < 1 || K > MAX_OUTPUTS)
 		FAIL("bad number of outputs");
-	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO))
+	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO | FLAG_ROW))
 		FAIL("unknown header flags");
+	if ((flags & FLAG_ROW) && version < 2)
+		FAIL("row section in a version 1 blob");
 	if (!(divisor > 0) || isinf(divisor))
 		FAIL("divisor must be a positive finite number");
 	if (isnan(link_param) || isinf(link_param))
@@ -631,6 +896,15 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		if (!sane_f64s(coef_p, (uint64_t) K * F, 0))
 			FAIL("coefficients must be finite");
 	}
+	memset(&rsz, 0, sizeof rsz);
+	row_r = r;
+	if (flags & FLAG_ROW)
+	{
+		const char *msg = row_section(&r, F, &rsz, NULL);
+
+		if (msg)
+			FAIL(msg);
+	}
 	if (r.left != 0)
 		FAIL("trailing bytes after the model body");
 	if (kind == PGMLN_KIND_TREES)
@@ -695,6 +969,15 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		}
 		else
 			ALLOC(coef, double, (size_t) K * F);
+		if (flags & FLAG_ROW)
+		{
+			ALLOC(rowcols, rowcol, rsz.ncols);
+			ALLOC(rchars, char, rsz.chars);
+			ALLOC(rcats, char *, rsz.cats);
+			ALLOC(rcat_len, uint32_t, rsz.cats);
+			ALLOC(rslots, uint32_t, rsz.slots);
+			ALLOC(rdbl, double, rsz.doubles);
+		}
 		ALLOC(acc, double, K + (C > K ? C : K));
 		ALLOC(xbuf, float, F);
 #undef ALLOC
@@ -736,6 +1019,8 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			m->shift[j] = rd_f64(pre_p + 8 * ((size_t) F + j));
 			m->mult[j] = rd_f64(pre_p + 8 * (2 * (size_t) F + j));
 		}
+	if (flags & FLAG_ROW)
+		(void) row_section(&row_r, F, NULL, m); /* validated above: cannot fail */
 	if (kind == PGMLN_KIND_TREES)
 	{
 		uint64_t off = 0, leaf = 0;
@@ -1262,4 +1547,205 @@ pgmln_outputs_rows(const pgmln_model *m, const float *x, size_t n, double *out)
 		return;
 	for (size_t i = 0; i < n; i++)
 		pgmln_outputs_row(m, x + i * m->F, out + i * w);
+}
+
+/* ---------- row form ---------- */
+
+/* the float32 row the trees read, from double features (as the libraries
+ * convert them), with the optional prefix applied in double first */
+static const float *
+prepare_f64(const pgmln_model *m, const double *x)
+{
+	for (uint32_t j = 0; j < m->F; j++)
+	{
+		double d = x[j];
+		float v;
+
+		if (m->has_pre)
+		{
+			if (isnan(d))
+				d = m->impute[j];
+			d = (d - m->shift[j]) * m->mult[j];
+		}
+		v = (float) d;
+		if (m->snap_zero && fabsf(v) <= ZERO_THRESHOLD)
+			v = 0.0f;
+		m->xbuf[j] = v;
+	}
+	return m->xbuf;
+}
+
+/* linear models keep the row form's double features (scikit-learn computes in double) */
+static void
+raw_linear_f64(const pgmln_model *m, const double *x, double *acc)
+{
+	uint32_t F = m->F;
+
+	for (uint32_t k = 0; k < m->K; k++)
+	{
+		const double *w = m->coef + (size_t) k * F;
+		double s = 0.0;
+
+		for (uint32_t j = 0; j < F; j++)
+		{
+			double v = x[j];
+
+			if (m->has_pre)
+			{
+				if (isnan(v))
+					v = m->impute[j];
+				v = (v - m->shift[j]) * m->mult[j];
+			}
+			s += w[j] * v;
+		}
+		acc[k] = s + m->base[k];
+	}
+}
+
+static inline void
+raw_scores_f64(const pgmln_model *m, const double *x, double *acc)
+{
+	if (m->kind == PGMLN_KIND_TREES)
+		raw_trees(m, prepare_f64(m, x), acc);
+	else
+		raw_linear_f64(m, x, acc);
+}
+
+double
+pgmln_predict_row_f64(const pgmln_model *m, const double *x)
+{
+	raw_scores_f64(m, x, m->acc);
+	return scalar_from_raw(m, m->acc);
+}
+
+void
+pgmln_outputs_row_f64(const pgmln_model *m, const double *x, double *out)
+{
+	raw_scores_f64(m, x, m->acc);
+	vector_from_raw(m, m->acc, out);
+}
+
+int
+pgmln_has_row(const pgmln_model *m)
+{
+	return m->n_rowcols > 0;
+}
+
+int
+pgmln_row_columns(const pgmln_model *m)
+{
+	return (int) m->n_rowcols;
+}
+
+const char *
+pgmln_row_name(const pgmln_model *m, int col)
+{
+	return m->rowcols[col].name;
+}
+
+int
+pgmln_row_kind(const pgmln_model *m, int col)
+{
+	return (int) m->rowcols[col].kind;
+}
+
+int
+pgmln_row_is_array(const pgmln_model *m, int col)
+{
+	return m->rowcols[col].is_array;
+}
+
+int
+pgmln_row_width(const pgmln_model *m, int col)
+{
+	return (int) m->rowcols[col].width;
+}
+
+/* category index, -2 if unseen (Python's Encoder._codes) */
+static int64_t
+category_code(const rowcol *rc, const char *s, size_t len)
+{
+	uint32_t h = fnv1a(s, len) & rc->mask;
+
+	while (rc->slots[h] != 0)
+	{
+		uint32_t k = rc->slots[h] - 1;
+
+		if (rc->cat_len[k] == len && memcmp(rc->cat[k], s, len) == 0)
+			return k;
+		h = (h + 1) & rc->mask;
+	}
+	return -2;
+}
+
+/*
+ * Encoder.transform of pgml_flow/engine/preprocess.py for one value: encode
+ * (NaN = NULL or unseen category), impute (the fitted fill, or reject: Python
+ * raises), scale ((x - center) / scale in double).
+ */
+int
+pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x)
+{
+	const rowcol *rc = &m->rowcols[col];
+	double *out = x + rc->offset;
+	uint32_t W = rc->width;
+	int any_nan = 0;
+
+	if (rc->kind == PGMLN_COL_TEXT)
+	{
+		int64_t code = v->isnull ? -1 : category_code(rc, v->str, v->len);
+
+		if (rc->encode == PGMLN_ENC_ONE_HOT)
+		{
+			int all_nan = code == -1 || (code == -2 && rc->has_fill);
+
+			for (uint32_t j = 0; j < W; j++)
+				out[j] = all_nan ? NAN : 0.0;
+			if (code >= 0)
+				out[code] = 1.0;
+		}
+		else if (rc->encode == PGMLN_ENC_TARGET)
+			out[0] = code >= 0 ? rc->tmeans[code]
+				: (code == -2 && !rc->has_fill) ? rc->tprior : NAN;
+		else
+			out[0] = code >= 0 ? (double) code
+				: (code == -2 && !rc->has_fill) ? -1.0 : NAN;
+	}
+	else if (!rc->is_array)
+		out[0] = v->isnull ? NAN : v->num;
+	else if (v->isnull)
+		for (uint32_t j = 0; j < W; j++)
+			out[j] = NAN;
+	else
+	{
+		if (v->n != W)
+			return PGMLN_ROW_REJECT; /* Python: "array column ... has a row of length" */
+		memcpy(out, v->arr, sizeof(double) * W);
+	}
+	for (uint32_t j = 0; j < W; j++)
+		any_nan |= isnan(out[j]);
+	if (any_nan)
+	{
+		if (!rc->has_fill)
+			return PGMLN_ROW_REJECT; /* Python: "column ... contains NULL values" */
+		for (uint32_t j = 0; j < W; j++)
+			if (isnan(out[j]))
+				out[j] = rc->fill[j];
+	}
+	for (uint32_t j = 0; j < W; j++)
+		out[j] = (out[j] - rc->center[j]) / rc->scale[j];
+	return PGMLN_ROW_OK;
+}
+
+int
+pgmln_row_float32_ok(const pgmln_model *m, int col)
+{
+	const rowcol *rc = &m->rowcols[col];
+
+	if (m->kind != PGMLN_KIND_TREES || m->snap_zero || m->has_pre || rc->kind == PGMLN_COL_TEXT)
+		return 0;
+	for (uint32_t j = 0; j < rc->width; j++)
+		if (rc->center[j] != 0.0 || rc->scale[j] != 1.0)
+			return 0;
+	return 1;
 }

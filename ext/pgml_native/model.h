@@ -23,7 +23,8 @@ extern "C" {
 #endif
 
 #define PGMLN_MAGIC "PGMLNATV"
-#define PGMLN_VERSION 1
+/* newest blob version this build reads; version 1 blobs (no row section) still load */
+#define PGMLN_VERSION 2
 
 /* model kinds */
 #define PGMLN_KIND_TREES 1
@@ -40,6 +41,20 @@ extern "C" {
 #define PGMLN_LINK_EXP 3      /* exp(raw): poisson/gamma/tweedie */
 #define PGMLN_LINK_OVR 4      /* sigmoid each, then normalise to sum 1 (sklearn OvR) */
 #define PGMLN_LINK_NONE 5     /* decision function only: class yes, probabilities no */
+
+/* row section: column kinds and text encodings (see native.py) */
+#define PGMLN_COL_NUMBER 0
+#define PGMLN_COL_BOOL 1
+#define PGMLN_COL_TEXT 2
+#define PGMLN_ENC_NONE 0		/* number / bool: the value itself */
+#define PGMLN_ENC_NATIVE 1		/* index in the sorted train categories */
+#define PGMLN_ENC_ORDINAL 2		/* index in the user's list */
+#define PGMLN_ENC_ONE_HOT 3		/* one indicator per category */
+#define PGMLN_ENC_TARGET 4		/* mean train label of the category */
+
+/* pgmln_row_encode results */
+#define PGMLN_ROW_OK 0
+#define PGMLN_ROW_REJECT 1		/* the Python path must answer (it raises the error) */
 
 /* error codes */
 #define PGMLN_OK 0
@@ -88,6 +103,47 @@ void pgmln_predict_rows(const pgmln_model *m, const float *x, size_t n, double *
 void pgmln_outputs_row(const pgmln_model *m, const float *x, double *out);
 /* vector outputs for n rows, out has n * width entries */
 void pgmln_outputs_rows(const pgmln_model *m, const float *x, size_t n, double *out);
+
+/* the same, for one row of num_features doubles (the row form's features):
+ * trees read them as float32 like the libraries, linear models in double */
+double pgmln_predict_row_f64(const pgmln_model *m, const double *x);
+void pgmln_outputs_row_f64(const pgmln_model *m, const double *x, double *out);
+
+/*
+ * Row form (blob version 2 with a row section): the input columns the model
+ * was trained on, in order, and the snapshot's fitted preprocessing of each.
+ * The caller reads column `col` of a record (by name) and passes its value;
+ * pgmln_row_encode writes the column's pgmln_row_width model inputs at
+ * x[pgmln_row_offset].  It returns PGMLN_ROW_REJECT where the Python path
+ * raises an error (a NULL in a column whose impute rule is "error", an array
+ * of the wrong length), so that the caller can let Python produce it.
+ */
+typedef struct
+{
+	int			isnull;			/* SQL NULL (the whole array, for array columns) */
+	double		num;			/* number / bool: the value, NaN = missing */
+	const char *str;			/* text (UTF-8, not NUL-terminated) */
+	size_t		len;
+	const double *arr;			/* array columns: the elements flattened, NaN = NULL */
+	size_t		n;
+} pgmln_value;
+
+int pgmln_has_row(const pgmln_model *m);
+int pgmln_row_columns(const pgmln_model *m);
+/* name of column col (UTF-8, NUL-terminated), its kind, array flag and width */
+const char *pgmln_row_name(const pgmln_model *m, int col);
+int pgmln_row_kind(const pgmln_model *m, int col);
+int pgmln_row_is_array(const pgmln_model *m, int col);
+int pgmln_row_width(const pgmln_model *m, int col);
+int pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x);
+/*
+ * 1 if this number column's values only matter as float32: a tree model read
+ * in float32 (not LightGBM, which reads doubles) with no prefix, and the
+ * column is not centered or scaled.  The caller may then pass a float4
+ * attribute as its exact value instead of the decimal the Python path parses:
+ * both round to the same float32.
+ */
+int pgmln_row_float32_ok(const pgmln_model *m, int col);
 
 #ifdef __cplusplus
 }

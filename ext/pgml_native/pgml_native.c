@@ -17,11 +17,19 @@
  *     is remembered for the statement only, since a blob may be added later.
  * SPI is entered only on a cache miss, and in read-only mode so the same code
  * works in parallel workers (which may not bump the command counter).
+ *
+ * The ROW form (pgml.predict(project, record)) reads the record's attributes
+ * by the names of the model's input columns (blob row section, version 2) and
+ * applies the training snapshot's preprocessing in C (model.c); see "row form"
+ * below for how it stays identical to the Python path.
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/tupdesc.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -33,9 +41,12 @@
 #include "utils/float.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
+#include "mb/pg_wchar.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 
 #include "model.h"
 
@@ -60,6 +71,8 @@ PG_FUNCTION_INFO_V1(pgml_native_predict_proba_project);
 PG_FUNCTION_INFO_V1(pgml_native_predict_proba_model);
 PG_FUNCTION_INFO_V1(pgml_native_predict_batch_model);
 PG_FUNCTION_INFO_V1(pgml_native_deployed_model_id);
+PG_FUNCTION_INFO_V1(pgml_native_predict_row_project);
+PG_FUNCTION_INFO_V1(pgml_native_predict_row_model);
 PG_FUNCTION_INFO_V1(pgml_native_cache_stats);
 PG_FUNCTION_INFO_V1(pgml_native_cache_reset);
 
@@ -619,13 +632,16 @@ static Fallback fb_predict_id = {.signature = "pgml._py_predict(bigint,real[])"}
 static Fallback fb_proba_text = {.signature = "pgml._py_predict_proba(text,real[])"};
 static Fallback fb_proba_id = {.signature = "pgml._py_predict_proba(bigint,real[])"};
 static Fallback fb_batch_id = {.signature = "pgml._py_predict_batch(bigint,real[])"};
+static Fallback fb_row_text = {.signature = "pgml._py_predict_row(text,json)"};
+static Fallback fb_row_id = {.signature = "pgml._py_predict_row(bigint,json)"};
 
 /*
- * Call the Python implementation.  The OID is looked up by signature once per
- * statement (a DROP + CREATE changes it; CREATE OR REPLACE does not).
+ * Call the Python implementation with the outer call's first argument and
+ * `arg1`.  The OID is looked up by signature once per statement (a DROP +
+ * CREATE changes it; CREATE OR REPLACE does not).
  */
 static Datum
-call_fallback(Fallback *fb, FunctionCallInfo outer, int64 model_id)
+call_fallback_with(Fallback *fb, FunctionCallInfo outer, int64 model_id, Datum arg1)
 {
 	StmtStamp	now = current_stamp();
 	LOCAL_FCINFO(fc, 2);
@@ -665,10 +681,17 @@ call_fallback(Fallback *fb, FunctionCallInfo outer, int64 model_id)
 	}
 	InitFunctionCallInfoData(*fc, &fb->flinfo, 2, outer->fncollation, NULL, NULL);
 	fc->args[0] = outer->args[0];
-	fc->args[1] = outer->args[1];
+	fc->args[1].value = arg1;
+	fc->args[1].isnull = false;
 	result = FunctionCallInvoke(fc);
 	outer->isnull = fc->isnull;
 	return result;
+}
+
+static Datum
+call_fallback(Fallback *fb, FunctionCallInfo outer, int64 model_id)
+{
+	return call_fallback_with(fb, outer, model_id, outer->args[1].value);
 }
 
 /* ------------------------------------------------------------------ native_eval */
@@ -815,6 +838,498 @@ pgml_native_predict_batch_model(PG_FUNCTION_ARGS)
 		out[i] = pgmln_predict_row(m, x + (Size) i * nf);
 	}
 	PG_RETURN_ARRAYTYPE_P(float4_array(out, rows));
+}
+
+/* ------------------------------------------------------------------ row form */
+
+/*
+ * The Python path receives the record as to_json(record) and turns each value
+ * into a float (number / bool columns) or a string (text columns) after
+ * json.loads.  The conversions below give the same float or string for every
+ * attribute type they accept; any other type makes the whole (model, row
+ * type) mapping use the Python path, which then answers (or raises) exactly
+ * as before:
+ *   - int2/int4/int8, float8, bool: the value (float8out with
+ *     extra_float_digits > 0 prints the shortest round-trip decimal, which
+ *     Python parses back to the same double);
+ *   - float4: float4out's shortest decimal read as a double, as Python's
+ *     float() does (not the float's exact value), except where the model
+ *     only sees the value as float32 (pgmln_row_float32_ok): then its exact
+ *     value, which rounds to the same float32, saves the decimal conversion;
+ *   - numeric: numeric_float8 (decimal text through strtod, as float() does);
+ *   - text columns: the text of text/varchar/bpchar/name values; str() of
+ *     integers and booleans ("True"/"False").
+ * A NULL in a column without impute rule, or an array of the wrong length,
+ * is handed to the Python path row by row so that its error is the same.
+ */
+
+typedef enum
+{
+	CONV_INT2,
+	CONV_INT4,
+	CONV_INT8,
+	CONV_FLOAT4,				/* as to_json prints it, read back */
+	CONV_FLOAT4_EXACT,			/* the float's own value (see pgmln_row_float32_ok) */
+	CONV_FLOAT8,
+	CONV_NUMERIC,
+	CONV_BOOL,
+	CONV_TEXT,					/* varlena string types */
+	CONV_NAME,
+	CONV_INT_TEXT,				/* integer into a text column: str(int) */
+	CONV_BOOL_TEXT,				/* boolean into a text column: str(bool) */
+	CONV_ARRAY					/* number array column */
+} ConvKind;
+
+typedef struct
+{
+	int			att;			/* index into the deformed values */
+	Oid			base_type;		/* the attribute's type, domains resolved */
+	ConvKind	conv;
+	ConvKind	elem_conv;		/* arrays: element conversion */
+	Oid			elem_type;
+	int16		elem_len;
+	bool		elem_byval;
+	char		elem_align;
+} ColSource;
+
+typedef struct
+{
+	int64		model_id;		/* the key: model and row type */
+	Oid			typid;
+	int32		typmod;
+	bool		python;			/* this row type is served by the Python path */
+	bool		has_float;		/* float4/float8 inputs: needs extra_float_digits > 0 */
+	int			ncols;
+	ColSource  *cols;
+	TupleDesc	tupdesc;		/* private copy, for deforming */
+	Datum	   *values;
+	bool	   *nulls;
+	double	   *x;				/* the model's features */
+	double	   *arrbuf;			/* array elements */
+	int			arrcap;
+	MemoryContext mcxt;			/* where the map lives (the query's fn_mcxt) */
+} RowMap;
+
+#define ROW_MAPS 4
+
+typedef struct
+{
+	RowMap	   *maps[ROW_MAPS];
+	int			next;
+	bool		arg_checked;	/* the call site passes a record type */
+} RowMapCache;
+
+/* the per-call-site cache (fn_extra: lives as long as the query's expression state) */
+static RowMapCache *
+row_cache(FunctionCallInfo fcinfo)
+{
+	if (fcinfo->flinfo->fn_extra == NULL)
+		fcinfo->flinfo->fn_extra = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt,
+														  sizeof(RowMapCache));
+	return (RowMapCache *) fcinfo->flinfo->fn_extra;
+}
+
+static bool
+number_conv(Oid type, ConvKind *conv)
+{
+	switch (type)
+	{
+		case INT2OID:
+			*conv = CONV_INT2;
+			return true;
+		case INT4OID:
+			*conv = CONV_INT4;
+			return true;
+		case INT8OID:
+			*conv = CONV_INT8;
+			return true;
+		case FLOAT4OID:
+			*conv = CONV_FLOAT4;
+			return true;
+		case FLOAT8OID:
+			*conv = CONV_FLOAT8;
+			return true;
+		case NUMERICOID:
+			*conv = CONV_NUMERIC;
+			return true;
+		case BOOLOID:
+			*conv = CONV_BOOL;
+			return true;
+		default:
+			return false;
+	}
+}
+
+static bool
+text_conv(Oid type, ConvKind *conv)
+{
+	switch (type)
+	{
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			*conv = CONV_TEXT;
+			return true;
+		case NAMEOID:
+			*conv = CONV_NAME;
+			return true;
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+			*conv = CONV_INT_TEXT;
+			return true;
+		case BOOLOID:
+			*conv = CONV_BOOL_TEXT;
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * How each model input column is read from records of this type.  As the
+ * Python path (RowTransformer._positional): by name when every input column
+ * is an attribute name, else by position when the counts match; anything else
+ * is left to Python (which raises its "expected N feature columns" error).
+ */
+static RowMap *
+build_row_map(MemoryContext mcxt, const pgmln_model *m, int64 model_id, Oid typid,
+			  int32 typmod)
+{
+	RowMap	   *map = MemoryContextAllocZero(mcxt, sizeof(RowMap));
+	TupleDesc	td = lookup_rowtype_tupdesc(typid, typmod);
+	int			ncols = pgmln_row_columns(m);
+	int			live = 0;
+	bool		by_name = true;
+
+	map->mcxt = mcxt;
+	map->model_id = model_id;
+	map->typid = typid;
+	map->typmod = typmod;
+	map->ncols = ncols;
+	map->cols = MemoryContextAllocZero(mcxt, sizeof(ColSource) * ncols);
+	map->x = MemoryContextAlloc(mcxt, sizeof(double) * pgmln_num_features(m));
+	for (int a = 0; a < td->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(td, a);
+
+		if (att->attisdropped)
+			continue;
+		live++;
+		/* json.loads keeps the last of repeated keys; leave such records to Python */
+		for (int b = 0; b < a; b++)
+			if (!TupleDescAttr(td, b)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(td, b)->attname), NameStr(att->attname)) == 0)
+				map->python = true;
+	}
+	for (int c = 0; c < ncols && by_name; c++)
+	{
+		map->cols[c].att = -1;
+		for (int a = 0; a < td->natts; a++)
+			if (!TupleDescAttr(td, a)->attisdropped &&
+				strcmp(NameStr(TupleDescAttr(td, a)->attname), pgmln_row_name(m, c)) == 0)
+				map->cols[c].att = a;
+		by_name = map->cols[c].att >= 0;
+	}
+	if (!by_name)
+	{
+		if (live != ncols)
+			map->python = true;
+		else
+			for (int a = 0, c = 0; a < td->natts; a++)
+				if (!TupleDescAttr(td, a)->attisdropped)
+					map->cols[c++].att = a;
+	}
+	for (int c = 0; c < ncols && !map->python; c++)
+	{
+		ColSource  *src = &map->cols[c];
+		Oid			type = getBaseType(TupleDescAttr(td, src->att)->atttypid);
+		int			kind = pgmln_row_kind(m, c);
+		bool		ok;
+
+		src->base_type = type;
+		if (kind == PGMLN_COL_TEXT)
+			ok = text_conv(type, &src->conv) &&
+				(src->conv != CONV_TEXT || GetDatabaseEncoding() == PG_UTF8);
+		else if (!pgmln_row_is_array(m, c))
+			ok = number_conv(type, &src->conv);
+		else
+		{
+			Oid			elem = get_element_type(type);
+
+			ok = OidIsValid(elem) && number_conv(getBaseType(elem), &src->elem_conv);
+			if (ok)
+			{
+				src->conv = CONV_ARRAY;
+				src->elem_type = elem;
+				get_typlenbyvalalign(elem, &src->elem_len, &src->elem_byval,
+									 &src->elem_align);
+			}
+		}
+		if (ok && pgmln_row_float32_ok(m, c))
+		{
+			if (src->conv == CONV_FLOAT4)
+				src->conv = CONV_FLOAT4_EXACT;
+			if (src->conv == CONV_ARRAY && src->elem_conv == CONV_FLOAT4)
+				src->elem_conv = CONV_FLOAT4_EXACT;
+		}
+		if (!ok)
+			map->python = true;
+		else if (src->conv == CONV_FLOAT4 || src->conv == CONV_FLOAT4_EXACT ||
+				 src->conv == CONV_FLOAT8 ||
+				 (src->conv == CONV_ARRAY &&
+				  (src->elem_conv == CONV_FLOAT4 || src->elem_conv == CONV_FLOAT4_EXACT ||
+				   src->elem_conv == CONV_FLOAT8)))
+			map->has_float = true;
+	}
+	if (!map->python)
+	{
+		MemoryContext old = MemoryContextSwitchTo(mcxt);
+
+		map->tupdesc = CreateTupleDescCopy(td);
+		map->values = palloc(sizeof(Datum) * Max(td->natts, 1));
+		map->nulls = palloc(sizeof(bool) * Max(td->natts, 1));
+		MemoryContextSwitchTo(old);
+	}
+	ReleaseTupleDesc(td);
+	return map;
+}
+
+static RowMap *
+row_map(FunctionCallInfo fcinfo, const pgmln_model *m, int64 model_id, Oid typid, int32 typmod)
+{
+	RowMapCache *cache = row_cache(fcinfo);
+	RowMap	   *map;
+
+	for (int i = 0; i < ROW_MAPS; i++)
+	{
+		map = cache->maps[i];
+		if (map != NULL && map->model_id == model_id && map->typid == typid &&
+			map->typmod == typmod)
+			return map;
+	}
+	/* a model id's blob never changes, so the mapping never goes stale */
+	map = build_row_map(fcinfo->flinfo->fn_mcxt, m, model_id, typid, typmod);
+	if (cache->maps[cache->next] != NULL)
+	{
+		RowMap	   *old = cache->maps[cache->next];
+
+		if (old->tupdesc)
+			FreeTupleDesc(old->tupdesc);
+		pfree(old);				/* the rest is small; fn_mcxt goes with the query */
+	}
+	cache->maps[cache->next] = map;
+	cache->next = (cache->next + 1) % ROW_MAPS;
+	return map;
+}
+
+/*
+ * float4 as the Python path sees it: float4out's shortest decimal (what
+ * to_json prints), read back as a double.  The digits and the decimal exponent
+ * give the double exactly with one correctly rounded multiplication or
+ * division when both are small (Clinger's fast path); strtod otherwise.
+ */
+static double
+float4_as_json(float4 f)
+{
+	static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+		1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+	char		buf[32];
+	const char *p = buf;
+	uint64		mant = 0;
+	int			digits = 0,
+				frac = 0,
+				exp10;
+	bool		neg = false,
+				in_frac = false;
+
+	if (isnan(f) || isinf(f))
+		return (double) f;
+	float_to_shortest_decimal_buf(f, buf);
+	if (*p == '-')
+	{
+		neg = true;
+		p++;
+	}
+	for (; *p && *p != 'e'; p++)
+	{
+		if (*p >= '0' && *p <= '9')
+		{
+			mant = mant * 10 + (uint64) (*p - '0');
+			digits++;
+			frac += in_frac;
+		}
+		else if (*p == '.')
+			in_frac = true;
+		else
+			return strtod(buf, NULL);
+	}
+	exp10 = (*p == 'e' ? atoi(p + 1) : 0) - frac;
+	if (digits > 15 || exp10 > 22 || exp10 < -22)
+		return strtod(buf, NULL);
+	{
+		double		d = (double) mant;
+
+		d = exp10 >= 0 ? d * pow10[exp10] : d / pow10[-exp10];
+		return neg ? -d : d;
+	}
+}
+
+static double
+number_value(ConvKind conv, Datum d)
+{
+	switch (conv)
+	{
+		case CONV_INT2:
+			return (double) DatumGetInt16(d);
+		case CONV_INT4:
+			return (double) DatumGetInt32(d);
+		case CONV_INT8:
+			return (double) DatumGetInt64(d);
+		case CONV_FLOAT4:
+			return float4_as_json(DatumGetFloat4(d));
+		case CONV_FLOAT4_EXACT:
+			return (double) DatumGetFloat4(d);
+		case CONV_FLOAT8:
+			return DatumGetFloat8(d);
+		case CONV_NUMERIC:
+			return DatumGetFloat8(DirectFunctionCall1(numeric_float8, d));
+		case CONV_BOOL:
+			return DatumGetBool(d) ? 1.0 : 0.0;
+		default:
+			elog(ERROR, "pgml_native: not a number conversion: %d", (int) conv);
+	}
+	return 0.0;					/* keep the compiler quiet */
+}
+
+/* the elements of an array attribute as doubles (NaN = NULL), into map->arrbuf */
+static void
+array_value(RowMap *map, const ColSource *src, Datum d, pgmln_value *v)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	deconstruct_array(arr, src->elem_type, src->elem_len, src->elem_byval, src->elem_align,
+					  &elems, &enulls, &n);
+	if (n > map->arrcap)
+	{
+		map->arrbuf = MemoryContextAlloc(map->mcxt, sizeof(double) * n);
+		map->arrcap = n;
+	}
+	for (int i = 0; i < n; i++)
+		map->arrbuf[i] = enulls[i] ? NAN : number_value(src->elem_conv, elems[i]);
+	v->arr = map->arrbuf;
+	v->n = (size_t) n;
+}
+
+/*
+ * The features of one record into map->x; false when the Python path must
+ * answer this row (it raises the error the user should see).
+ */
+static bool
+encode_record(const pgmln_model *m, RowMap *map, HeapTupleHeader rec)
+{
+	HeapTupleData tuple;
+	char		buf[32];
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+	heap_deform_tuple(&tuple, map->tupdesc, map->values, map->nulls);
+	for (int c = 0; c < map->ncols; c++)
+	{
+		const ColSource *src = &map->cols[c];
+		Datum		d = map->values[src->att];
+		pgmln_value v;
+
+		memset(&v, 0, sizeof v);
+		v.isnull = map->nulls[src->att];
+		if (!v.isnull)
+			switch (src->conv)
+			{
+				case CONV_TEXT:
+					{
+						text	   *t = DatumGetTextPP(d);
+
+						v.str = VARDATA_ANY(t);
+						v.len = VARSIZE_ANY_EXHDR(t);
+						break;
+					}
+				case CONV_NAME:
+					v.str = NameStr(*DatumGetName(d));
+					v.len = strlen(v.str);
+					break;
+				case CONV_INT_TEXT:
+					{
+						int64		i = src->base_type == INT2OID ? DatumGetInt16(d)
+							: src->base_type == INT4OID ? DatumGetInt32(d) : DatumGetInt64(d);
+
+						v.len = (size_t) pg_lltoa(i, buf);
+						v.str = buf;
+						break;
+					}
+				case CONV_BOOL_TEXT:
+					v.str = DatumGetBool(d) ? "True" : "False";
+					v.len = strlen(v.str);
+					break;
+				case CONV_ARRAY:
+					array_value(map, src, d, &v);
+					break;
+				default:
+					v.num = number_value(src->conv, d);
+			}
+		if (pgmln_row_encode(m, c, &v, map->x) != PGMLN_ROW_OK)
+			return false;
+	}
+	return true;
+}
+
+static Datum
+predict_row(FunctionCallInfo fcinfo, int64 id, Fallback *fb)
+{
+	pgmln_model *m = id ? get_model(id) : NULL;
+	RowMapCache *cache = row_cache(fcinfo);
+	HeapTupleHeader rec;
+	RowMap	   *map;
+
+	if (!cache->arg_checked)
+	{
+		Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
+
+		if (!OidIsValid(argtype) || !type_is_rowtype(argtype))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("the row form of pgml.predict takes a record, got %s",
+							OidIsValid(argtype) ? format_type_be(argtype) : "an unknown type"),
+					 errhint("Pass a table row (pgml.predict('project', t) FROM t) or "
+							 "ROW(...), or an array of the features (ARRAY[...]::real[]).")));
+		cache->arg_checked = true;
+	}
+	rec = PG_GETARG_HEAPTUPLEHEADER(1);
+	if (m == NULL || !pgmln_has_row(m) || !pgmln_has_scalar(m))
+		return call_fallback_with(fb, fcinfo, id,
+								  DirectFunctionCall1(row_to_json, PointerGetDatum(rec)));
+	map = row_map(fcinfo, m, id, HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
+	if (map->python || (map->has_float && extra_float_digits <= 0) ||
+		!encode_record(m, map, rec))
+		return call_fallback_with(fb, fcinfo, id,
+								  DirectFunctionCall1(row_to_json, PointerGetDatum(rec)));
+	PG_RETURN_FLOAT4((float4) pgmln_predict_row_f64(m, map->x));
+}
+
+Datum
+pgml_native_predict_row_project(PG_FUNCTION_ARGS)
+{
+	return predict_row(fcinfo, deployed_model(PG_GETARG_TEXT_PP(0), true), &fb_row_text);
+}
+
+Datum
+pgml_native_predict_row_model(PG_FUNCTION_ARGS)
+{
+	return predict_row(fcinfo, PG_GETARG_INT64(0), &fb_row_id);
 }
 
 Datum

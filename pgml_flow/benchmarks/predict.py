@@ -1,10 +1,12 @@
 """Per-row ``pgml.predict`` in SQL (native against the Python path) and ``predict_batch``.
 
 Per-row figures are for one backend on one core (no parallel workers): ``SELECT
-sum(pgml.predict(project, features)) FROM rows``.  The Python path (``pgml._py_predict``,
-what serves models without a native file) is two to four orders of magnitude slower, so
-it is measured on the first rows only, sized to take about ``PYTHON_SECONDS``; the
-figure names how many rows it scored.
+sum(pgml.predict(project, features)) FROM rows``, and for models whose ROW form is native
+the same rows as records (``pgml.predict(project, r)`` over a subquery with the training
+view's column names: the record is formed, then read by name and preprocessed in C).
+The Python path (``pgml._py_predict``, what serves models without a native file) is two
+to four orders of magnitude slower, so it is measured on the first rows only, sized to
+take about ``PYTHON_SECONDS``; the figure names how many rows it scored.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ PYTHON_SECONDS = 3.0
 PYTHON_PROBE_ROWS = 100
 PER_ROW_NATIVE = "predict per row (native)"
 PER_ROW_PYTHON = "predict per row (python)"
+PER_ROW_NATIVE_ROW = "predict per row, ROW form (native)"
 SCAN_ONLY = "scan only (no predict)"
 BATCH = "predict_batch"
 
@@ -50,6 +53,14 @@ def per_row(work: Workload, progress: Progress = quiet, repeat: int = 2) -> list
                 continue
             figures.append(Figure(PER_ROW_NATIVE, model.name, rows, seconds,
                                   f"best of {repeat}"))
+            row_native = conn.execute(query("row_form_native"),
+                                      {"model_id": model.model_id}).fetchone()
+            if row_native and row_native[0]:
+                progress(f"{model.name}: per-row pgml.predict(project, record) over {rows:,} rows")
+                conn.execute(query("warm_predict_row"), params)
+                seconds = min(timed(conn, "predict_row_per_row", params) for _ in range(repeat))
+                figures.append(Figure(PER_ROW_NATIVE_ROW, model.name, rows, seconds,
+                                      f"best of {repeat}, record read by name"))
             probe = min(rows, PYTHON_PROBE_ROWS)
             progress(f"{model.name}: the Python path (pgml._py_predict), sampled")
             conn.execute(query("warm_python_predict"), params)  # import, load the model

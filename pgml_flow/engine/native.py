@@ -28,8 +28,12 @@ Supported
   linear SVMs, GLMs with identity or log link); ``RANSACRegressor`` and
   ``MultiOutputRegressor`` over supported regressors.
 
-Blob format, version 1 (all little-endian)
-------------------------------------------
+Blob format, versions 1 and 2 (all little-endian)
+-------------------------------------------------
+Version 2 is version 1 plus an optional row section (flags bit3) at the end of the
+body; blobs without one are still written as version 1, byte for byte as before, so
+an older extension keeps reading every model that has no row form.
+
 Header, 64 bytes::
 
     off  type     field
@@ -44,7 +48,8 @@ Header, 64 bytes::
     32   u32      num_classes C: 0 for regression; classification has K == C,
                   or K == 1 and C == 2 (one margin, class 1 when raw > 0)
     36   u32      flags: bit0 preprocessing present, bit1 class labels present,
-                  bit2 read |x| <= 1e-35 as 0.0 (LightGBM's predictor does)
+                  bit2 read |x| <= 1e-35 as 0.0 (LightGBM's predictor does),
+                  bit3 row section present (version 2)
     40   f64      link_param (sigmoid slope; 1.0 otherwise)
     48   f64      divisor: raw = base + (sum of tree leaves) / divisor
                   (number of trees for averaging forests, else 1)
@@ -70,6 +75,19 @@ Body, in order::
       f64 leaf_values[n_leaves * W]  leaves in node order
     kind 2 (linear):
       f64 coef[K * F]                row-major: raw[k] = base[k] + sum_j coef[k*F + j] * x_j
+    row section (flags bit3): the ROW(...) form of pgml.predict, i.e. the training
+    snapshot's input columns in order and their fitted preprocessing
+    (pgml_flow.engine.preprocess.Encoder), whose widths add up to F:
+      u32 n_columns, then per column:
+      u32 kind (0 number, 1 bool, 2 text), u32 encode (0 none for number/bool,
+      1 native, 2 ordinal, 3 one_hot, 4 target), u32 flags (bit0 fill present =
+      an impute rule other than "error", bit1 array column), u32 width,
+      u32 name_len, u8 name[name_len] (UTF-8),
+      u32 n_categories, then per category u32 len, u8 bytes[len] (UTF-8; the
+                                     sorted train values, or the ordinal list)
+      f64 target_means[n_categories], f64 target_prior   if encode is target
+      f64 fill[width]                if flags bit0
+      f64 center[width], f64 scale[width]     x' = (x - center) / scale
 
 Trailer: u32 CRC-32 (zlib) of all preceding bytes.
 
@@ -93,10 +111,21 @@ import numpy as np
 
 from pgml_flow.errors import ModelError
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "NotCompilable", "compile_model"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "ROW_FORMAT_VERSION",
+    "NotCompilable",
+    "add_row_section",
+    "compile_model",
+    "row_section",
+]
 
 MAGIC = b"PGMLNATV"
 FORMAT_VERSION = 1
+#: the version of blobs that carry a row section
+ROW_FORMAT_VERSION = 2
+FLAG_ROW = 8
 
 KIND_TREES = 1
 KIND_LINEAR = 2
@@ -251,7 +280,136 @@ def _preprocess_arrays(preprocess: dict[str, Any], nf: int) -> np.ndarray:
     return np.vstack(rows)
 
 
-def _write(spec: _Spec, preprocess: dict[str, Any] | None) -> bytes:
+_COL_KINDS = {"number": 0, "bool": 1, "text": 2}
+_ENCODES = {"native": 1, "ordinal": 2, "one_hot": 3, "target": 4}
+#: the snapshot ``columns`` format the row section is compiled from (engine.dataset)
+_SNAPSHOT_FORMAT = 1
+
+
+def _finite_list(values: Any, n: int, what: str, name: str) -> list[float]:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if arr.shape != (n,):
+        raise NotCompilable(f"column {name!r}: {what} has {arr.size} values, expected {n}")
+    if not np.all(np.isfinite(arr)):
+        raise NotCompilable(
+            f"column {name!r}: {what} is not finite (e.g. infinite training values), "
+            "which the native row form does not reproduce"
+        )
+    return [float(v) for v in arr]
+
+
+def _utf8(text: Any, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise NotCompilable(f"{what} {text!r} is not a string")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise NotCompilable(f"{what} {text!r} is not valid UTF-8: {exc}") from exc
+
+
+def _row_column(col: dict[str, Any]) -> tuple[bytes, int]:
+    """One column of the row section, and its width."""
+    name = str(col.get("name"))
+    kind = col.get("kind")
+    if kind not in _COL_KINDS:
+        raise NotCompilable(
+            f"column {name!r} has kind {kind!r}; the native row form compiles number, "
+            "bool and text columns"
+        )
+    rule = col.get("preprocess") or {}
+    encode_rule = rule.get("encode", "native")
+    encode_name = "ordinal" if isinstance(encode_rule, dict) else encode_rule
+    impute = rule.get("impute", "error")
+    is_array = col.get("array_length") is not None
+    width = int(col["width"])
+    categories: list[Any] = []
+    encode = 0
+    if kind == "text":
+        if encode_name not in _ENCODES:
+            raise NotCompilable(
+                f"column {name!r} has encoding {encode_rule!r}, which the native row form "
+                "does not know"
+            )
+        if is_array:
+            raise NotCompilable(f"text array column {name!r} cannot be compiled")
+        encode = _ENCODES[encode_name]
+        categories = list(col.get("categories") or [])
+    elif encode_name != "native" or col.get("categories"):
+        raise NotCompilable(f"{kind} column {name!r} has a categorical encoding")
+    one_hot = encode == _ENCODES["one_hot"]
+    if width < 1 or (one_hot and width != len(categories)) or (
+        not one_hot and not is_array and width != 1
+    ):
+        raise NotCompilable(f"column {name!r}: width {width} does not match its encoding")
+    fill = col.get("fill")
+    if (fill is None) != (impute == "error"):
+        raise NotCompilable(f"column {name!r}: impute {impute!r} without matching fill values")
+    name_bytes = _utf8(name, "column name")
+    flags = (1 if fill is not None else 0) | (2 if is_array else 0)
+    parts = [
+        struct.pack("<IIIII", _COL_KINDS[kind], encode, flags, width, len(name_bytes)),
+        name_bytes,
+        struct.pack("<I", len(categories)),
+    ]
+    for category in categories:
+        raw = _utf8(category, f"column {name!r}: category")
+        parts.append(struct.pack("<I", len(raw)) + raw)
+    doubles: list[float] = []
+    if encode == _ENCODES["target"]:
+        if col.get("target_means") is None:
+            raise NotCompilable(f"column {name!r}: target encoding without target means")
+        doubles += _finite_list(col["target_means"], len(categories), "target_means", name)
+        doubles += _finite_list([col.get("target_prior") or 0.0], 1, "target_prior", name)
+    if fill is not None:
+        doubles += _finite_list(fill, width, "fill", name)
+    doubles += _finite_list(col["center"], width, "center", name)
+    scale = _finite_list(col["scale"], width, "scale", name)
+    if 0.0 in scale:
+        raise NotCompilable(f"column {name!r}: scale 0")
+    doubles += scale
+    parts.append(struct.pack(f"<{len(doubles)}d", *doubles))
+    return b"".join(parts), width
+
+
+def row_section(columns: dict[str, Any], num_features: int) -> bytes:
+    """The row section for a training snapshot's ``columns`` JSON (``pgml.snapshots``).
+
+    It carries exactly what ``RowTransformer.transform`` applies (names in order,
+    encodings with their categories, fitted impute values, centers and scales), so
+    the C scorer turns a record into the same features as the Python path.  What
+    it cannot express raises :class:`NotCompilable`: the model's ROW form then stays
+    on the Python path (its array form may still be native).
+    """
+    if not isinstance(columns, dict) or columns.get("format") != _SNAPSHOT_FORMAT:
+        got = columns.get("format") if isinstance(columns, dict) else type(columns).__name__
+        raise NotCompilable(
+            f"snapshot columns have format {got!r}, not {_SNAPSHOT_FORMAT}; the row form "
+            "stays on the Python path"
+        )
+    features = columns.get("features") or []
+    if not features:
+        raise NotCompilable("the snapshot has no feature columns")
+    parts = [struct.pack("<I", len(features))]
+    total = 0
+    for col in features:
+        try:
+            part, width = _row_column(col)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotCompilable(
+                f"snapshot column {col.get('name')!r} is malformed: {type(exc).__name__}: {exc}"
+            ) from exc
+        parts.append(part)
+        total += width
+    if total != num_features:
+        raise NotCompilable(
+            f"the snapshot's columns make {total} features, the model has {num_features}"
+        )
+    return b"".join(parts)
+
+
+def _write(
+    spec: _Spec, preprocess: dict[str, Any] | None, row: bytes | None = None
+) -> bytes:
     nf, k, c = spec.num_features, spec.num_outputs, spec.num_classes
     base = np.zeros(k) if spec.base is None else np.asarray(spec.base, dtype=np.float64)
     if base.shape != (k,):
@@ -301,10 +459,13 @@ def _write(spec: _Spec, preprocess: dict[str, Any] | None) -> bytes:
         if not np.all(np.isfinite(coef)):
             raise NotCompilable("model has non-finite coefficients")
         parts.append(coef.astype("<f8").tobytes())
+    if row is not None:
+        flags |= FLAG_ROW
+        parts.append(row)
     body = b"".join(parts)
     header = _HEADER.pack(
         MAGIC,
-        FORMAT_VERSION,
+        FORMAT_VERSION if row is None else ROW_FORMAT_VERSION,
         spec.kind,
         spec.task,
         spec.link,
@@ -862,7 +1023,12 @@ def _to_spec(model: Any) -> _Spec:
     raise NotCompilable(f"scikit-learn {name} is not supported for native scoring")
 
 
-def compile_model(estimator: Any, *, preprocess: dict[str, Any] | None = None) -> bytes:
+def compile_model(
+    estimator: Any,
+    *,
+    preprocess: dict[str, Any] | None = None,
+    columns: dict[str, Any] | None = None,
+) -> bytes:
     """Compile a fitted estimator into a ``pgml_native`` blob.
 
     ``preprocess`` (optional) bakes per-feature preprocessing into the blob:
@@ -871,6 +1037,11 @@ def compile_model(estimator: Any, *, preprocess: dict[str, Any] | None = None) -
     shift 0, mult 1).  The evaluator applies ``x = impute if x is NaN`` then
     ``x = (x - shift) * mult`` before the model, which expresses mean/median/...
     imputation and standard, min-max, max-abs and robust scaling.
+
+    ``columns`` (optional) is the training snapshot's ``columns`` JSON; with it the
+    blob (version 2) also serves the ``ROW(...)`` form of ``pgml.predict`` natively
+    (:func:`row_section`).  It raises :class:`NotCompilable` like the model itself:
+    callers that want the array form anyway compile again without ``columns``.
 
     Raises :class:`NotCompilable` for anything the evaluator cannot reproduce.
     """
@@ -882,4 +1053,25 @@ def compile_model(estimator: Any, *, preprocess: dict[str, Any] | None = None) -
         raise NotCompilable(
             f"cannot compile {type(estimator).__name__}: {type(exc).__name__}: {exc}"
         ) from exc
-    return _write(spec, preprocess)
+    row = None if columns is None else row_section(columns, spec.num_features)
+    return _write(spec, preprocess, row)
+
+
+def add_row_section(blob: bytes, columns: dict[str, Any]) -> bytes:
+    """A compiled blob (version 1) with the row section of ``columns`` added (version 2).
+
+    This lets the caller compile the model once, keep that blob for the array form, and
+    try the row form separately: a :class:`NotCompilable` here leaves the first blob
+    usable as it is.
+    """
+    if len(blob) < _HEADER.size + 4 or blob[:8] != MAGIC:
+        raise NotCompilable("not a pgml_native blob")
+    fields = list(_HEADER.unpack_from(blob))
+    version, flags, num_features = fields[1], fields[8], fields[5]
+    if version != FORMAT_VERSION or flags & FLAG_ROW:
+        raise NotCompilable(f"blob version {version} already has a row section or is unknown")
+    row = row_section(columns, num_features)
+    body = blob[_HEADER.size : -4] + row
+    fields[1], fields[8], fields[11] = ROW_FORMAT_VERSION, flags | FLAG_ROW, len(body)
+    out = _HEADER.pack(*fields) + body
+    return out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)

@@ -325,6 +325,9 @@ def _native_files(plpy: Any, result: Any, dataset: Any) -> list[tuple[str, bytes
     The check runs the blob through ``pgml.native_eval`` on up to 200 held-out rows
     (inputs rounded to float32, as ``real[]`` delivers them): any disagreement, e.g. a
     label mapping the compiler cannot express, keeps the model on the Python path.
+    The blob also carries the snapshot's columns and preprocessing (its row section) so
+    that the ROW form is native too, unless they cannot be compiled (a notice says why)
+    or the server's scorer predates row sections: then only the ROW form stays on Python.
     """
     import numpy as np
 
@@ -347,6 +350,17 @@ def _native_files(plpy: Any, result: Any, dataset: Any) -> list[tuple[str, bytes
     x32 = np.asarray(rows[:200], dtype=np.float32)
     expected = model.predict(x32.astype(np.float64))
     plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
+    try:
+        with_row = native.add_row_section(blob, dataset.columns)
+        with plpy.subtransaction():  # an older scorer rejects version 2 blobs
+            plan.execute([with_row, x32[0].tolist()])
+        blob = with_row
+    except native.NotCompilable as exc:
+        plpy.notice(f"{model.algorithm}: the ROW form of pgml.predict stays on the Python "
+                    f"path: {exc}")
+    except plpy.SPIError as exc:
+        plpy.notice(f"{model.algorithm}: the server's pgml_native does not read row "
+                    f"sections ({exc}); rebuild it (./dev setup) for a native ROW form")
     got = np.array([plan.execute([blob, row.tolist()])[0]["p"] for row in x32], dtype=float)
     if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
         plpy.notice(f"{model.algorithm}: the native scorer disagrees with the library on "

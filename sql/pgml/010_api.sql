@@ -41,7 +41,8 @@ $$;
 --   pgml.predict / predict_proba / predict_joint(key, <other array type>) cast to real[]
 --       (inlined by the planner); numeric[] is accepted (PostgresML failed on it);
 --   pgml.predict(key, "row" anyelement): the ROW(...) form, passed on as to_json (which keeps
---       the column order) to pgml._py_predict_row, which applies the snapshot's preprocessing.
+--       the column order) to pgml._py_predict_row, which applies the snapshot's preprocessing
+--       (030_serving.sql replaces it by the C scorer's row form when the server has it).
 DO $do$
 DECLARE
     key record;

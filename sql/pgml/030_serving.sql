@@ -1,8 +1,10 @@
--- The serving entry points (real[] forms) of pgml.predict, predict_proba and predict_batch:
--- the native C scorer (extension pgml_native, built from ext/pgml_native) when the server
--- has it, else the Python path. With the scorer, pgml.predict IS the C function: no wrapper
--- on the hot path. The C code itself falls back to pgml._py_* for models without a
--- compiled form. The other array types and the ROW form (010_api.sql) call these.
+-- The serving entry points (real[] forms) of pgml.predict, predict_proba and predict_batch,
+-- and the ROW form of pgml.predict: the native C scorer (extension pgml_native, built from
+-- ext/pgml_native) when the server has it, else the Python path. With the scorer,
+-- pgml.predict IS the C function: no wrapper on the hot path. The C code itself falls back
+-- to pgml._py_* for models without a compiled form (the ROW form: without a row section,
+-- to pgml._py_predict_row with to_json of the record). The other array types (010_api.sql)
+-- call these; without the scorer the ROW form stays the SQL wrapper of 010_api.sql.
 DO $do$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native') THEN
@@ -29,6 +31,12 @@ BEGIN
         RETURNS SETOF real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
         AS $$ SELECT unnest(pgml.predict_batch(pgml._native_deployed_model_id(project_name),
                                                features)) $$;
+        CREATE OR REPLACE FUNCTION pgml.predict(project_name text, "row" anyelement)
+        RETURNS real AS '$libdir/pgml_native', 'pgml_native_predict_row_project'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+        CREATE OR REPLACE FUNCTION pgml.predict(model_id bigint, "row" anyelement)
+        RETURNS real AS '$libdir/pgml_native', 'pgml_native_predict_row_model'
+        LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
     ELSE
         CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[])
         RETURNS real LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
