@@ -216,17 +216,22 @@ def status(
     if as_json:
         print_json(rows)
         return
-    table = Table("client", "model", "deployed", "metric", "trained at", "rows since",
-                  "next run", "last event", title="Models per client")
+    table = Table("client", "model", "deployed", "metric", "serving", "trained at",
+                  "rows since", "next run", "last event", title="Models per client")
     for r in rows:
         metric = ("" if r["key_metric_value"] is None
                   else f"{r['key_metric']} {r['key_metric_value']:.3f}")
         last = f"{r['last_event']} {_fmt(r['last_event_at'])}" if r["last_event"] else ""
         due = " (due)" if r["retrain_due"] else ""
         table.add_row(f"{r['client_id']} {r['client']}", r["model"],
-                      _fmt(r["deployed_model_id"]), metric, _fmt(r["trained_at"]),
-                      _fmt(r["rows_since"]), _fmt(r["next_run"]) + due, last)
+                      _fmt(r["deployed_model_id"]), metric, r["serving"] or "",
+                      _fmt(r["trained_at"]), _fmt(r["rows_since"]),
+                      _fmt(r["next_run"]) + due, last)
     console.print(table)
+    if any("pgml_native not installed" in (r["serving"] or "") for r in rows):
+        err_console.print("notice: the native scorer (pgml_native) is not installed in this "
+                          "database; predictions use the Python path. `./dev setup` builds "
+                          "it; `pgml-flow db upgrade` installs it where the server has it.")
 
 
 def events(

@@ -477,6 +477,8 @@ def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids
         facts = decision.facts
         last = conn.execute(_query("last_event"), {"client_id": facts.client_id,
                                                    "model_name": facts.model_name}).fetchone()
+        serving = conn.execute(_query("serving"),
+                               {"model_id": facts.deployed_model_id}).fetchone()
         rows.append({
             "client_id": facts.client_id, "client": facts.client, "model": facts.model_name,
             "deployed_model_id": facts.deployed_model_id, "key_metric": facts.key_metric,
@@ -486,6 +488,7 @@ def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids
             "last_event": last[0] if last else None,
             "last_event_at": last[4] if last else None,
             "last_event_detail": (last[2] or last[3]) if last else None,
+            "serving": serving[0] if serving else None,
         })
     conn.rollback()
     return rows

@@ -277,5 +277,14 @@ def test_cli_check_json_and_exit_codes(tflow: PgmlFlow) -> None:
     assert {s["model"]: s["next_run"][:16] for s in status if s["client_id"] == 1} == {
         "trajectory": "2026-06-07 02:00", "complexity": "2026-06-10 03:00",
         "rework": "2026-06-06 04:00"}
+    # every built-in model compiles, so each is served natively; without its compiled file
+    # the same model answers through Python, and status says so
+    assert {s["serving"] for s in status} == {"native"}
+    with tflow.connect() as conn:
+        conn.execute("DELETE FROM pgml.files WHERE model_id = %s AND path = 'native'",
+                     (status[0]["deployed_model_id"],))
+        conn.commit()
+    result = runner.invoke(app, ["status", "--json", "--now", SOON.isoformat()], env=env)
+    assert json.loads(result.output)[0]["serving"] == "python (no native form)"
     result = runner.invoke(app, ["refresh", "--json"], env=env)
     assert json.loads(result.output) == {"public.mv_ml_training_summary": "concurrently"}
