@@ -7,8 +7,14 @@ CREATE OR REPLACE FUNCTION pgml._bootstrap() RETURNS void
 LANGUAGE plpython3u PARALLEL SAFE AS $$
 if "pgml_flow.api" in GD:
     return
+import os
 import site
 import sys
+# One BLAS thread per backend: PostgreSQL's parallelism is its backends, and OpenBLAS's
+# spinning worker threads made a logistic-regression pgml.train 2-3x slower whenever another
+# process held a core (1.6 s -> 3.4-4.8 s, bench/retrain_bench.py); with one thread it stays
+# 1.6-1.9 s and is as fast when idle. Set OPENBLAS_NUM_THREADS for the server to override.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 venv = plpy.execute("SELECT current_setting('pgml.venv', true) AS v")[0]["v"]
 if venv:
     site.addsitedir(f"{venv}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
