@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from pgml_flow.app import PgmlFlow
+from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.settings import Settings
 
 VIEWS = ("issue_story_points", "epic_forecasts", "pull_request_rework_risk")
@@ -63,12 +64,9 @@ def main() -> None:
     args = parser.parse_args()
 
     base = PgmlFlow()
-    admin = _with_db(base.url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
-    url = _with_db(base.url, DATABASE)
+    admin = with_dbname(base.url, "postgres")
+    recreate_database(admin, DATABASE)
+    url = with_dbname(base.url, DATABASE)
     flow = PgmlFlow(dataclasses.replace(Settings.from_env(), database_url=url))
     try:
         flow.upgrade()
@@ -115,9 +113,7 @@ def main() -> None:
     finally:
         if not args.keep:
             flow.revoke_bi_access()
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(DATABASE)))
+            drop_database(admin, DATABASE)
 
 
 def _time_view(flow: PgmlFlow, url: str, client: int, view: str, repeat: int,
@@ -138,12 +134,6 @@ def _time_view(flow: PgmlFlow, url: str, client: int, view: str, repeat: int,
 
 def _rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f}" if seconds and rows else "-"
-
-
-def _with_db(url: str, dbname: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo("", **params)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
 from pgml_flow.app import PgmlFlow
 from pgml_flow.benchmarks import save
+from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.retraining import RetrainOptions
 from pgml_flow.settings import Settings
 from pgml_flow.training import TrainingResult
@@ -114,7 +113,7 @@ def main() -> None:
     load_start = os.getloadavg()
     console.print(f"load average at start: {_load(load_start)} ({os.cpu_count()} CPUs)")
     base = PgmlFlow()
-    admin = _with_db(base.url, "postgres")
+    admin = with_dbname(base.url, "postgres")
     results: list[Size] = []
     for clients in sizes:
         database = f"{DATABASE}_{clients}"
@@ -123,7 +122,7 @@ def main() -> None:
                                     args.repeat))
         finally:
             if not args.keep:
-                _drop(admin, database)
+                drop_database(admin, database)
     load_end = os.getloadavg()
 
     _print(results, args.issues, args.repeat)
@@ -149,11 +148,8 @@ def _measure(base: PgmlFlow, admin: str, database: str, clients: int, issues: in
              seed: int, repeat: int) -> Size:
     load_start = os.getloadavg()
     _progress(f"{clients} clients: creating {database} (load {_load(load_start)})")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(database)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    url = _with_db(base.url, database)
+    recreate_database(admin, database)
+    url = with_dbname(base.url, database)
     flow = PgmlFlow(dataclasses.replace(Settings.from_env(), database_url=url))
     flow.upgrade()
 
@@ -255,24 +251,12 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _drop(admin: str, database: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(database)))
-
-
 def _load(load: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.2f}" for x in load)
 
 
 def _progress(message: str) -> None:
     err_console.print(f"[dim]{message}[/dim]")
-
-
-def _with_db(url: str, dbname: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo("", **params)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgml_flow.cluster import Cluster
@@ -23,6 +24,37 @@ def resolve_url(settings: Settings) -> str:
     if settings.database_url is not None:
         return settings.database_url
     return Cluster(settings).url()
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server and credentials as ``url``, another database."""
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo("", **params)
+
+
+def recreate_database(admin_url: str, name: str, *, template: str | None = None) -> None:
+    """Drop ``name`` if it exists (closing its sessions) and create it afresh.
+
+    For scratch databases (tests, benchmarks); ``admin_url`` is a connection to another
+    database of the same server with CREATEDB.
+    """
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop_in(conn, name)
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(statement)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop ``name`` if it exists, closing its sessions."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop_in(conn, name)
+
+
+def _drop_in(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def describe(url: str) -> str:

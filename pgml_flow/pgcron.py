@@ -65,9 +65,7 @@ def _target(url: str) -> tuple[str, str]:
             "pg_cron is not loaded by this server: add shared_preload_libraries = 'pg_cron' "
             "and cron.database_name to postgresql.conf (Debian: postgresql-15-cron), restart, "
             "or use `pgml-flow scheduler run` instead")
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = cron_db
-    return name, psycopg.conninfo.make_conninfo("", **params)
+    return name, database.with_dbname(url, cron_db)
 
 
 def prefix(database_name: str) -> str:

@@ -91,16 +91,6 @@ SELECT coalesce((SELECT l.lanname = 'c' FROM pg_proc p JOIN pg_language l ON l.o
        AND EXISTS (SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native'
                       AND part = 0 AND get_byte(data, 8) >= 2);
 
--- name: warm_predict_row
-SELECT pgml.predict(%(project)s, r)
-  FROM (SELECT features[1] AS f1, features[2] AS f2, features[3] AS f3, features[4] AS f4,
-               features[5] AS f5, features[6] AS f6, features[7] AS f7, features[8] AS f8,
-               features[9] AS f9, features[10] AS f10, features[11] AS f11, features[12] AS f12,
-               features[13] AS f13, features[14] AS f14, features[15] AS f15,
-               features[16] AS f16, features[17] AS f17, features[18] AS f18,
-               features[19] AS f19, features[20] AS f20
-          FROM pgml_flow_bench_rows WHERE id = 1) r;
-
 -- name: predict_row_per_row
 -- The ROW form over the same rows: a record with the training view's column names, read by
 -- name (forming the record per row is part of the cost, as it is for a user's query).

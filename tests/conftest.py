@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from pgml_flow.app import PgmlFlow
+from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.settings import Settings
 
 #: the migrated template; PGML_FLOW_TEST_TEMPLATE names another, so that two test runs can share
@@ -27,10 +27,6 @@ from pgml_flow.settings import Settings
 TEMPLATE = os.environ.get("PGML_FLOW_TEST_TEMPLATE", "pgmlflow_test_template")
 
 
-def _with_dbname(url: str, dbname: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo("", **params)
 
 
 @pytest.fixture(scope="session")
@@ -44,33 +40,15 @@ def base_flow() -> PgmlFlow:
 
 @pytest.fixture(scope="session")
 def admin_url(base_flow: PgmlFlow) -> str:
-    return _with_dbname(base_flow.url, "postgres")
+    return with_dbname(base_flow.url, "postgres")
 
 
 @pytest.fixture(scope="session")
 def template_url(base_flow: PgmlFlow, admin_url: str) -> Iterator[str]:
-    _recreate(admin_url, TEMPLATE)
-    url = _with_dbname(admin_url, TEMPLATE)
+    recreate_database(admin_url, TEMPLATE)
+    url = with_dbname(admin_url, TEMPLATE)
     flow_for(url).upgrade()
     yield url
-
-
-def _recreate(admin_url: str, name: str, template: str | None = None) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        _drop_in(conn, name)
-        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(statement)
-
-
-def _drop(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        _drop_in(conn, name)
-
-
-def _drop_in(conn: psycopg.Connection, name: str) -> None:
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def flow_for(url: str) -> PgmlFlow:
@@ -82,18 +60,18 @@ def flow_for(url: str) -> PgmlFlow:
 def empty_db_url(admin_url: str) -> Iterator[str]:
     """A brand-new database with no pgml-flow schema."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    _recreate(admin_url, name)
-    yield _with_dbname(admin_url, name)
-    _drop(admin_url, name)
+    recreate_database(admin_url, name)
+    yield with_dbname(admin_url, name)
+    drop_database(admin_url, name)
 
 
 @pytest.fixture
 def db_url(admin_url: str, template_url: str) -> Iterator[str]:
     """A fresh database at the head schema revision, dropped after the test."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    _recreate(admin_url, name, template=TEMPLATE)
-    yield _with_dbname(admin_url, name)
-    _drop(admin_url, name)
+    recreate_database(admin_url, name, template=TEMPLATE)
+    yield with_dbname(admin_url, name)
+    drop_database(admin_url, name)
 
 
 @pytest.fixture
@@ -123,20 +101,20 @@ AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 def trained_template(admin_url: str, template_url: str) -> Iterator[str]:
     """A database seeded with two clients, the three built-in models trained for each."""
     name = f"test_trained_{uuid.uuid4().hex[:8]}"
-    _recreate(admin_url, name, template=TEMPLATE)
+    recreate_database(admin_url, name, template=TEMPLATE)
     try:
-        flow = flow_for(_with_dbname(admin_url, name))
+        flow = flow_for(with_dbname(admin_url, name))
         flow.seed(clients=2, issues=1500, seed=7, as_of=AS_OF)
         flow.train(["trajectory", "complexity", "rework"])
         yield name
     finally:
-        _drop(admin_url, name)
+        drop_database(admin_url, name)
 
 
 @pytest.fixture
 def tflow(admin_url: str, trained_template: str) -> Iterator[PgmlFlow]:
     """PgmlFlow on a fresh copy of ``trained_template``."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    _recreate(admin_url, name, template=trained_template)
-    yield flow_for(_with_dbname(admin_url, name))
-    _drop(admin_url, name)
+    recreate_database(admin_url, name, template=trained_template)
+    yield flow_for(with_dbname(admin_url, name))
+    drop_database(admin_url, name)

@@ -24,11 +24,12 @@ from typer.testing import CliRunner
 from cli.app import app
 from pgml_flow import migrate
 from pgml_flow.app import PgmlFlow
+from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.errors import ClientNotFound, IsolationBreach, SpecError
 from pgml_flow.seed import seed
 from pgml_flow.training import TrainingResult
 from pgml_models.specs import builtin_specs, load_specs, parse_spec, project_name
-from tests.conftest import TEMPLATE, _drop, _recreate, _with_dbname, flow_for
+from tests.conftest import TEMPLATE, flow_for
 
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 LEARNABLE = (1, 2, 3)
@@ -46,8 +47,8 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(admin_url: str, template_url: str) -> Iterator[Trained]:
     name = f"test_models_{uuid.uuid4().hex[:8]}"
-    _recreate(admin_url, name, template=TEMPLATE)
-    url = _with_dbname(admin_url, name)
+    recreate_database(admin_url, name, template=TEMPLATE)
+    url = with_dbname(admin_url, name)
     flow = flow_for(url)
     try:
         with psycopg.connect(url) as conn:
@@ -59,7 +60,7 @@ def trained(admin_url: str, template_url: str) -> Iterator[Trained]:
         yield Trained(url, flow, results)
     finally:
         flow.revoke_bi_access()
-        _drop(admin_url, name)
+        drop_database(admin_url, name)
 
 
 def as_client(url: str, client_id: int) -> psycopg.Connection:

@@ -57,7 +57,7 @@ def per_row(work: Workload, progress: Progress = quiet, repeat: int = 2) -> list
                                       {"model_id": model.model_id}).fetchone()
             if row_native and row_native[0]:
                 progress(f"{model.name}: per-row pgml.predict(project, record) over {rows:,} rows")
-                conn.execute(query("warm_predict_row"), params)
+                conn.execute(query("predict_row_per_row"), {**params, "rows": 1})  # warm
                 seconds = min(timed(conn, "predict_row_per_row", params) for _ in range(repeat))
                 figures.append(Figure(PER_ROW_NATIVE_ROW, model.name, rows, seconds,
                                       f"best of {repeat}, record read by name"))
