@@ -410,12 +410,13 @@ def test_native_scorer_serves_compiled_models_like_the_python_path(
     rows(sql, "SELECT * FROM pgml.load_dataset('diabetes')")
     rows(sql, "SELECT * FROM pgml.load_dataset('breast_cancer')")
     features = "ARRAY[age, sex, bmi, bp, s1, s2, s3, s4, s5, s6]"
-    for algorithm in ("linear", "xgboost", "lightgbm", "random_forest"):
+    for algorithm in ("linear", "xgboost", "lightgbm", "random_forest",
+                      "hist_gradient_boosting"):
         project = f"native {algorithm}"
+        size = {"hist_gradient_boosting": {"max_iter": 20}, "linear": {}}.get(
+            algorithm, {"n_estimators": 20})
         rows(sql, "SELECT * FROM pgml.train(%s, 'regression', 'pgml.diabetes', 'target', %s,"
-                  " '{\"n_estimators\": 20}'::jsonb)" if algorithm != "linear" else
-                  "SELECT * FROM pgml.train(%s, 'regression', 'pgml.diabetes', 'target', %s)",
-             project, algorithm)
+                  " %s::jsonb)", project, algorithm, json.dumps(size))
         model_id = deployed(sql, project)
         assert one(sql, "SELECT count(*) FROM pgml.files WHERE model_id = %s AND path = 'native'",
                    model_id) == 1, algorithm

@@ -889,6 +889,52 @@ def _compile_sklearn_gb(model: Any, classifier: bool) -> _Spec:
     )
 
 
+def _hgb_tree(predictor: Any, group: int) -> _Tree:
+    """One HistGradientBoosting tree: ``x <= num_threshold`` goes left, NaN as it learned."""
+    nodes = predictor.nodes
+    if np.any(nodes["is_categorical"]):
+        raise NotCompilable("HistGradientBoosting with categorical splits is not supported")
+    leaf = np.asarray(nodes["is_leaf"], dtype=bool)
+    return _Tree(
+        left=np.where(leaf, -1, nodes["left"]).astype(np.int32),
+        right=np.where(leaf, -1, nodes["right"]).astype(np.int32),
+        feature=np.where(leaf, 0, nodes["feature_idx"]).astype(np.uint32),
+        flags=np.where(np.asarray(nodes["missing_go_to_left"], dtype=bool) & ~leaf,
+                       NODE_DEFAULT_LEFT, 0).astype(np.uint32),
+        threshold=_f32_le_from_f64(np.where(leaf, 0.0, nodes["num_threshold"])),
+        # leaf values are stored already shrunk by the learning rate
+        value=np.asarray(nodes["value"], dtype=np.float64).reshape(-1, 1),
+        group=group,
+    )
+
+
+#: HistGradientBoosting's inverse link (its ``_loss.link``) -> the scorer's
+_HGB_LINKS = {"IdentityLink": LINK_IDENTITY, "LogLink": LINK_EXP, "LogitLink": LINK_SIGMOID,
+              "MultinomialLogit": LINK_SOFTMAX}
+
+
+def _compile_sklearn_hgb(model: Any, classifier: bool) -> _Spec:
+    """HistGradientBoosting: baseline + the sum of each iteration's trees, then the link."""
+    if getattr(model, "_preprocessor", None) is not None:
+        raise NotCompilable("HistGradientBoosting with categorical features is not supported")
+    link_name = type(getattr(getattr(model, "_loss", None), "link", None)).__name__
+    if link_name not in _HGB_LINKS:
+        raise NotCompilable(f"HistGradientBoosting with the {link_name} link is not supported")
+    k = int(model.n_trees_per_iteration_)
+    trees = [_hgb_tree(predictor, g) for iteration in model._predictors
+             for g, predictor in enumerate(iteration)]
+    base = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(k)
+    nf = int(model.n_features_in_)
+    if not trees:
+        trees = [_constant_tree(0.0, g) for g in range(k)]
+    if classifier:
+        return _Spec(kind=KIND_TREES, task=TASK_CLASSIFICATION, link=_HGB_LINKS[link_name],
+                     num_features=nf, num_outputs=k, num_classes=len(model.classes_),
+                     base=base, labels=_labels(model.classes_), trees=trees)
+    return _Spec(kind=KIND_TREES, task=TASK_REGRESSION, link=_HGB_LINKS[link_name],
+                 num_features=nf, num_outputs=1, base=base, trees=trees)
+
+
 def _dense(a: Any) -> np.ndarray:
     if hasattr(a, "toarray"):
         a = a.toarray()
@@ -1008,6 +1054,10 @@ def _to_spec(model: Any) -> _Spec:
         return _compile_sklearn_gb(model, classifier=False)
     if name == "GradientBoostingClassifier":
         return _compile_sklearn_gb(model, classifier=True)
+    if name == "HistGradientBoostingRegressor":
+        return _compile_sklearn_hgb(model, classifier=False)
+    if name == "HistGradientBoostingClassifier":
+        return _compile_sklearn_hgb(model, classifier=True)
     if name == "RANSACRegressor":
         return _to_spec(model.estimator_)
     if name == "MultiOutputRegressor":

@@ -371,6 +371,39 @@ def test_sklearn_gradient_boosting(native_lib, kind, extra):
         _check_classifier(native_lib, GradientBoostingClassifier(**kw).fit(x, y), x, nan=False)
 
 
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [
+        ("regression", {}),
+        ("regression", {"loss": "absolute_error"}),
+        ("positive", {"loss": "poisson"}),
+        ("binary", {}),
+        ("multi", {}),
+    ],
+    ids=["reg", "reg_absolute", "poisson", "binary", "multiclass"],
+)
+@pytest.mark.parametrize("nan", [False, True], ids=["dense", "nan"])
+def test_sklearn_hist_gradient_boosting(native_lib, kind, extra, nan):
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    x, y = _data(kind, nan=nan)
+    kw = {"max_iter": 30, "max_depth": 4, "learning_rate": 0.2, "random_state": 0, **extra}
+    if kind in ("regression", "positive"):
+        _check_regression(native_lib, HistGradientBoostingRegressor(**kw).fit(x, y), x, nan=nan)
+    else:
+        _check_classifier(native_lib, HistGradientBoostingClassifier(**kw).fit(x, y), x, nan=nan)
+
+
+def test_hist_gradient_boosting_categorical_refused():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    x, y = _data("regression", nan=False, n=200)
+    x[:, 0] = np.floor(np.abs(x[:, 0]) * 3) % 4
+    est = HistGradientBoostingRegressor(max_iter=5, categorical_features=[0]).fit(x, y)
+    with pytest.raises(NotCompilable, match="categorical"):
+        compile_model(est)
+
+
 # --------------------------------------------------------------------------- linear
 
 
@@ -504,7 +537,7 @@ def test_preprocess_prefix(native_lib, model):
 
 
 def test_unsupported_estimators_raise_not_compilable():
-    from sklearn.ensemble import AdaBoostRegressor, HistGradientBoostingRegressor
+    from sklearn.ensemble import AdaBoostRegressor
     from sklearn.neighbors import KNeighborsRegressor
     from sklearn.svm import SVR
 
@@ -515,7 +548,6 @@ def test_unsupported_estimators_raise_not_compilable():
         KNeighborsRegressor(),
         SVR(),
         AdaBoostRegressor(n_estimators=3),
-        HistGradientBoostingRegressor(max_iter=3),
     ):
         with pytest.raises(NotCompilable) as info:
             compile_model(est.fit(x, y))
