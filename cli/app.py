@@ -108,6 +108,11 @@ def db_status(
     if info.native_scoring == "missing" and not as_json:
         err_console.print("notice: the native scorer (pgml_native) is not installed; predictions "
                           "use the Python path. `./dev setup` builds and installs it.")
+    elif info.native_scoring == "off" and not as_json:
+        err_console.print("notice: native scoring is switched off in this database "
+                          "(pgml.native_scoring = off); predictions use the Python path. "
+                          "`ALTER DATABASE ... RESET pgml.native_scoring` and `pgml-flow db "
+                          "upgrade` switch it back on.")
     elif info.native_scoring == "available" and not as_json:
         err_console.print("notice: pgml_native is installed on the server but not in this "
                           "database; run `pgml-flow db upgrade`.")

@@ -41,7 +41,8 @@ class DatabaseInfo:
     url: str
     status: Status | None
     server_venv: str | None
-    #: the C scorer: "installed", "available" (on the server, not in this database) or "missing"
+    #: the C scorer: "installed" (pgml.predict is the C function), "available" (on the server,
+    #: not in this database), "off" (pgml.native_scoring = off) or "missing"
     native_scoring: str | None = None
 
 
@@ -427,6 +428,7 @@ def _server_facts(conn: psycopg.Connection) -> tuple[str | None, str]:
     """The server-side venv and the state of the native scorer, for ``db status``."""
     row = conn.execute(sqlfiles.query("server_facts")).fetchone()
     assert row is not None
-    venv, installed, available = row
-    native = "installed" if installed else "available" if available else "missing"
+    venv, installed, available, off = row
+    native = ("installed" if installed else "off" if off else "available" if available
+              else "missing")
     return venv, native

@@ -75,6 +75,11 @@ DELETE FROM pgml.models WHERE id = %(model_id)s RETURNING id;
 DELETE FROM pgml.projects WHERE name = %(project)s RETURNING id;
 
 -- name: server_facts
+-- The venv, whether pgml.predict is the C scorer, whether the scorer is available on the
+-- server, and whether this database switched it off (pgml.native_scoring).
 SELECT current_setting('pgml.venv', true),
-       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native'),
-       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native');
+       EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native')
+       AND coalesce((SELECT l.lanname = 'c' FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+                      WHERE p.oid = to_regprocedure('pgml.predict(text, real[])')), false),
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native'),
+       coalesce(current_setting('pgml.native_scoring', true), 'on') = 'off';

@@ -97,6 +97,8 @@ DELETE FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(
 -- the pgml_native extension is installed in this database, else through Python.
 SELECT CASE
          WHEN %(model_id)s::bigint IS NULL THEN NULL
+         WHEN current_setting('pgml.native_scoring', true) = 'off'
+           THEN 'python (pgml.native_scoring is off)'
          WHEN NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native')
            THEN 'python (pgml_native not installed)'
          WHEN to_regclass('pgml.files') IS NOT NULL AND EXISTS (

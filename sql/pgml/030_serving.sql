@@ -5,13 +5,19 @@
 -- to pgml._py_* for models without a compiled form (the ROW form: without a row section,
 -- to pgml._py_predict_row with to_json of the record). The other array types (010_api.sql)
 -- call these; without the scorer the ROW form stays the SQL wrapper of 010_api.sql.
+-- `ALTER DATABASE ... SET pgml.native_scoring = off` (then `pgml-flow db upgrade`) keeps
+-- everything on the Python path even where the scorer is installed: a switch for operators
+-- who suspect the scorer, and how the tests exercise a server without it.
 DO $do$
+DECLARE
+    native_on boolean := coalesce(current_setting('pgml.native_scoring', true), 'on') <> 'off';
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native') THEN
+    IF native_on AND EXISTS (SELECT 1 FROM pg_available_extensions
+                              WHERE name = 'pgml_native') THEN
         CREATE EXTENSION IF NOT EXISTS pgml_native;
     END IF;
 
-    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
+    IF native_on AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
         CREATE OR REPLACE FUNCTION pgml.predict(project_name text, features real[])
         RETURNS real AS '$libdir/pgml_native', 'pgml_native_predict_project'
         LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
