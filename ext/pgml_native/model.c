@@ -87,15 +87,9 @@ typedef struct
 	int32_t child[2]; /* [0] x <= thr, [1] otherwise; a leaf points to itself */
 } inode;
 
-/* node of the perfect (breadth-first, padded) layout: children of n are 2n+1,
- * 2n+2.  feat is the bare feature index (no flag bits to mask off on the hot
- * path); the missing-value flags are in the parallel pflags array, which only
- * rows with a NaN (or a zero, for zero-as-missing nodes) read */
-typedef struct
-{
-	float thr;
-	uint32_t feat;
-} pnode;
+/* the perfect layout's feature indices are 16-bit (see walk_plain); models
+ * with more features use the explicit layout */
+#define PERFECT_MAX_FEATURES 65536u
 
 #define PF_DEFAULT_RIGHT 0x1u
 #define PF_ZERO_MISSING 0x2u
@@ -140,16 +134,24 @@ struct pgmln_model
 	double *leaf_values;
 	/* perfect layout (used when `perfect`): the trees of block b (LOCKSTEP of
 	 * them, the last block padded with always-left lanes) are interleaved in
-	 * pnodes[pblock_off[b] ..]: breadth-first node n of the block's tree j is
-	 * at n * LOCKSTEP + j, n < 2^D - 1, D = block_steps[b].  Tree t's leaves
-	 * are pleaves[pleaf_off[t] .. + 2^D * W) */
+	 * the node arrays from pblock_off[b]: breadth-first node n of the block's
+	 * tree j is at n * LOCKSTEP + j, n < 2^D - 1, D = block_steps[b].  A node
+	 * is split over three parallel arrays: its threshold, its bare feature
+	 * index (no flag bits to mask off on the hot path) and its missing-value
+	 * flags, which only rows with a NaN (or a zero, for zero-as-missing
+	 * nodes) read.  Tree t's leaves are pleaves[pleaf_off[t] .. + 2^D * W),
+	 * or pleaves_f[..] instead when every leaf value of the model is a
+	 * float32 (XGBoost's are): the sums are the same, and the leaves take
+	 * half the cache */
 	int perfect;
 	int any_zero_missing;
-	pnode *pnodes;
-	uint8_t *pflags;			/* PF_* of pnodes[i] */
+	float *pthr;
+	uint16_t *pfeat;
+	uint8_t *pflags;			/* PF_* */
 	uint64_t *pblock_off;
 	uint64_t *pleaf_off;
 	double *pleaves;
+	float *pleaves_f;
 	/* linear */
 	double *coef;
 	/* row form: columns and the pools they point into */
@@ -407,9 +409,9 @@ plan_perfect(const unsigned char *tree_nodes_p, const unsigned char *nodes_p, ui
 static void
 fill_perfect(uint32_t W, const unsigned char *tp, const unsigned char *leaves_p,
 			 const uint32_t *leaf_rank, int32_t n, uint64_t pos, uint32_t depth, uint32_t D,
-			 pnode *pn, uint8_t *pf, double *pl)
+			 float *pt, uint16_t *pfe, uint8_t *pf, double *pl, float *plf)
 {
-	/* pn and pf point at the tree's lane: its node pos is pn[pos * LOCKSTEP] */
+	/* pt, pfe and pf point at the tree's lane: its node pos is pt[pos * LOCKSTEP] */
 	const unsigned char *np = tp + (size_t) n * BLOB_NODE_SIZE;
 
 	if (depth == D)
@@ -417,29 +419,40 @@ fill_perfect(uint32_t W, const unsigned char *tp, const unsigned char *leaves_p,
 		uint64_t leaf = pos - (((uint64_t) 1 << D) - 1);
 
 		for (uint32_t k = 0; k < W; k++)
-			pl[leaf * W + k] = rd_f64(leaves_p + 8 * ((size_t) leaf_rank[n] * W + k));
+		{
+			double		v = rd_f64(leaves_p + 8 * ((size_t) leaf_rank[n] * W + k));
+
+			if (plf)
+				plf[leaf * W + k] = (float) v;	/* exact: checked by the parser */
+			else
+				pl[leaf * W + k] = v;
+		}
 		return;
 	}
 	if (bn_left(np) == -1)
 	{
 		/* x > +inf is false and NaN defaults left: always left */
-		pn[pos * LOCKSTEP].thr = INFINITY;
-		pn[pos * LOCKSTEP].feat = 0;
+		pt[pos * LOCKSTEP] = INFINITY;
+		pfe[pos * LOCKSTEP] = 0;
 		pf[pos * LOCKSTEP] = 0;
-		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 1, depth + 1, D, pn, pf, pl);
-		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 2, depth + 1, D, pn, pf, pl);
+		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 1, depth + 1, D, pt, pfe, pf,
+					 pl, plf);
+		fill_perfect(W, tp, leaves_p, leaf_rank, n, 2 * pos + 2, depth + 1, D, pt, pfe, pf,
+					 pl, plf);
 		return;
 	}
 	{
 		uint32_t nflags = rd_u32(np + 12);
 
-		pn[pos * LOCKSTEP].thr = rd_f32(np + 16);
-		pn[pos * LOCKSTEP].feat = rd_u32(np + 8);
+		pt[pos * LOCKSTEP] = rd_f32(np + 16);
+		pfe[pos * LOCKSTEP] = (uint16_t) rd_u32(np + 8);	/* < F <= 65536 */
 		pf[pos * LOCKSTEP] = ((nflags & NODE_DEFAULT_LEFT) ? 0 : PF_DEFAULT_RIGHT) |
 			((nflags & NODE_ZERO_MISSING) ? PF_ZERO_MISSING : 0);
 	}
-	fill_perfect(W, tp, leaves_p, leaf_rank, bn_left(np), 2 * pos + 1, depth + 1, D, pn, pf, pl);
-	fill_perfect(W, tp, leaves_p, leaf_rank, bn_right(np), 2 * pos + 2, depth + 1, D, pn, pf, pl);
+	fill_perfect(W, tp, leaves_p, leaf_rank, bn_left(np), 2 * pos + 1, depth + 1, D, pt, pfe, pf,
+					 pl, plf);
+	fill_perfect(W, tp, leaves_p, leaf_rank, bn_right(np), 2 * pos + 2, depth + 1, D, pt, pfe, pf,
+					 pl, plf);
 }
 
 static void
@@ -471,8 +484,8 @@ build_perfect(pgmln_model *m, const unsigned char *tree_nodes_p, const unsigned 
 		m->pblock_off[b] = pn_off;
 		for (uint64_t i = 0; i < count; i++)
 		{
-			m->pnodes[pn_off + i].thr = INFINITY;
-			m->pnodes[pn_off + i].feat = 0;
+			m->pthr[pn_off + i] = INFINITY;
+			m->pfeat[pn_off + i] = 0;
 			m->pflags[pn_off + i] = 0;
 		}
 		pn_off += count;
@@ -493,9 +506,11 @@ build_perfect(pgmln_model *m, const unsigned char *tree_nodes_p, const unsigned 
 				rank[i] = nl++;
 		m->pleaf_off[t] = pl_off;
 		fill_perfect(W, tp, leaves_p + 8 * (size_t) leaf_base * W, rank, 0, 0, 0, D,
-					 m->pnodes + m->pblock_off[t / LOCKSTEP] + t % LOCKSTEP,
+					 m->pthr + m->pblock_off[t / LOCKSTEP] + t % LOCKSTEP,
+					 m->pfeat + m->pblock_off[t / LOCKSTEP] + t % LOCKSTEP,
 					 m->pflags + m->pblock_off[t / LOCKSTEP] + t % LOCKSTEP,
-					 m->pleaves + pl_off * W);
+					 m->pleaves_f ? NULL : m->pleaves + pl_off * W,
+					 m->pleaves_f ? m->pleaves_f + pl_off * W : NULL);
 		pl_off += (uint64_t) 1 << D;
 		leaf_base += nl;
 		off += cnt;
@@ -739,7 +754,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	uint32_t n_trees = 0, W = 0;
 	uint64_t n_nodes = 0, n_leaves = 0;
 	uint32_t n_blocks = 0;
-	int perfect = 0, any_zm = 0;
+	int perfect = 0, any_zm = 0, leaves_f32 = 1;
 	uint64_t pn_total = 0, pl_total = 0;
 	uint32_t max_cnt = 0;
 	uint32_t *scratch = NULL;
@@ -918,6 +933,12 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			FAIL("truncated leaf values");
 		if (!sane_f64s(leaves_p, n_leaves * W, 0))
 			FAIL("leaf values must be finite");
+		for (uint64_t i = 0; i < n_leaves * W && leaves_f32; i++)
+		{
+			double		v = rd_f64(leaves_p + 8 * i);
+
+			leaves_f32 = (double) (float) v == v;
+		}
 		n_blocks = (n_trees + LOCKSTEP - 1) / LOCKSTEP;
 	}
 	else
@@ -947,6 +968,8 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			return fail(err, errlen, PGMLN_ERR_NOMEM, "%s", "out of memory loading model");
 		perfect = plan_perfect(tree_nodes_p, nodes_p, n_trees, n_nodes, scratch, &pn_total,
 							   &pl_total, &any_zm);
+		if (F > PERFECT_MAX_FEATURES)
+			perfect = 0;
 	}
 
 	/* two passes over the layout: size, then fill */
@@ -986,11 +1009,15 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			ALLOC(block_steps, uint32_t, n_blocks);
 			if (perfect)
 			{
-				ALLOC(pnodes, pnode, pn_total);
+				ALLOC(pthr, float, pn_total);
+				ALLOC(pfeat, uint16_t, pn_total);
 				ALLOC(pflags, uint8_t, pn_total);
 				ALLOC(pblock_off, uint64_t, n_blocks);
 				ALLOC(pleaf_off, uint64_t, n_trees);
-				ALLOC(pleaves, double, pl_total * W);
+				if (leaves_f32)
+					ALLOC(pleaves_f, float, pl_total * W);
+				else
+					ALLOC(pleaves, double, pl_total * W);
 			}
 			else
 			{
@@ -1253,11 +1280,11 @@ step(const inode *nodes, int32_t n, const float *x)
 
 /* full missing-value semantics for one node of the perfect layout */
 static inline int
-go_right(const pnode *p, uint8_t flags, float v)
+go_right(float thr, uint8_t flags, float v)
 {
 	int missing = isnan(v) | ((flags & PF_ZERO_MISSING) != 0 && fabsf(v) <= ZERO_THRESHOLD);
 
-	return missing ? (int) (flags & PF_DEFAULT_RIGHT) : (v > p->thr);
+	return missing ? (int) (flags & PF_DEFAULT_RIGHT) : (v > thr);
 }
 
 /* a row without NaN (nor zeros, if some node treats zero as missing) can
@@ -1272,16 +1299,23 @@ row_is_plain(const pgmln_model *m, const float *x)
 	return !special;
 }
 
+/* leaf value i of the perfect layout */
+static inline double
+pleaf(const pgmln_model *m, uint64_t i)
+{
+	return m->pleaves_f ? (double) m->pleaves_f[i] : m->pleaves[i];
+}
+
 static inline void
 add_leaf(const pgmln_model *m, uint32_t t, uint64_t leaf, double *acc)
 {
-	const double *lv = m->pleaves + (m->pleaf_off[t] + leaf) * m->W;
+	uint64_t	i = (m->pleaf_off[t] + leaf) * m->W;
 
 	if (m->W == 1)
-		acc[m->group[t]] += lv[0];
+		acc[m->group[t]] += pleaf(m, i);
 	else
 		for (uint32_t k = 0; k < m->W; k++)
-			acc[k] += lv[k];
+			acc[k] += pleaf(m, i + k);
 }
 
 /*
@@ -1289,62 +1323,144 @@ add_leaf(const pgmln_model *m, uint32_t t, uint64_t leaf, double *acc)
  * of (feature, threshold), a load of x and a compare; no child pointer load
  * sits on the dependency chain.  The LOCKSTEP trees of a block advance
  * together, and since they are interleaved (node n of lane j at
- * n * LOCKSTEP + j) one base pointer addresses all of them: the lanes'
- * positions stay in registers.  The last, partial block runs in lock step
- * too, its padding lanes going left to leaves that are never read.
+ * n * LOCKSTEP + j) one base pointer per array addresses all of them.  The last,
+ * partial block runs in lock step too, its padding lanes going left to
+ * leaves that are never read.
  *
- * A walk is bound by the latency of its steps (load node, load x, compare,
- * next index), not by the instructions: eight chains leave the core idle,
- * and a block is too long for the out-of-order window to start the next one
- * early.  So rows without missing values walk two blocks of the same height
- * at once, sixteen independent chains (12% faster than eight on an AMD EPYC;
- * AVX2 gathers were twice as slow as scalar code there).
+ * A walk is bound by the latency of its steps: load the node's feature
+ * index, load x[feature], compare.  Three things shorten or overlap it, each
+ * measured on a 2-vCPU AMD EPYC (depth-6 XGBoost, evaluator alone):
+ *
+ * - Rows without missing values walk two blocks of the same height at once,
+ *   sixteen independent chains (eight leave the core idle).
+ * - The feature indices are 16-bit and kept apart from the thresholds: a
+ *   100-tree depth-6 model's nodes are ~50 kB, more than L1, so with 8-byte
+ *   (threshold, feature) nodes the load that starts each step came from L2;
+ *   its 16-bit features take 13 kB and stay in L1, while the threshold load,
+ *   whose address is known as early, is off the chain.
+ * - On x86-64 a step is five instructions instead of the compiler's eight or
+ *   nine (setcc, zero extension and 2n + 1 + c on the chain): positions are
+ *   1-based (m = n + 1, children 2m and 2m + 1), "comiss x[feat], thr" sets
+ *   the carry exactly when x > thr (for non-NaN x, which is what this path
+ *   gets), and "adc m, m" is the next position 2m + carry.
+ *
+ * Not kept, because slower: three blocks at once (positions spill), a
+ * two-level step loading a node and both children at once (half the steps
+ * on the chain but three times the loads), prefetching the children, AVX2
+ * gathers (twice as slow as scalar code).
  */
+#if defined(__x86_64__) && defined(__GNUC__)
+/* the displacements below hard-code LOCKSTEP */
+typedef char pstep_layout_check[LOCKSTEP == 8 ? 1 : -1];
+
+/* step lane J (a literal 0..7) of the block whose thresholds and features
+ * start at th and fe: node m (1-based) is element 8 (m - 1) + J of each;
+ * with t = 8m its feature is at fe + 2t - 16 + 2J, its threshold at
+ * th + 4t - 32 + 4J */
+#define PSTEP(TH, FE, X, mm, J) \
+	do { \
+		uint64_t	t_, f_; \
+		float		thr_; \
+		__asm__("leaq (,%[m],8), %[t]\n\t" \
+				"movzwl -16+2*" #J "(%[fe],%[t],2), %k[f]\n\t" \
+				"movss -32+4*" #J "(%[th],%[t],4), %[thr]\n\t" \
+				"comiss (%[x],%[f],4), %[thr]\n\t" \
+				"adcq %[m], %[m]" \
+				: [m] "+r"(mm), [t] "=&r"(t_), [f] "=&r"(f_), [thr] "=&x"(thr_) \
+				: [th] "r"(TH), [fe] "r"(FE), [x] "r"(X) \
+				: "cc"); \
+	} while (0)
+/* the steps read memory they do not declare (nodes and row): a "memory"
+ * clobber here orders the row's stores before it, and the steps use the
+ * pointer it returns, so they cannot be moved above it */
+#define PSTEP_FENCE(X) __asm__("" : "+r"(X) : : "memory")
+#else
+#define PSTEP(TH, FE, X, mm, J) \
+	do { \
+		size_t		i_ = ((mm) - 1) * LOCKSTEP + (J); \
+		(mm) = 2 * (mm) + ((X)[(FE)[i_]] > (TH)[i_]); \
+	} while (0)
+#define PSTEP_FENCE(X) ((void) 0)
+#endif
+
+/* n receives the 0-based final positions */
 static inline void
-walk_plain(const pnode *nd, uint32_t D, const float *x, size_t *n)
+walk_plain(const float *th, const uint16_t *fe, uint32_t D, const float *x, size_t *n)
 {
-	for (int j = 0; j < LOCKSTEP; j++)
-		n[j] = 0;
+	uint64_t	m0 = 1, m1 = 1, m2 = 1, m3 = 1, m4 = 1, m5 = 1, m6 = 1, m7 = 1;
+
+	PSTEP_FENCE(x);
 	for (uint32_t d = 0; d < D; d++)
 	{
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-		for (int j = 0; j < LOCKSTEP; j++)
-		{
-			const pnode *p = &nd[n[j] * LOCKSTEP + j];
-
-			n[j] = 2 * n[j] + 1 + (x[p->feat] > p->thr);
-		}
+		PSTEP(th, fe, x, m0, 0);
+		PSTEP(th, fe, x, m1, 1);
+		PSTEP(th, fe, x, m2, 2);
+		PSTEP(th, fe, x, m3, 3);
+		PSTEP(th, fe, x, m4, 4);
+		PSTEP(th, fe, x, m5, 5);
+		PSTEP(th, fe, x, m6, 6);
+		PSTEP(th, fe, x, m7, 7);
 	}
+	n[0] = m0 - 1;
+	n[1] = m1 - 1;
+	n[2] = m2 - 1;
+	n[3] = m3 - 1;
+	n[4] = m4 - 1;
+	n[5] = m5 - 1;
+	n[6] = m6 - 1;
+	n[7] = m7 - 1;
 }
 
-/* two blocks of height D: na for nd, nb for nd2 */
+/* two blocks of height D: na for (th, fe), nb for (th2, fe2) */
 static inline void
-walk_plain2(const pnode *nd, const pnode *nd2, uint32_t D, const float *x, size_t *na,
-			size_t *nb)
+walk_plain2(const float *th, const uint16_t *fe, const float *th2, const uint16_t *fe2,
+			uint32_t D, const float *x, size_t *na, size_t *nb)
 {
-	for (int j = 0; j < LOCKSTEP; j++)
-		na[j] = nb[j] = 0;
+	uint64_t	a0 = 1, a1 = 1, a2 = 1, a3 = 1, a4 = 1, a5 = 1, a6 = 1, a7 = 1;
+	uint64_t	b0 = 1, b1 = 1, b2 = 1, b3 = 1, b4 = 1, b5 = 1, b6 = 1, b7 = 1;
+
+	PSTEP_FENCE(x);
 	for (uint32_t d = 0; d < D; d++)
 	{
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 8
-#endif
-		for (int j = 0; j < LOCKSTEP; j++)
-		{
-			const pnode *p = &nd[na[j] * LOCKSTEP + j];
-			const pnode *q = &nd2[nb[j] * LOCKSTEP + j];
-
-			na[j] = 2 * na[j] + 1 + (x[p->feat] > p->thr);
-			nb[j] = 2 * nb[j] + 1 + (x[q->feat] > q->thr);
-		}
+		PSTEP(th, fe, x, a0, 0);
+		PSTEP(th2, fe2, x, b0, 0);
+		PSTEP(th, fe, x, a1, 1);
+		PSTEP(th2, fe2, x, b1, 1);
+		PSTEP(th, fe, x, a2, 2);
+		PSTEP(th2, fe2, x, b2, 2);
+		PSTEP(th, fe, x, a3, 3);
+		PSTEP(th2, fe2, x, b3, 3);
+		PSTEP(th, fe, x, a4, 4);
+		PSTEP(th2, fe2, x, b4, 4);
+		PSTEP(th, fe, x, a5, 5);
+		PSTEP(th2, fe2, x, b5, 5);
+		PSTEP(th, fe, x, a6, 6);
+		PSTEP(th2, fe2, x, b6, 6);
+		PSTEP(th, fe, x, a7, 7);
+		PSTEP(th2, fe2, x, b7, 7);
 	}
+	na[0] = a0 - 1;
+	na[1] = a1 - 1;
+	na[2] = a2 - 1;
+	na[3] = a3 - 1;
+	na[4] = a4 - 1;
+	na[5] = a5 - 1;
+	na[6] = a6 - 1;
+	na[7] = a7 - 1;
+	nb[0] = b0 - 1;
+	nb[1] = b1 - 1;
+	nb[2] = b2 - 1;
+	nb[3] = b3 - 1;
+	nb[4] = b4 - 1;
+	nb[5] = b5 - 1;
+	nb[6] = b6 - 1;
+	nb[7] = b7 - 1;
 }
 
 /* rows with missing values (or zeros, where a node reads zero as missing) */
 static inline void
-walk_missing(const pnode *nd, const uint8_t *nf, uint32_t D, const float *x, size_t *n)
+walk_missing(const float *th, const uint16_t *fe, const uint8_t *nf, uint32_t D, const float *x,
+			 size_t *n)
 {
 	for (int j = 0; j < LOCKSTEP; j++)
 		n[j] = 0;
@@ -1353,7 +1469,7 @@ walk_missing(const pnode *nd, const uint8_t *nf, uint32_t D, const float *x, siz
 		{
 			size_t		i = n[j] * LOCKSTEP + j;
 
-			n[j] = 2 * n[j] + 1 + go_right(&nd[i], nf[i], x[nd[i].feat]);
+			n[j] = 2 * n[j] + 1 + go_right(th[i], nf[i], x[fe[i]]);
 		}
 }
 
@@ -1375,19 +1491,24 @@ raw_trees_perfect(const pgmln_model *m, const float *x, double *acc)
 
 	for (uint32_t blk = 0; blk < n_blocks; blk++)
 	{
-		const pnode *nd = m->pnodes + m->pblock_off[blk];
+		uint64_t	off = m->pblock_off[blk];
 		uint32_t D = m->block_steps[blk];
-		int pair = plain && blk + 1 < n_blocks && m->block_steps[blk + 1] == D;
 		uint32_t first_leaf = (1u << D) - 1;
 		uint32_t t0 = blk * LOCKSTEP;
+		int pair = plain && blk + 1 < n_blocks && m->block_steps[blk + 1] == D;
 		uint32_t in_walk = (pair ? 2 : 1) * LOCKSTEP;
 
 		if (pair)
-			walk_plain2(nd, m->pnodes + m->pblock_off[blk + 1], D, x, n, n + LOCKSTEP);
+		{
+			uint64_t	off2 = m->pblock_off[blk + 1];
+
+			walk_plain2(m->pthr + off, m->pfeat + off, m->pthr + off2, m->pfeat + off2, D, x,
+						n, n + LOCKSTEP);
+		}
 		else if (plain)
-			walk_plain(nd, D, x, n);
+			walk_plain(m->pthr + off, m->pfeat + off, D, x, n);
 		else
-			walk_missing(nd, m->pflags + m->pblock_off[blk], D, x, n);
+			walk_missing(m->pthr + off, m->pfeat + off, m->pflags + off, D, x, n);
 		if (T - t0 < in_walk)
 			in_walk = T - t0;
 		for (uint32_t j = 0; j < in_walk; j++)
@@ -1395,7 +1516,7 @@ raw_trees_perfect(const pgmln_model *m, const float *x, double *acc)
 			uint32_t t = t0 + j;
 
 			if (single && t < T - T % LOCKSTEP)
-				sum += m->pleaves[m->pleaf_off[t] + n[j] - first_leaf];
+				sum += pleaf(m, m->pleaf_off[t] + n[j] - first_leaf);
 			else
 				add_leaf(m, t, n[j] - first_leaf, acc);
 		}

@@ -270,7 +270,8 @@ def test_errors_are_clear(native_db):
 
 
 def test_cache_bound_and_reset(native_db):
-    blobs = [compile_model(_xgb_regressor(seed=s, n_estimators=100, depth=6)) for s in range(12)]
+    # enough models that their parsed forms (about 75 kB each) overflow a 1 MB cache
+    blobs = [compile_model(_xgb_regressor(seed=s, n_estimators=100, depth=6)) for s in range(20)]
     with native_db.connect() as conn:
         ids = [native_db.add_model(conn, f"p{i}", b) for i, b in enumerate(blobs)]
         conn.execute("SET pgml.native_cache_mb = 1")
