@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 from typing import Any
 
 import psycopg
 
 from pgml_flow.app import PgmlFlow
-from pgml_flow.errors import ConfigurationError
+from pgml_flow.errors import ConfigurationError, JobFailed
 from pgml_flow.retraining import RetrainOptions
 from pgml_flow.settings import Settings
 from pgml_models.specs import ModelSpec, parse_spec
@@ -61,8 +62,6 @@ def loopback_conninfo(plpy: Any) -> str:
 def registered_specs(plpy: Any) -> dict[str, ModelSpec]:
     """The model specs recorded in ``ml_model_registry`` (by training and ``cron install``)."""
     rows = plpy.execute("SELECT model_name, spec::text AS spec FROM public.ml_model_registry")
-    import json
-
     specs = {}
     for row in rows:
         body = json.loads(row["spec"])
@@ -109,9 +108,7 @@ def run_job(plpy: Any, name: str, margin: float | None = None,
 
 
 def summary(name: str, outcomes: list[JobOutcome]) -> str:
-    """One line per slot run; a failed slot raises :class:`ConfigurationError`'s sibling."""
-    from pgml_flow.errors import JobFailed
-
+    """The outcome of each slot run, '; '-separated; raises :class:`JobFailed` if one failed."""
     if not outcomes:
         return f"{name}: no slot due"
     lines = [f"{o.job} {o.slot:%Y-%m-%d %H:%M} UTC {o.status}: {o.detail}" for o in outcomes]
