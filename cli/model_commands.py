@@ -252,6 +252,27 @@ def demo_models(pf: PgmlFlow, client_ids: list[int], *, first_step: int) -> None
     report.raise_on_failure()
     console.print(f"[bold]{step}.[/] isolation audit: {len(report.checks)} checks passed "
                   f"(`pgml-flow verify isolation`)")
+    step += 1
+    demo_retrain(pf, client_ids[0], step)
+
+
+def demo_retrain(pf: PgmlFlow, client_id: int, step: int) -> None:
+    """A forced retrain of one client's rework model (challenger vs champion), and status."""
+    from pgml_flow.retraining import RetrainOptions
+
+    [result] = pf.retrain(["rework"], [client_id],
+                          options=RetrainOptions(force=True, reason="demo"))
+    console.print(f"[bold]{step}.[/] retrain of {result.project} (`pgml-flow retrain --force`): "
+                  f"{result.status}, {result.detail}")
+    table = Table("model", "deployed", "metric", "serving", "next run", "last event",
+                  title=f"`pgml-flow status --client {client_id}`", title_justify="left")
+    for r in pf.model_status(None, [client_id]):
+        metric = ("" if r["key_metric_value"] is None
+                  else f"{r['key_metric']} {r['key_metric_value']:.3f}")
+        table.add_row(r["model"], str(r["deployed_model_id"] or ""), metric, r["serving"] or "",
+                      f"{r['next_run']:%Y-%m-%d %H:%M}" if r["next_run"] else "",
+                      r["last_event"] or "")
+    console.print(table)
 
 
 def metrics_table(results: list[TrainingResult]) -> Table:
