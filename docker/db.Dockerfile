@@ -16,7 +16,8 @@ COPY ext/pgml_native /src/ext/pgml_native
 # The C scorer (ext/pgml_native), built with PGXS; the compilers are removed afterwards.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential postgresql-server-dev-15 \
- && make -C /src/ext/pgml_native && make -C /src/ext/pgml_native install \
+ && make -C /src/ext/pgml_native PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config \
+ && make -C /src/ext/pgml_native PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config install \
  && apt-get purge -y build-essential postgresql-server-dev-15 && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 # plpython3u embeds Debian's Python 3.11: the venv must be made with that interpreter.
