@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.output import console, err_console, flow, print_json
+from cli.output import cell, console, err_console, flow, print_json
 from pgml_flow import sqlfiles
 from pgml_flow.app import PgmlFlow
 from pgml_flow.errors import ConfigurationError, ModelError
@@ -264,15 +264,24 @@ def demo_retrain(pf: PgmlFlow, client_id: int, step: int) -> None:
                           options=RetrainOptions(force=True, reason="demo"))
     console.print(f"[bold]{step}.[/] retrain of {result.project} (`pgml-flow retrain --force`): "
                   f"{result.status}, {result.detail}")
-    table = Table("model", "deployed", "metric", "serving", "next run", "last event",
-                  title=f"`pgml-flow status --client {client_id}`", title_justify="left")
-    for r in pf.model_status(None, [client_id]):
+    console.print(status_table(pf.model_status(None, [client_id]),
+                               f"`pgml-flow status --client {client_id}`"))
+
+
+def status_table(rows: list[dict[str, Any]], title: str = "Models per client") -> Table:
+    """`pgml-flow status`: per client and model, what is deployed, how served, what is next."""
+    table = Table("client", "model", "deployed", "metric", "serving", "trained at",
+                  "rows since", "next run", "last event", title=title)
+    for r in rows:
         metric = ("" if r["key_metric_value"] is None
                   else f"{r['key_metric']} {r['key_metric_value']:.3f}")
-        table.add_row(r["model"], str(r["deployed_model_id"] or ""), metric, r["serving"] or "",
-                      f"{r['next_run']:%Y-%m-%d %H:%M}" if r["next_run"] else "",
-                      r["last_event"] or "")
-    console.print(table)
+        last = f"{r['last_event']} {cell(r['last_event_at'])}" if r["last_event"] else ""
+        due = " (due)" if r["retrain_due"] else ""
+        table.add_row(f"{r['client_id']} {r['client']}", r["model"],
+                      cell(r["deployed_model_id"]), metric, r["serving"] or "",
+                      cell(r["trained_at"]), cell(r["rows_since"]),
+                      cell(r["next_run"]) + due, last)
+    return table
 
 
 def metrics_table(results: list[TrainingResult]) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -19,3 +20,12 @@ def flow() -> PgmlFlow:
 
 def print_json(value: Any) -> None:
     console.print_json(json.dumps(value, default=str))
+
+
+def cell(value: Any, spec: str = "") -> str:
+    """A table cell: empty for None, minutes for times, else ``format(value, spec)``."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    return format(value, spec)

@@ -15,8 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.model_commands import SpecsOption, _spec_files, report_runs
-from cli.output import console, err_console, flow, print_json
+from cli.model_commands import SpecsOption, _spec_files, report_runs, status_table
+from cli.output import cell, console, err_console, flow, print_json
 from pgml_flow.errors import ConfigurationError, Interrupted, ModelError
 from pgml_flow.retraining import Plan, RetrainOptions
 from pgml_flow.training import TrainingResult
@@ -70,14 +70,6 @@ def _ids(client: list[int] | None, all_clients: bool) -> list[int] | None:
     return list(client) if client else None
 
 
-def _fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return f"{value:%Y-%m-%d %H:%M}"
-    return format(value, spec)
-
-
 def retrain(
     model: ModelOption = None,
     client: ClientsOption = None,
@@ -122,10 +114,10 @@ def retrain(
                       "why", title="Retraining decisions")
         for d in found:
             f = d.facts
-            table.add_row(f"{f.client_id} {f.client}", f.model_name, _fmt(f.deployed_model_id),
+            table.add_row(f"{f.client_id} {f.client}", f.model_name, cell(f.deployed_model_id),
                           "" if f.key_metric_value is None
                           else f"{f.key_metric} {f.key_metric_value:.3f}",
-                          f"{f.rows:,}", _fmt(f.rows_since), "[bold]yes[/]" if d.retrain
+                          f"{f.rows:,}", cell(f.rows_since), "[bold]yes[/]" if d.retrain
                           else "no", d.reason)
         console.print(table)
         return
@@ -216,18 +208,7 @@ def status(
     if as_json:
         print_json(rows)
         return
-    table = Table("client", "model", "deployed", "metric", "serving", "trained at",
-                  "rows since", "next run", "last event", title="Models per client")
-    for r in rows:
-        metric = ("" if r["key_metric_value"] is None
-                  else f"{r['key_metric']} {r['key_metric_value']:.3f}")
-        last = f"{r['last_event']} {_fmt(r['last_event_at'])}" if r["last_event"] else ""
-        due = " (due)" if r["retrain_due"] else ""
-        table.add_row(f"{r['client_id']} {r['client']}", r["model"],
-                      _fmt(r["deployed_model_id"]), metric, r["serving"] or "",
-                      _fmt(r["trained_at"]), _fmt(r["rows_since"]),
-                      _fmt(r["next_run"]) + due, last)
-    console.print(table)
+    console.print(status_table(rows))
     if any("pgml_native not installed" in (r["serving"] or "") for r in rows):
         err_console.print("notice: the native scorer (pgml_native) is not installed in this "
                           "database; predictions use the Python path. `./dev setup` builds "
@@ -259,9 +240,9 @@ def events(
     table = Table("id", "started", "client", "model", "status", "champion", "challenger",
                   "seconds", "reason", "detail", title="Retraining events")
     for r in rows:
-        table.add_row(str(r["id"]), _fmt(r["started_at"]), f"{r['client_id']} {r['client']}",
-                      r["model_name"], r["status"], _fmt(r["champion_model_id"]),
-                      _fmt(r["challenger_model_id"]), _fmt(r["duration_seconds"], ".2f"),
+        table.add_row(str(r["id"]), cell(r["started_at"]), f"{r['client_id']} {r['client']}",
+                      r["model_name"], r["status"], cell(r["champion_model_id"]),
+                      cell(r["challenger_model_id"]), cell(r["duration_seconds"], ".2f"),
                       r["reason"], r["detail"] or r["error"] or "")
     console.print(table)
 
@@ -317,7 +298,7 @@ def scheduler_run(
     else:
         table = Table("job", "slot", "status", "attempt", "detail", title="Scheduled jobs")
         for o in outcomes:
-            table.add_row(o.job, _fmt(o.slot), o.status, _fmt(o.attempts or None), o.detail)
+            table.add_row(o.job, cell(o.slot), o.status, cell(o.attempts or None), o.detail)
         console.print(table)
     if any(o.status == "interrupted" for o in outcomes) or stop["flag"]:
         raise Interrupted()
@@ -355,7 +336,7 @@ def scheduler_jobs(
         return
     table = Table("job", "schedule", "last slot", "next run", title=f"Jobs ({tz_name})")
     for r in rows:
-        table.add_row(str(r["job"]), str(r["schedule"]), _fmt(r["last_slot"]), _fmt(r["next_run"]))
+        table.add_row(str(r["job"]), str(r["schedule"]), cell(r["last_slot"]), cell(r["next_run"]))
     console.print(table)
 
 
@@ -375,8 +356,8 @@ def scheduler_runs(
     table = Table("job", "slot", "status", "by", "attempts", "started", "finished", "detail",
                   title="Job runs")
     for r in rows:
-        table.add_row(r["job"], _fmt(r["slot"]), r["status"], r["claimed_by"] or r["requested_by"],
-                      str(r["attempts"]), _fmt(r["started_at"]), _fmt(r["finished_at"]),
+        table.add_row(r["job"], cell(r["slot"]), r["status"], r["claimed_by"] or r["requested_by"],
+                      str(r["attempts"]), cell(r["started_at"]), cell(r["finished_at"]),
                       r["detail"] or r["error"] or "")
     console.print(table)
 
@@ -429,8 +410,8 @@ def cron_history(
         return
     table = Table("job", "run", "status", "started", "ended", "message", title="pg_cron runs")
     for r in rows:
-        table.add_row(r["jobname"], str(r["runid"]), r["status"] or "", _fmt(r["start_time"]),
-                      _fmt(r["end_time"]), r["return_message"] or "")
+        table.add_row(r["jobname"], str(r["runid"]), r["status"] or "", cell(r["start_time"]),
+                      cell(r["end_time"]), r["return_message"] or "")
     console.print(table)
 
 

@@ -294,7 +294,8 @@ class PgmlFlow:
         jobs = {j.target: j for j in self.scheduled_jobs(spec_files) if j.kind == "retrain"}
         self.require_current_schema()
         with self.connect() as conn:
-            rows = retraining.status_rows(conn, specs, self._ids(conn, client_ids), now)
+            _, native = _server_facts(conn)
+            rows = retraining.status_rows(conn, specs, self._ids(conn, client_ids), now, native)
         for row in rows:
             job = jobs.get(row["model"])
             row["next_run"] = next_slot(job, now, tz) if job else None

@@ -458,6 +458,18 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _serving(conn: psycopg.Connection, model_id: int | None, native_scoring: str) -> str | None:
+    """How ``model_id`` answers pgml.predict: ``native``, or ``python (why)``."""
+    if model_id is None:
+        return None
+    if native_scoring == "off":
+        return "python (pgml.native_scoring is off)"
+    if native_scoring != "installed":
+        return "python (pgml_native not installed)"
+    row = conn.execute(_query("native_file"), {"model_id": model_id}).fetchone()
+    return "native" if row and row[0] else "python (no native form)"
+
+
 def events(conn: psycopg.Connection, *, model_name: str | None = None,
            client_id: int | None = None, status: str | None = None,
            since: dt.datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -470,15 +482,16 @@ def events(conn: psycopg.Connection, *, model_name: str | None = None,
 
 
 def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: Sequence[int],
-                now: dt.datetime) -> list[dict[str, Any]]:
-    """Per client and model: the deployed model, its metric, rows since, the last event."""
+                now: dt.datetime, native_scoring: str) -> list[dict[str, Any]]:
+    """Per client and model: the deployed model, its metric, how it is served, the last event.
+
+    ``native_scoring`` is the database's scorer state (``PgmlFlow.database_info``).
+    """
     rows = []
     for decision in decisions(conn, specs, client_ids, now):
         facts = decision.facts
         last = conn.execute(_query("last_event"), {"client_id": facts.client_id,
                                                    "model_name": facts.model_name}).fetchone()
-        serving = conn.execute(_query("serving"),
-                               {"model_id": facts.deployed_model_id}).fetchone()
         rows.append({
             "client_id": facts.client_id, "client": facts.client, "model": facts.model_name,
             "deployed_model_id": facts.deployed_model_id, "key_metric": facts.key_metric,
@@ -488,7 +501,7 @@ def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids
             "last_event": last[0] if last else None,
             "last_event_at": last[4] if last else None,
             "last_event_detail": (last[2] or last[3]) if last else None,
-            "serving": serving[0] if serving else None,
+            "serving": _serving(conn, facts.deployed_model_id, native_scoring),
         })
     conn.rollback()
     return rows

@@ -92,17 +92,7 @@ SELECT pgml.delete_model(%(model_id)s);
 -- name: delete_baseline
 DELETE FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
 
--- name: serving
--- How the deployed model answers pgml.predict: natively when it has a compiled file and
--- the pgml_native extension is installed in this database, else through Python.
-SELECT CASE
-         WHEN %(model_id)s::bigint IS NULL THEN NULL
-         WHEN current_setting('pgml.native_scoring', true) = 'off'
-           THEN 'python (pgml.native_scoring is off)'
-         WHEN NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native')
-           THEN 'python (pgml_native not installed)'
-         WHEN to_regclass('pgml.files') IS NOT NULL AND EXISTS (
-                SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native')
-           THEN 'native'
-         ELSE 'python (no native form)'
-       END;
+-- name: native_file
+-- Whether a model has a compiled form for the C scorer.
+SELECT to_regclass('pgml.files') IS NOT NULL AND EXISTS (
+         SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native');

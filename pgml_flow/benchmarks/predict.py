@@ -17,6 +17,7 @@ from pgml_flow.benchmarks.common import (
     Workload,
     query,
     quiet,
+    sample_size,
     timed,
 )
 
@@ -64,8 +65,9 @@ def per_row(work: Workload, progress: Progress = quiet, repeat: int = 2) -> list
             probe = min(rows, PYTHON_PROBE_ROWS)
             progress(f"{model.name}: the Python path (pgml._py_predict), sampled")
             conn.execute(query("warm_python_predict"), params)  # import, load the model
-            per = timed(conn, "python_predict_per_row", {**params, "rows": probe}) / probe
-            sample = int(max(probe, min(rows, PYTHON_SAMPLE_ROWS, PYTHON_SECONDS / per)))
+            sample = sample_size(
+                rows, probe, timed(conn, "python_predict_per_row", {**params, "rows": probe}),
+                PYTHON_SAMPLE_ROWS, PYTHON_SECONDS)
             python = timed(conn, "python_predict_per_row", {**params, "rows": sample})
             figures.append(Figure(PER_ROW_PYTHON, model.name, sample, python,
                                   f"sample of {sample:,} rows"))
