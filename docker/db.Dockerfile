@@ -26,5 +26,5 @@ RUN python3 -m venv /opt/pgml-venv \
  && /opt/pgml-venv/bin/pip install --no-cache-dir numpy scipy scikit-learn xgboost-cpu lightgbm \
         "psycopg[binary]" sqlalchemy alembic "apscheduler<4" \
  && echo /src > /opt/pgml-venv/lib/python3.11/site-packages/pgml_flow_source.pth
-CMD ["postgres", "-c", "shared_preload_libraries=pg_cron", "-c", "cron.database_name=pgmlflow", \
+CMD ["postgres", "-c", "shared_preload_libraries=pg_cron,pgml_native", "-c", "cron.database_name=pgmlflow", \
      "-c", "pgml.venv=/opt/pgml-venv"]

@@ -138,8 +138,15 @@ class Cluster:
             state = ClusterState(**{**asdict(state), "port": self.settings.port})
             self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
         self._check_ownership(state)
-        self._write_conf(state, server_venv)
-        if self._postmaster_pid() is None:
+        preload_changed = self._write_conf(state, server_venv)
+        if preload_changed and self._postmaster_pid() is not None:
+            # shared_preload_libraries is read at server start only: a newly installed
+            # pgml_native (which makes pgml.venv superuser-only) needs a restart to count.
+            logger.info("restarting the embedded cluster for shared_preload_libraries",
+                        extra={"action": "restart"})
+            self._pg_ctl(["restart", "-w", "-t", "60", "-m", "fast", "-l", str(self.log_file)],
+                         state, failure="restarting the embedded PostgreSQL server failed")
+        elif self._postmaster_pid() is None:
             self._check_port_free(state.port)
             self._pg_ctl(
                 ["start", "-w", "-t", "60", "-l", str(self.log_file)],
@@ -213,8 +220,15 @@ class Cluster:
         self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
         logger.info("initialized embedded cluster", extra={"action": "initdb", "port": port})
 
-    def _write_conf(self, state: ClusterState, server_venv: Path | None) -> None:
-        preload = [lib for lib in ("pg_cron",) if self.installation.has_extension_library(lib)]
+    def _write_conf(self, state: ClusterState, server_venv: Path | None) -> bool:
+        """Write pgml-flow's configuration; True when shared_preload_libraries changed.
+
+        pgml_native is preloaded because it defines pgml.venv and
+        pgml_flow.loopback_conninfo as superuser-only settings (ext/pgml_native/settings.c):
+        defined before any session starts, no session can ever SET them.
+        """
+        preload = [lib for lib in ("pg_cron", "pgml_native")
+                   if self.installation.has_extension_library(lib)]
         lines = [
             f"port = {state.port}",
             "listen_addresses = '127.0.0.1'",
@@ -233,10 +247,12 @@ class Cluster:
             lines.append(f"pgml.venv = '{server_venv}'")
         conf = self.data_dir / _CONF_NAME
         text = "\n".join(lines) + "\n"
-        if not conf.exists() or conf.read_text() != text:
+        old = conf.read_text() if conf.exists() else ""
+        if old != text:
             conf.write_text(text)
             user = pwd.getpwnam(state.os_user)
             os.chown(conf, user.pw_uid, user.pw_gid)
+        return _preload_line(old) != _preload_line(text)
 
     def _ensure_database(self, state: ClusterState) -> None:
         import psycopg
@@ -370,6 +386,11 @@ def _free_port(first: int) -> int:
         if _port_free(port):
             return port
     raise ClusterError(f"no free TCP port in {first}-{first + 199}; set PGML_FLOW_PORT")
+
+
+def _preload_line(conf: str) -> str:
+    return next((line for line in conf.splitlines()
+                 if line.startswith("shared_preload_libraries")), "")
 
 
 def _user_name(uid: int) -> str:

@@ -54,8 +54,7 @@ def grant_bi_access(
 
     Idempotent: an existing role is reused (and given ``password`` if one is passed).
     """
-    exists = conn.execute(_query("client_exists"), {"client_id": client_id}).fetchone()
-    if exists is None:
+    if conn.execute(_query("client_exists"), {"client_id": client_id}).fetchone() is None:
         raise ClientNotFound(f"client {client_id} does not exist; see the clients table")
     if role is None:
         row = conn.execute(_query("default_bi_role"), {"client_id": client_id}).fetchone()
@@ -67,16 +66,19 @@ def grant_bi_access(
             f"role {role!r} already reads client {mapped[0]}; a login serves one client, "
             "pick another --role"
         )
-    facts = conn.execute(_query("role_facts"), {"role": role}).fetchone()
+    exists = conn.execute(_query("role_exists"), {"role": role}).fetchone() is not None
+    if exists:
+        reasons = privileged_reasons(conn, role)
+        if reasons:
+            raise ConfigurationError(
+                f"role {role!r} could see every client, so it cannot be a client's BI login: "
+                + "; ".join(reasons) + ". Map a plain role (NOLOGIN groups and attributes "
+                "removed), or let `pgml-flow bi grant` create one"
+            )
     ident = sql.Identifier(role)
     with conn.transaction():
-        if facts is None:
+        if not exists:
             conn.execute(_template("create_login", role=ident))
-        elif facts[0]:
-            raise ConfigurationError(
-                f"role {role!r} is a superuser, bypasses RLS or is a member of pgml_flow_ml, "
-                "so it would see every client; use a plain role"
-            )
         else:
             conn.execute(_template("grant_bi_group", role=ident))
         if password is not None:
@@ -88,7 +90,20 @@ def grant_bi_access(
         conn.execute(_query("map_role"), {"client_id": client_id, "role": role})
     conn.commit()
     logger.info("bi login", extra={"action": "bi_grant", "client_id": client_id, "role": role})
-    return BiLogin(client_id, role, facts is None)
+    return BiLogin(client_id, role, not exists)
+
+
+def privileged_reasons(conn: psycopg.Connection, role: str) -> list[str]:
+    """Why ``role`` would see more than one client, one phrase per reason (empty: it would not).
+
+    A role is privileged when it, or any role it is a member of (directly or through
+    others: ``SET ROLE`` reaches them whatever ``INHERIT`` says), is a superuser, has
+    BYPASSRLS, CREATEROLE (in PostgreSQL 15 it may grant itself ``pgml_flow_ml``) or
+    REPLICATION, is ``pgml_flow_ml`` or a predefined ``pg_*`` role, owns pgml-flow's
+    relations or the database.
+    """
+    rows = conn.execute(_query("role_reach"), {"role": role}).fetchall()
+    return [reason if via == role else f"through {via}: {reason}" for via, reason in rows]
 
 
 def bi_logins(conn: psycopg.Connection, client_id: int | None = None) -> list[dict[str, Any]]:
@@ -160,8 +175,25 @@ class AuditReport:
             )
 
 
+#: functions a BI login may call besides the set-returning functions of ``analytics`` (which
+#: the audit calls): SECURITY DEFINER, but it only tells the caller its own client
+BI_HELPERS = frozenset({"pgml_flow.current_client_id()"})
+#: pgml settings any session may change, and why that is harmless
+USER_SETTINGS = {"pgml.native_cache_mb": "a cache size of the caller's own backend",
+                 "pgml_flow.client_id": "ignored for BI logins"}
+#: settings that must be superuser-only even where PostgreSQL does not know them (pgml_native
+#: absent): a path Python imports from, and the connection a server-side retrain runs as
+GUARDED_SETTINGS = ("pgml.venv", "pgml_flow.loopback_conninfo")
+
+
 def audit(conn: psycopg.Connection) -> AuditReport:
-    """Audit tenant isolation; see the module docstring.  Needs a superuser connection."""
+    """Audit tenant isolation; see the module docstring.  Needs a superuser connection.
+
+    For each mapped login it enumerates everything the login can reach — every relation
+    and function outside the system catalogs it may use (through PUBLIC, any group or a
+    direct grant), every table or schema it may write, every pgml setting it may change,
+    every role it may become — and tests each as that login.
+    """
     row = conn.execute(_query("is_superuser")).fetchone()
     if not row or not row[0]:
         raise ConfigurationError(
@@ -177,7 +209,7 @@ def audit(conn: psycopg.Connection) -> AuditReport:
                 "no BI logins to audit; create them with `pgml-flow bi grant --all`"
             )
         client_ids = sorted({int(login["client_id"]) for login in logins})
-        bi_objects = _bi_objects(conn)
+        models = [r[0] for r in conn.execute(_query("registered_models")).fetchall()]
         internals = _internal_objects(conn)
         for login in logins:
             role, client_id = str(login["role_name"]), int(login["client_id"])
@@ -188,11 +220,20 @@ def audit(conn: psycopg.Connection) -> AuditReport:
             _role_privileges(conn, report, role, client_id)
             # An attempt to pick another client through the admin setting must not work.
             spoof = next((c for c in client_ids if c != client_id), client_id + 1)
-            for label, relation in bi_objects:
-                report.checks.append(
-                    _check_bi(conn, role, client_id, spoof, label, relation))
+            for label, relation, scoped, surface in _reachable_relations(conn, role):
+                if scoped:
+                    report.checks.append(
+                        _check_bi(conn, role, client_id, spoof, label, relation, surface))
+                else:
+                    report.checks.append(Check(
+                        role, client_id, label, "bi", "UNSCOPED",
+                        detail="readable by the login and has no client_id column, so nothing "
+                               "shows it is limited to one client; revoke it"))
+            report.checks.extend(_reachable_functions(conn, role, client_id, spoof, models))
             for label, relation in internals:
                 report.checks.append(_check_internal(conn, role, client_id, label, relation))
+            report.checks.extend(_writable(conn, role, client_id))
+            report.checks.extend(_settings(conn, role, client_id))
     finally:
         conn.rollback()
     return report
@@ -211,22 +252,94 @@ def _structure(conn: psycopg.Connection, report: AuditReport) -> None:
                                    detail=detail))
 
 
-def _bi_objects(conn: psycopg.Connection) -> list[tuple[str, sql.Composable]]:
-    objects: list[tuple[str, sql.Composable]] = []
-    for schema, name in conn.execute(_query("bi_relations")).fetchall():
-        objects.append((f"{schema}.{name}", sql.Identifier(schema, name)))
-    models = [r[0] for r in conn.execute(_query("registered_models")).fetchall()]
-    for name, required, first_arg in conn.execute(_query("bi_functions")).fetchall():
-        function = sql.Identifier("analytics", name)
-        if required == 0:
-            objects.append((f"analytics.{name}()", sql.SQL("{}()").format(function)))
-        elif required == 1 and first_arg == "model_name":
-            for model in models:
-                objects.append((f"analytics.{name}('{model}')",
-                                sql.SQL("{}({})").format(function, sql.Literal(model))))
+def _reachable_relations(
+    conn: psycopg.Connection, role: str
+) -> list[tuple[str, sql.Composable, bool, bool]]:
+    """(label, relation, has a client_id column, part of the BI surface) of what ``role`` reads."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_query("reachable_relations"), {"role": role}).fetchall()
+    return [(f"{r['schema']}.{r['name']}", sql.Identifier(r["schema"], r["name"]),
+             bool(r["has_client_id"]), bool(r["bi_surface"])) for r in rows]
+
+
+def _reachable_functions(
+    conn: psycopg.Connection, role: str, client_id: int, spoof: int, models: list[str]
+) -> list[Check]:
+    """Call the BI surface's set-returning functions; judge every other callable function."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        functions = cur.execute(_query("reachable_functions"), {"role": role}).fetchall()
+    checks = []
+    for f in functions:
+        signature = str(f["signature"])
+        if f["schema"] == "analytics" and f["set_returning"]:
+            function = sql.Identifier("analytics", f["name"])
+            if f["required_args"] == 0:
+                checks.append(_check_bi(conn, role, client_id, spoof, f"analytics.{f['name']}()",
+                                        sql.SQL("{}()").format(function), True))
+                continue
+            if f["required_args"] == 1 and f["first_arg"] == "model_name":
+                for model in models:
+                    checks.append(_check_bi(
+                        conn, role, client_id, spoof, f"analytics.{f['name']}('{model}')",
+                        sql.SQL("{}({})").format(function, sql.Literal(model)), True))
+                continue
+        if signature in BI_HELPERS:
+            verdict, detail = "ok", ""
+        elif f["definer"]:
+            verdict, detail = "DEFINER", (
+                "SECURITY DEFINER outside the audited BI surface: it runs with its owner's "
+                "rights, so it may return any client's rows; revoke EXECUTE from the login")
+        elif not f["trusted"] and f["language"] not in ("c", "internal"):
+            verdict, detail = "UNTRUSTED", (
+                f"written in the untrusted language {f['language']}: it can do anything the "
+                "server's OS user can; revoke EXECUTE from the login")
         else:
-            logger.warning("not audited", extra={"action": "audit_skip", "function": name})
-    return objects
+            verdict, detail = "ok", ""  # runs with the login's rights: RLS applies
+        checks.append(Check(role, client_id, signature, "function", verdict, detail=detail))
+    return checks
+
+
+def _writable(conn: psycopg.Connection, role: str, client_id: int) -> list[Check]:
+    rows = conn.execute(_query("writable_objects"), {"role": role}).fetchall()
+    if not rows:
+        return [Check(role, client_id, "(no table or schema writable)", "privilege", "ok")]
+    return [Check(role, client_id, str(obj), "privilege", "WRITABLE",
+                  detail=f"the login has {privilege} privileges on it; BI logins write nothing")
+            for obj, privilege in rows]
+
+
+def _settings(conn: psycopg.Connection, role: str, client_id: int) -> list[Check]:
+    """Every pgml setting the login could change must be harmless; the guarded ones defined."""
+    known = {str(n): str(c) for n, c in conn.execute(_query("pgml_settings")).fetchall()}
+    checks = []
+    for name in sorted(set(known) | set(GUARDED_SETTINGS)):
+        label = f"setting {name}"
+        if name in USER_SETTINGS:
+            checks.append(Check(role, client_id, label, "setting", "ok",
+                                detail=f"user-settable: {USER_SETTINGS[name]}"))
+            continue
+        if name not in known:
+            checks.append(Check(role, client_id, label, "setting", "PLACEHOLDER",
+                                detail="PostgreSQL does not know it, so any session may set it; "
+                                       "preload pgml_native (shared_preload_libraries)"))
+            continue
+        row = conn.execute("SELECT current_setting(%s)", (name,)).fetchone()
+        value = str(row[0]) if row else ""
+        try:
+            with conn.transaction():
+                _as_role(conn, role)
+                conn.execute(_query("try_setting"), {"name": name, "value": value})
+                conn.execute(_query("reset_session_authorization"))
+        except psycopg.errors.InsufficientPrivilege:
+            checks.append(Check(role, client_id, label, "setting", "ok"))
+            continue
+        except psycopg.Error as exc:
+            checks.append(Check(role, client_id, label, "setting", "ERROR",
+                                detail=str(exc).strip().splitlines()[0]))
+            continue
+        checks.append(Check(role, client_id, label, "setting", "SETTABLE",
+                            detail=f"context {known[name]}: the login may change it"))
+    return checks
 
 
 def _internal_objects(conn: psycopg.Connection) -> list[tuple[str, sql.Composable]]:
@@ -237,13 +350,18 @@ def _internal_objects(conn: psycopg.Connection) -> list[tuple[str, sql.Composabl
 def _role_privileges(
     conn: psycopg.Connection, report: AuditReport, role: str, client_id: int
 ) -> None:
+    reasons = privileged_reasons(conn, role)
+    for reason in reasons:
+        report.checks.append(Check(role, client_id, "(role)", "privilege", "PRIVILEGED",
+                                   detail=reason))
+    if not reasons:
+        report.checks.append(Check(role, client_id, "(role and its memberships)", "privilege",
+                                   "ok"))
     with conn.cursor(row_factory=dict_row) as cur:
         facts = cur.execute(_query("role_privileges"), {"role": role}).fetchone()
     assert facts is not None
     for key, label in (("pgml_usage", "schema pgml"),
-                       ("training_usage", "schema pgml_flow_training"),
-                       ("ml_member", "role pgml_flow_ml"),
-                       ("bypass", "superuser / BYPASSRLS")):
+                       ("training_usage", "schema pgml_flow_training")):
         verdict = "PRIVILEGED" if facts[key] else "ok"
         report.checks.append(Check(role, client_id, label, "internal", verdict,
                                    detail="the login must not have this" if facts[key] else ""))
@@ -255,8 +373,13 @@ def _as_role(conn: psycopg.Connection, role: str) -> None:
 
 def _check_bi(
     conn: psycopg.Connection, role: str, client_id: int, spoof: int, label: str,
-    relation: sql.Composable,
+    relation: sql.Composable, surface: bool,
 ) -> Check:
+    """Count rows per client as the login (while it tries to pick ``spoof``) and as an admin.
+
+    LEAK when the login sees another client's rows; on the BI surface (``surface``), MISSING
+    when it sees fewer of its own than an admin does.
+    """
     try:
         with conn.transaction():
             conn.execute(_query("set_admin_client"), {"client_id": str(client_id)})
@@ -277,7 +400,7 @@ def _check_bi(
     own = counts.get(client_id, 0)
     if others or own != rows:
         verdict, detail = "LEAK", f"also sees clients {list(others)}"
-    elif own < expected:
+    elif surface and own < expected:
         verdict, detail = "MISSING", f"sees {own} of its {expected} rows"
     else:
         verdict, detail = "ok", ""

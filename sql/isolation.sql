@@ -7,9 +7,44 @@ SELECT 1 FROM clients WHERE client_id = %(client_id)s;
 -- name: default_bi_role
 SELECT pgml_flow.default_bi_role(%(client_id)s);
 
--- name: role_facts
-SELECT rolsuper OR rolbypassrls OR pg_has_role(oid, 'pgml_flow_ml', 'MEMBER') AS privileged
-  FROM pg_roles WHERE rolname = %(role)s;
+-- name: role_exists
+SELECT 1 FROM pg_roles WHERE rolname = %(role)s;
+
+-- name: role_reach
+-- Why a role would see more than one client: for the role and every role it can reach
+-- (memberships, direct or through other roles, inherited or not: SET ROLE reaches them
+-- all), each attribute that defeats row-level security or lets it grant itself one.
+WITH RECURSIVE reach(oid, path) AS (
+    SELECT oid, ARRAY[rolname::text] FROM pg_roles WHERE rolname = %(role)s
+    UNION ALL
+    SELECT m.roleid, r.path || g.rolname::text
+      FROM pg_auth_members m
+      JOIN reach r ON m.member = r.oid
+      JOIN pg_roles g ON g.oid = m.roleid
+     WHERE NOT g.rolname = ANY (r.path)
+)
+SELECT array_to_string(r.path, ' -> ') AS via, v.reason
+  FROM reach r
+  JOIN pg_roles g ON g.oid = r.oid
+ CROSS JOIN LATERAL (VALUES
+        (CASE WHEN g.rolsuper THEN 'is a superuser' END),
+        (CASE WHEN g.rolbypassrls THEN 'has BYPASSRLS' END),
+        (CASE WHEN g.rolcreaterole THEN 'has CREATEROLE (it may grant itself pgml_flow_ml)' END),
+        (CASE WHEN g.rolreplication THEN 'has REPLICATION (it may copy the whole cluster)' END),
+        (CASE WHEN g.rolname = 'pgml_flow_ml' THEN 'is pgml_flow_ml (reads every client)' END),
+        (CASE WHEN g.rolname LIKE 'pg\_%%' THEN 'is the predefined role ' || g.rolname END),
+        (CASE WHEN EXISTS (
+                   SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relowner = g.oid
+                      AND n.nspname IN ('public', 'pgml', 'pgml_flow', 'pgml_flow_training',
+                                        'analytics'))
+              THEN 'owns relations of pgml-flow (owners are not subject to RLS)' END),
+        (CASE WHEN EXISTS (SELECT 1 FROM pg_database d
+                            WHERE d.datdba = g.oid AND d.datname = current_database())
+              THEN 'owns the database' END)
+       ) AS v(reason)
+ WHERE v.reason IS NOT NULL
+ ORDER BY array_length(r.path, 1), 1, 2;
 
 -- name: create_login
 CREATE ROLE {role} LOGIN IN ROLE pgml_flow_bi;
@@ -63,25 +98,70 @@ SELECT c.relname AS name, c.relkind::text AS kind, c.relrowsecurity AS rls,
                 WHERE a.attrelid = c.oid AND a.attname = 'client_id' AND NOT a.attisdropped)
  ORDER BY 1;
 
--- name: bi_relations
--- What BI logins may read: relations of analytics and public granted to pgml_flow_bi.
-SELECT n.nspname AS schema, c.relname AS name
+-- name: reachable_relations
+-- Every relation outside the system catalogs that a role may read: through PUBLIC, a group
+-- (pgml_flow_bi or any other) or a grant straight to the role, in a schema it may use.
+-- bi_surface: part of what BI logins are meant to read (the analytics schema and the
+-- tenant tables of public).
+SELECT n.nspname AS schema, c.relname AS name,
+       EXISTS (SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = c.oid AND a.attname = 'client_id' AND NOT a.attisdropped)
+           AS has_client_id,
+       n.nspname = 'analytics'
+           OR (n.nspname = 'public' AND c.relname IN ('clients', 'issuetypes', 'repositories',
+               'issues', 'pull_requests', 'ml_prediction_log', 'ml_retraining_events'))
+           AS bi_surface
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname IN ('analytics', 'public') AND c.relkind IN ('r', 'p', 'v', 'm')
-   AND has_table_privilege('pgml_flow_bi', c.oid, 'SELECT')
- ORDER BY n.nspname = 'public', 1, 2;
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_(toast|temp)'
+   AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
+   AND (has_table_privilege(%(role)s, c.oid, 'SELECT')
+        OR has_any_column_privilege(%(role)s, c.oid, 'SELECT'))
+ ORDER BY NOT (n.nspname = 'analytics'), n.nspname, c.relname;
 
--- name: bi_functions
--- Set-returning functions of analytics that BI logins may call, with the number of
--- arguments they must pass.
-SELECT p.proname AS name, p.pronargs - p.pronargdefaults AS required_args,
+-- name: reachable_functions
+-- Every function outside the system catalogs that a role may execute.
+SELECT n.nspname || '.' || p.proname || '(' || coalesce(
+           (SELECT string_agg(format_type(a.t, NULL), ', ' ORDER BY a.i)
+              FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, i)), '') || ')'
+           AS signature, n.nspname AS schema, p.proname AS name,
+       p.prosecdef AS definer, l.lanname AS language, l.lanpltrusted AS trusted,
+       p.proretset AS set_returning, p.pronargs - p.pronargdefaults AS required_args,
        coalesce(p.proargnames[1], '') AS first_arg
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'analytics' AND p.proretset
-   AND has_function_privilege('pgml_flow_bi', p.oid, 'EXECUTE')
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
+   AND has_function_privilege(%(role)s, p.oid, 'EXECUTE')
+ ORDER BY 2, 1;
+
+-- name: writable_objects
+-- What a role could change: a table it may write, a schema it may create objects in.
+SELECT n.nspname || '.' || c.relname AS object, 'write' AS privilege
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_(toast|temp)'
+   AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
+   AND has_table_privilege(%(role)s, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+UNION ALL
+SELECT 'schema ' || n.nspname, 'create'
+  FROM pg_namespace n
+ WHERE n.nspname !~ '^pg_(toast|temp)' AND has_schema_privilege(%(role)s, n.oid, 'CREATE')
  ORDER BY 1;
+
+-- name: pgml_settings
+-- The settings of pgml and pgml-flow PostgreSQL knows (placeholders are not listed).
+SELECT name, context FROM pg_settings
+ WHERE name LIKE 'pgml.%%' OR name LIKE 'pgml\_flow.%%'
+ ORDER BY 1;
+
+-- name: try_setting
+SELECT set_config(%(name)s, %(value)s, true);
 
 -- name: registered_models
 SELECT model_name FROM ml_model_registry ORDER BY 1;
@@ -100,9 +180,7 @@ SELECT n.nspname AS schema, c.relname AS name
 
 -- name: role_privileges
 SELECT has_schema_privilege(%(role)s, 'pgml', 'USAGE') AS pgml_usage,
-       has_schema_privilege(%(role)s, 'pgml_flow_training', 'USAGE') AS training_usage,
-       pg_has_role(%(role)s, 'pgml_flow_ml', 'MEMBER') AS ml_member,
-       (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = %(role)s) AS bypass;
+       has_schema_privilege(%(role)s, 'pgml_flow_training', 'USAGE') AS training_usage;
 
 -- name: set_admin_client
 SELECT set_config('pgml_flow.client_id', %(client_id)s, false);

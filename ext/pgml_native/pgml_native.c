@@ -49,6 +49,7 @@
 #include "utils/typcache.h"
 
 #include "model.h"
+#include "settings.h"
 
 PG_MODULE_MAGIC;
 
@@ -1392,4 +1393,5 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_MB,
 							NULL, NULL, NULL);
+	pgml_define_settings();
 }

@@ -58,12 +58,15 @@ CREATE OR REPLACE FUNCTION pgml_flow.run_job(job text, margin double precision D
 RETURNS text
 LANGUAGE plpython3u
 AS $$
-import sys
-if "scheduler.in_database" not in sys.modules:
-    import site
-    venv = plpy.execute("SELECT current_setting('pgml.venv', true) AS v")[0]["v"]
-    if venv:
-        site.addsitedir(f"{venv}/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages")
+# Superusers only (900_grants.sql also revokes it from pgml_flow_ml): the run connects as
+# whatever pgml_flow.loopback_conninfo names and calls the webhook_url it is given.
+if not plpy.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0]["rolsuper"]:
+    plpy.error("permission denied: pgml_flow.run_job runs retrains as the loopback "
+               "connection's role and calls a webhook, so only a superuser may call it",
+               sqlstate="42501",
+               hint="schedule it with `pgml-flow cron install` as a superuser, or run "
+                    "`pgml-flow scheduler run` outside the database")
+plpy.execute("SELECT pgml_flow.python_path()")
 try:
     from scheduler import in_database
     from pgml_flow.errors import PgmlFlowError

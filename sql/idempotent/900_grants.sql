@@ -14,6 +14,10 @@ REVOKE ALL ON SCHEMA pgml_flow_training FROM PUBLIC;
 -- The admin/ML role: every client's rows, the pgml internals, the feature views.
 GRANT USAGE ON SCHEMA pgml_flow, analytics, pgml_flow_training, pgml TO pgml_flow_ml;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA pgml_flow TO pgml_flow_ml;
+-- ... but not run_job: it connects as pgml_flow.loopback_conninfo's role and calls the
+-- webhook it is given, which only a superuser may choose (docs/isolation.md, threat model).
+REVOKE EXECUTE ON FUNCTION pgml_flow.run_job(text, double precision, text, integer)
+    FROM pgml_flow_ml;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA analytics TO pgml_flow_ml;
 GRANT SELECT ON ALL TABLES IN SCHEMA pgml_flow TO pgml_flow_ml;
 GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO pgml_flow_ml;
