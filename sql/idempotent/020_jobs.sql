@@ -66,7 +66,10 @@ if not plpy.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
                sqlstate="42501",
                hint="schedule it with `pgml-flow cron install` as a superuser, or run "
                     "`pgml-flow scheduler run` outside the database")
-plpy.execute("SELECT pgml_flow.python_path()")
+# pgml-flow's pgml API puts the superuser-set pgml.venv on sys.path (sql/pgml/000_bootstrap.sql);
+# with the real PostgresML extension, the server's own Python must have the packages.
+if plpy.execute("SELECT to_regprocedure('pgml._python_path()') IS NOT NULL AS ok")[0]["ok"]:
+    plpy.execute("SELECT pgml._python_path()")
 try:
     from scheduler import in_database
     from pgml_flow.errors import PgmlFlowError
