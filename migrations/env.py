@@ -2,6 +2,9 @@
 
 pgml-flow drives Alembic from :mod:`pgml_flow.migrate` rather than from an
 ``alembic.ini``, so the URL rules (embedded cluster, DATABASE_URL) live in one place.
+An upgrade runs each revision in its own transaction (a revision may leave it for
+``CONCURRENTLY``); a downgrade hands over a connection already in a transaction, so Alembic
+opens none of its own and every revision's downgrade runs in that one.
 """
 
 from alembic import context

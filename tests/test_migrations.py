@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
+import pytest
 
 from pgml_flow import migrate
+from pgml_flow.errors import ConfigurationError, MigrationError
 from tests.conftest import flow_for
 from tests.schema_dump import dump_schema, table_names
 
@@ -75,3 +82,117 @@ def test_refresh_function_and_unique_index(conn: psycopg.Connection) -> None:
     assert unique == (True,)
     conn.execute("SELECT pgml_flow.refresh_training_summary()")
     conn.execute("SELECT pgml_flow.refresh_training_summary(false)")
+
+
+# -- downgrade: target checked first, one transaction, never CASCADE ---------------------------
+PGML_FLOW = str(Path(sys.executable).parent / "pgml-flow")
+HEAD = migrate.head_revision()
+#: every revision, newest first
+CHAIN = migrate.revisions()
+BELOW = CHAIN[1]
+
+
+def state(url: str) -> tuple[str | None, str, int, list[str]]:
+    """What a refused downgrade must leave exactly as it was."""
+    with psycopg.connect(url) as conn:
+        policies = conn.execute("SELECT count(*) FROM pg_policies").fetchone()[0]
+        schemas = [r[0] for r in conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname IN "
+            "('analytics', 'pgml', 'pgml_flow', 'pgml_flow_training') ORDER BY 1").fetchall()]
+    return migrate.current_revision(url), dump_schema(url), policies, schemas
+
+
+def cli(url: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PGML_FLOW, *args], capture_output=True, text=True, check=False,
+                          env={**env, "DATABASE_URL": url, "COLUMNS": "200"}, timeout=300)
+
+
+def test_downgrade_to_an_unknown_revision_changes_nothing(db_url: str,
+                                                          cli_env: dict[str, str]) -> None:
+    before = state(db_url)
+    assert before[0] == HEAD and before[2] > 0 and len(before[3]) == 4
+    with pytest.raises(ConfigurationError, match=f"unknown revision 'typo'.*valid downgrade "
+                       f"targets: {BELOW}, .*0001_core_tables, base, or -1 to -{len(CHAIN)}"):
+        flow_for(db_url).downgrade("typo")
+    assert state(db_url) == before
+
+    proc = cli(db_url, cli_env, "db", "downgrade", "typo")
+    assert proc.returncode == 2, proc
+    assert "unknown revision 'typo'" in proc.stderr and "Traceback" not in proc.stderr
+    assert state(db_url) == before
+    status = json.loads(cli(db_url, cli_env, "db", "status", "--json").stdout)
+    assert status["schema_revision"] == status["head_revision"] == HEAD
+    # one past base, and an upgrade's typo, are refused the same way
+    proc = cli(db_url, cli_env, "db", "downgrade", f"-{len(CHAIN) + 1}")
+    assert proc.returncode == 2, proc
+    assert f"{len(CHAIN)} revision(s) to undo" in proc.stderr, proc.stderr
+    proc = cli(db_url, cli_env, "db", "upgrade", "typo")
+    assert proc.returncode == 2 and "unknown revision 'typo'" in proc.stderr, proc.stderr
+    assert state(db_url) == before
+
+
+def test_downgrade_refuses_a_no_op_and_an_upgrade(db_url: str) -> None:
+    flow = flow_for(db_url)
+    for target in (HEAD, "head", HEAD[:4]):
+        with pytest.raises(ConfigurationError, match=f"already at {HEAD}.*would do nothing"):
+            flow.downgrade(target)
+    assert flow.downgrade("-1") == BELOW
+    with pytest.raises(ConfigurationError, match=f"{HEAD} is above the current revision "
+                       f"{BELOW}: that is an upgrade"):
+        flow.downgrade(HEAD)
+    with pytest.raises(ConfigurationError, match="0003_training_summary is below the current "
+                       f"revision {BELOW}: that is a downgrade"):
+        flow.upgrade("0003")
+    assert flow.upgrade() == HEAD
+
+
+def test_an_object_of_the_user_blocks_the_downgrade_and_nothing_changes(
+    db_url: str, cli_env: dict[str, str]
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE VIEW public.my_points AS "
+                     "SELECT * FROM analytics.issue_story_points")
+    before = state(db_url)
+    with pytest.raises(MigrationError, match=r"downgrade to base refused: .*view my_points "
+                       r"depends on view analytics\.issue_story_points.*nothing was changed: "
+                       f"the schema is still at {HEAD}"):
+        flow_for(db_url).downgrade("base")
+    assert state(db_url) == before
+    proc = cli(db_url, cli_env, "db", "downgrade", "-1")
+    assert proc.returncode == 5 and "view my_points depends on" in proc.stderr, proc.stderr
+    assert state(db_url) == before
+
+    # a view on a pgml table: the failure comes at revision 0004, after the idempotent
+    # schemas, 0006 and 0005 were undone in the same transaction; all of it is rolled back
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DROP VIEW public.my_points")
+        conn.execute("CREATE VIEW public.my_models AS SELECT id, algorithm FROM pgml.models")
+    before = state(db_url)
+    with pytest.raises(MigrationError, match=r"view my_models depends on table pgml\.models"):
+        flow_for(db_url).downgrade("0003_training_summary")
+    assert state(db_url) == before
+    assert migrate.current_revision(db_url) == HEAD
+
+
+def test_downgrade_drops_what_pgml_flow_made_and_upgrades_again(db_url: str) -> None:
+    """Everything in pgml-flow's schemas goes without CASCADE: training views, toy data
+    sets, models, the native scorer extension; the tables of the tenants stay at 0005."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("SELECT pgml.load_dataset('iris')")
+        conn.execute("SELECT * FROM pgml.train('iris_downgrade', 'classification', "
+                     "'pgml.iris', 'target', 'xgboost', hyperparams => '{\"n_estimators\": 3}')")
+        conn.execute("CREATE VIEW pgml_flow_training.rework__client_9 AS "
+                     "SELECT * FROM pgml_flow.rework_training WHERE client_id = 9")
+    at_head = dump_schema(db_url)
+    flow = flow_for(db_url)
+    assert flow.downgrade("0005") == "0005_client_models"
+    assert state(db_url)[2:] == (0, ["pgml"])
+    assert flow.downgrade("base") is None
+    assert table_names(db_url) <= {"alembic_version"}
+    assert flow.upgrade() == HEAD
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT pgml.load_dataset('iris')")
+        conn.execute("CREATE VIEW pgml_flow_training.rework__client_9 AS "
+                     "SELECT * FROM pgml_flow.rework_training WHERE client_id = 9")
+        conn.commit()
+    assert dump_schema(db_url) == at_head

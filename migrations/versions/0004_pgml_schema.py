@@ -6,7 +6,7 @@ Revises: 0003_training_summary
 
 from alembic import op
 
-from pgml_flow.migrate import run_sql_file
+from pgml_flow.migrate import drop_schema_contents, run_sql_file
 
 revision = "0004_pgml_schema"
 down_revision = "0003_training_summary"
@@ -33,12 +33,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Schema pgml and everything in it are the pgml API's (the real extension's objects or
+    # ours, pgml_native, the tables pgml.load_dataset and snapshots made), dropped kind by
+    # kind and never with CASCADE: an object elsewhere that depends on one (a view of the
+    # user's on pgml.models, say) makes the downgrade fail, naming it.
     bind = op.get_bind()
     backend = bind.exec_driver_sql(
         "SELECT value FROM pgml_flow_settings WHERE name = 'pgml_backend'"
     ).scalar()
+    drop_schema_contents(bind, ["pgml"])
     if backend == "postgresml":
-        bind.exec_driver_sql("DROP EXTENSION IF EXISTS pgml CASCADE")
-    else:
-        run_sql_file("0004_pgml_schema.downgrade.sql")
-    bind.exec_driver_sql("DROP TABLE pgml_flow_settings")
+        bind.exec_driver_sql("DROP EXTENSION IF EXISTS pgml")
+    run_sql_file("0004_pgml_schema.downgrade.sql")

@@ -228,3 +228,75 @@ def numeric_block(column: Column, values: Sequence[Any], width: int | None) -> n
             )
         block[i] = [_to_float(v) for v in value]
     return block
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """How many NULL, NaN, Infinity and -Infinity values (array elements) a number column has.
+
+    PostgreSQL's ``real``, ``double precision`` and ``numeric`` hold NaN and the infinities as
+    values, which are not NULL: a message about them must not say NULL.
+    """
+
+    nulls: int = 0
+    nans: int = 0
+    positive: int = 0
+    negative: int = 0
+
+    @property
+    def infinite(self) -> int:
+        return self.positive + self.negative
+
+    def describe(self) -> str:
+        """``2 NULL, 3 NaN and 1 Infinity``: the kinds present."""
+        return _counted([(self.nulls, "NULL"), (self.nans, "NaN"), (self.positive, "Infinity"),
+                         (self.negative, "-Infinity")])
+
+    def infinities(self) -> str:
+        """``2 Infinity and 1 -Infinity``: the infinite kinds present."""
+        return _counted([(self.positive, "Infinity"), (self.negative, "-Infinity")])
+
+
+def _counted(counts: list[tuple[int, str]]) -> str:
+    parts = [f"{count} {name}" for count, name in counts if count]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def non_finite(column: Column, values: Sequence[Any]) -> NonFinite:
+    """Count the NULL, NaN and infinite values of a number column (elements of an array one).
+
+    Integers cannot be either and are skipped; a value that is no number at all is left
+    for :func:`numeric_block` to report.
+    """
+    numbers: list[Any]
+    if column.is_array:
+        nulls, numbers = 0, []
+        for value in values:
+            items = [None] if value is None else _flat(value)
+            nulls += items.count(None)
+            numbers.extend(v for v in items if v is not None and not isinstance(v, int))
+    else:
+        nulls = list(values).count(None)
+        numbers = [v for v in values if v is not None and not isinstance(v, int)]
+    try:
+        block = np.array(numbers, dtype=np.float64)
+    except (TypeError, ValueError):
+        block = np.array([_float_or_zero(v) for v in numbers], dtype=np.float64)
+    return NonFinite(nulls=nulls, nans=int(np.isnan(block).sum()),
+                     positive=int(np.isposinf(block).sum()),
+                     negative=int(np.isneginf(block).sum()))
+
+
+def _float_or_zero(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def without_non_finite(name: str, is_array: bool, *, keep_nulls: bool) -> str:
+    """A WHERE clause that leaves out the rows with NaN or an infinity in column ``name``."""
+    special = "('NaN', 'Infinity', '-Infinity')"
+    test = (f"NOT ({name} && '{{NaN,Infinity,-Infinity}}')" if is_array
+            else f"{name} NOT IN {special}")
+    return f"WHERE {name} IS NULL OR {test}" if keep_nulls else f"WHERE {test}"

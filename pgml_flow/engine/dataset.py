@@ -9,7 +9,6 @@ from that JSON for the row form of ``pgml.predict``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +16,15 @@ from typing import Any
 import numpy as np
 
 from pgml_flow.engine.algorithms import check_task
-from pgml_flow.engine.columns import Column, column_values, describe_columns
+from pgml_flow.engine.columns import (
+    Column,
+    column_values,
+    describe_columns,
+    non_finite,
+    without_non_finite,
+)
 from pgml_flow.engine.errors import DataError, FeatureCountMismatch, InvalidArgument
-from pgml_flow.engine.preprocess import Encoder
+from pgml_flow.engine.preprocess import Encoder, check_training_values
 from pgml_flow.engine.split import split_indices
 
 SNAPSHOT_FORMAT = 1
@@ -66,12 +71,21 @@ def _read_labels(
     values = []
     for label in labels:
         column = column_values(rows, label.position, label.name)
-        nulls = sum(v is None or (isinstance(v, float) and math.isnan(v)) for v in column)
+        nulls = sum(v is None for v in column)
         if nulls:
             raise DataError(
                 f"label column {label.name!r} has {nulls} NULL value(s); filter them out "
                 f"(WHERE {label.name} IS NOT NULL) in a view and train on that"
             )
+        if label.kind == "number":
+            counts = non_finite(label, column)
+            if counts.nans or counts.infinite:
+                where = without_non_finite(label.name, False, keep_nulls=False)
+                raise DataError(
+                    f"label column {label.name!r} has {counts.describe()} value(s), which "
+                    f"are not NULL but no label either; filter them out ({where}) in a view "
+                    "and train on that"
+                )
         values.append(column)
     if task == "regression":
         for label in labels:
@@ -125,6 +139,8 @@ def prepare_dataset(
     if not rows:
         raise DataError("the relation has no rows; training needs data")
     y, classes = _read_labels(task, labels, rows)
+    for column in features:
+        check_training_values(column, column_values(rows, column.position, column.name))
     train_idx, test_idx = split_indices(
         len(rows), test_size, test_sampling, y if classes is not None else None, seed
     )
@@ -200,6 +216,15 @@ class RowTransformer:
             "features": [e.to_json() for e in self.encoders],
             "labels": self._labels_json,
         }
+
+    def feature_labels(self) -> list[str]:
+        """Each model input named after its column (``column 'vec' element 2`` for wider ones)."""
+        labels = []
+        for encoder in self.encoders:
+            name = encoder.column.name
+            labels += ([f"column {name!r}"] if encoder.width == 1 else
+                       [f"column {name!r} element {k + 1}" for k in range(encoder.width)])
+        return labels
 
     def _positional(self, rows: Sequence[Any]) -> bool:
         first = rows[0]

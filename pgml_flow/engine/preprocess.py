@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pgml_flow.engine.columns import Column, Preprocess, numeric_block, parse_rule
+from pgml_flow.engine.columns import (
+    Column,
+    Preprocess,
+    non_finite,
+    numeric_block,
+    parse_rule,
+    without_non_finite,
+)
 from pgml_flow.engine.errors import DataError
 
 _STATS = ("mean", "std_dev", "min", "max", "median", "mode")
@@ -47,6 +54,30 @@ def _column_stats(block: np.ndarray) -> dict[str, np.ndarray]:
         out["median"][j] = np.median(col)
         out["mode"][j] = values[np.argmax(counts)]  # smallest value among ties
     return out
+
+
+def check_training_values(column: Column, values: Sequence[Any]) -> None:
+    """Refuse infinities in a number column; tell NaN apart from NULL where it cannot be imputed.
+
+    ``values`` are the column's values in every row, train and test.  To the encoders NaN
+    is a missing value, like NULL: an impute rule fills both (as PostgresML does).
+    """
+    if column.kind != "number":
+        return
+    counts = non_finite(column, values)
+    where = without_non_finite(column.name, column.is_array, keep_nulls=True)
+    if counts.infinite:
+        raise DataError(
+            f"column {column.name!r} contains {counts.infinities()} value(s), which no model "
+            f"can use; leave those rows out in a view ({where}) and train on that"
+        )
+    if counts.nans and column.preprocess.impute == "error":
+        raise DataError(
+            f"column {column.name!r} contains {counts.describe()} value(s) (NaN is a number, "
+            "not NULL; both are missing values to pgml-flow); add an impute rule, e.g. "
+            f'preprocess => \'{{"{column.name}": {{"impute": "mean"}}}}\', or leave those '
+            f"rows out in a view ({where})"
+        )
 
 
 class Encoder:

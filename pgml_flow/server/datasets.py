@@ -59,7 +59,17 @@ def _table(source: str) -> tuple[list[tuple[str, str]], list[list[Any]]]:
 def load_dataset(
     plpy: Any, source: str, subset: str | None, limit: int | None, kwargs: Any
 ) -> list[tuple[str, int]]:
-    """(Re)create ``pgml.<source>`` and fill it; returns (table name, rows)."""
+    """(Re)create ``pgml.<source>`` and fill it; returns (table name, rows).
+
+    ``limit`` is PostgresML's: the number of rows to load, a positive number; NULL loads
+    them all.  Anything else is refused before the table is touched.
+    """
+    if limit is not None and int(limit) < 1:
+        raise UserError(
+            f"load_dataset: limit must be a positive number of rows, got {limit}",
+            hint='pass "limit" => N (N >= 1) for the first N rows, or NULL (the default) '
+                 "for all of them",
+        )
     if source not in TOY_SETS:
         raise UserError(
             f"dataset {source!r} is not available offline",

@@ -111,6 +111,60 @@ def test_null_feature_without_impute_names_the_column():
         )
 
 
+def with_values(column: str, values: dict[int, object], n: int = 40) -> list[tuple]:
+    """make_rows with some values of one column replaced (row index -> value)."""
+    index = [name for name, _ in COLUMNS].index(column)
+    return [tuple(values.get(i, v) if j == index else v for j, v in enumerate(row))
+            for i, row in enumerate(make_rows(n))]
+
+
+def test_nan_feature_is_reported_as_nan_not_null():
+    nan_income = with_values("income", {3: Decimal("NaN"), 7: Decimal("NaN")})
+    with pytest.raises(DataError, match=r"column 'income' contains 2 NaN value\(s\) \(NaN is a "
+                       r"number, not NULL.*\{\"income\": \{\"impute\": \"mean\"\}\}.*"
+                       r"WHERE income IS NULL OR income NOT IN \('NaN', 'Infinity', '-Infinity'\)"):
+        prepare_dataset("regression", COLUMNS, nan_income, "y", test_size=0.1,
+                        test_sampling="last", preprocess=PREPROCESS)
+    # NULLs and NaN together are both counted, each by its name
+    nan_age = with_values("age", {1: float("nan")})
+    with pytest.raises(DataError, match=r"column 'age' contains 8 NULL and 1 NaN value\(s\)"):
+        prepare_dataset("regression", COLUMNS, nan_age, "y",
+                        preprocess={"color": {"impute": "mode"}})
+    # an array element too
+    nan_element = with_values("embedding", {2: [float("nan"), 1.0]})
+    with pytest.raises(DataError, match=r"column 'embedding' contains 1 NaN value\(s\).*WHERE "
+                       r"embedding IS NULL OR NOT \(embedding && '\{NaN,Infinity,-Infinity\}'\)"):
+        prepare_dataset("regression", COLUMNS, nan_element, "y", preprocess=PREPROCESS)
+    # with an impute rule, NaN is a missing value like NULL
+    data = prepare_dataset("regression", COLUMNS, nan_income, "y", test_size=10,
+                           test_sampling="last",
+                           preprocess={**PREPROCESS, "income": {"impute": "zero"}})
+    assert data.x_train[3, 3] == 0.0 and data.x_train[7, 3] == 0.0
+    assert np.isfinite(data.x_train).all()
+
+
+def test_infinite_feature_is_refused_even_with_an_impute_rule():
+    rows = with_values("income", {4: Decimal("Infinity"), 9: float("-inf"), 11: float("inf")})
+    with pytest.raises(DataError, match=r"column 'income' contains 2 Infinity and 1 -Infinity "
+                       r"value\(s\), which no model can use"):
+        prepare_dataset("regression", COLUMNS, rows, "y",
+                        preprocess={**PREPROCESS, "income": {"impute": "mean"}})
+
+
+@pytest.mark.parametrize(("value", "found"), [
+    (float("nan"), "1 NaN"), (Decimal("NaN"), "1 NaN"), (float("inf"), "1 Infinity"),
+    (float("-inf"), "1 -Infinity"),
+])
+def test_nan_or_infinite_label_is_named(value, found):
+    rows = with_values("y", {5: value})
+    with pytest.raises(DataError, match=f"label column 'y' has {found} value\\(s\\), which are "
+                       "not NULL.*WHERE y NOT IN"):
+        prepare_dataset("regression", COLUMNS, rows, "y", preprocess=PREPROCESS)
+    with pytest.raises(DataError, match="label column 'y' has 1 NULL value"):
+        prepare_dataset("regression", COLUMNS, with_values("y", {5: None}), "y",
+                        preprocess=PREPROCESS)
+
+
 @pytest.mark.parametrize("impute", ["mean", "median", "mode", "min", "max", "zero"])
 def test_impute(impute):
     rows = make_rows(40)

@@ -1,0 +1,57 @@
+-- Queries of the schema migrations (pgml_flow.migrate), loaded by name.
+-- A downgrade removes pgml-flow's schemas object by object, never with CASCADE: these list
+-- what is in them, so that each kind is dropped in one statement (objects of one statement
+-- may depend on each other) and PostgreSQL refuses when an object outside depends on one.
+
+-- name: product_policies
+-- The RLS policies of sql/idempotent/800_policies.sql (they use pgml_flow.current_client_id).
+SELECT schemaname, tablename, policyname
+  FROM pg_policies
+ WHERE schemaname = 'public' AND policyname = ANY(%(names)s)
+ ORDER BY tablename, policyname;
+
+-- name: schema_relations
+-- Relations of one kind (pg_class.relkind) in the schemas, except members of an extension
+-- (they go with the extension) and relations that go with another one (sequences owned by
+-- a column, listed after their tables are dropped, are gone by then).
+SELECT n.nspname, c.relname
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = ANY(%(kinds)s)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype IN ('e', 'a', 'i'))
+ ORDER BY n.nspname, c.relname;
+
+-- name: schema_extensions
+SELECT e.extname
+  FROM pg_extension e
+  JOIN pg_namespace n ON n.oid = e.extnamespace
+ WHERE n.nspname = ANY(%(schemas)s)
+ ORDER BY e.extname;
+
+-- name: schema_routines
+-- Functions, procedures and aggregates (DROP ROUTINE takes all three), with the argument
+-- types that identify each overload, as PostgreSQL prints them (quoted where needed).
+SELECT n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = ANY(%(schemas)s)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                      AND d.deptype = 'e')
+ ORDER BY n.nspname, p.proname, 3;
+
+-- name: schema_types
+-- Enums, domains, ranges and standalone composite types (a table's row type and array
+-- types go with their table or element type; a multirange with its range).
+SELECT n.nspname, t.typname, t.typtype
+  FROM pg_type t
+  JOIN pg_namespace n ON n.oid = t.typnamespace
+  LEFT JOIN pg_class c ON c.oid = t.typrelid
+ WHERE n.nspname = ANY(%(schemas)s)
+   AND (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND c.relkind = 'c'))
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
+                      AND d.deptype = 'e')
+ ORDER BY n.nspname, t.typname;
