@@ -9,7 +9,8 @@
  *     12 u32 kind (1 trees, 2 linear)   16 u32 task (0 regression, 1 classification)
  *     20 u32 link                       24 u32 num_features F
  *     28 u32 num_outputs K (raw width)  32 u32 num_classes C (0 for regression)
- *     36 u32 flags (bit0 preprocess, bit1 class labels, bit2 read |x| <= 1e-35 as 0)
+ *     36 u32 flags (bit0 preprocess, bit1 class labels, bit2 read |x| <= 1e-35 as 0,
+ *        bit3 row section, bit4 input rules: bit5 refuse NaN, bit6 refuse infinities)
  *     40 f64 link_param                 48 f64 divisor (raw = base + sum / divisor)
  *     56 u64 body_len
  *   body
@@ -49,6 +50,7 @@
  */
 #include "model.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,9 @@
 #define FLAG_LABELS 0x2u
 #define FLAG_SNAP_ZERO 0x4u
 #define FLAG_ROW 0x8u
+#define FLAG_INPUT_RULES 0x10u
+#define FLAG_REFUSE_NAN 0x20u
+#define FLAG_REFUSE_INF 0x40u
 #define COL_FILL 0x1u
 #define COL_ARRAY 0x2u
 #define MAX_ROW_COLUMNS 65536u
@@ -76,6 +81,11 @@
 #define MAX_OUTPUTS 65536u
 #define LOCKSTEP 8
 #define PERFECT_MAX_DEPTH 12
+
+/* how pgmln_predict_checked looks at a float32 row (see struct pgmln_model) */
+#define CHECK_NONE 0			/* every value is scored */
+#define CHECK_SCAN 1			/* scan the row for NaN / infinities first */
+#define CHECK_SCORES 2			/* linear: only when the raw scores are not finite */
 
 /* LightGBM's kZeroThreshold */
 #define ZERO_THRESHOLD 1e-35f
@@ -122,6 +132,9 @@ struct pgmln_model
 	int kind, task, link;
 	uint32_t F, K, C, W;
 	int has_pre, has_labels, snap_zero;
+	/* input rules (pgmln_predict_checked): blob has them, refuses NaN / infinities,
+	 * and how a float32 row is checked (CHECK_*) */
+	int rules, refuse_nan, refuse_inf, check;
 	double link_param, divisor;
 	double *base, *labels, *impute, *shift, *mult;
 	/* trees */
@@ -803,8 +816,11 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		FAIL("bad number of features");
 	if (K < 1 || K > MAX_OUTPUTS)
 		FAIL("bad number of outputs");
-	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO | FLAG_ROW))
+	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO | FLAG_ROW | FLAG_INPUT_RULES |
+				  FLAG_REFUSE_NAN | FLAG_REFUSE_INF))
 		FAIL("unknown header flags");
+	if ((flags & (FLAG_REFUSE_NAN | FLAG_REFUSE_INF)) && !(flags & FLAG_INPUT_RULES))
+		FAIL("input rule flags without the input rules flag");
 	if ((flags & FLAG_ROW) && version < 2)
 		FAIL("row section in a version 1 blob");
 	if (!(divisor > 0) || isinf(divisor))
@@ -1064,6 +1080,18 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	m->has_pre = (flags & FLAG_PREPROCESS) != 0;
 	m->has_labels = (flags & FLAG_LABELS) != 0;
 	m->snap_zero = (flags & FLAG_SNAP_ZERO) != 0;
+	m->rules = (flags & FLAG_INPUT_RULES) != 0;
+	m->refuse_nan = (flags & FLAG_REFUSE_NAN) != 0;
+	m->refuse_inf = (flags & FLAG_REFUSE_INF) != 0;
+	/* a blob from before input rules: only LightGBM's (the one compiler that sets
+	 * snap_zero) is known to score every value; the others' NaN and infinities go
+	 * to the Python path (PGMLN_UNDECIDED) until the model is retrained */
+	if (!m->rules && m->snap_zero)
+		m->rules = 1;
+	if (m->rules && !m->refuse_nan && !m->refuse_inf)
+		m->check = CHECK_NONE;
+	else
+		m->check = kind == PGMLN_KIND_LINEAR ? CHECK_SCORES : CHECK_SCAN;
 	m->link_param = link_param;
 	m->divisor = divisor;
 	for (uint32_t k = 0; k < K; k++)
@@ -1825,6 +1853,152 @@ pgmln_outputs_row_f64(const pgmln_model *m, const double *x, double *out)
 {
 	raw_scores_f64(m, x, m->acc);
 	vector_from_raw(m, m->acc, out);
+}
+
+/* ---------- input rules ---------- */
+
+int
+pgmln_has_input_rules(const pgmln_model *m)
+{
+	return m->rules;
+}
+
+/*
+ * What the input rules say about feature j's value v (a double: float32 rows
+ * are widened exactly): PGMLN_SCORED, or why the C scorer leaves the row to
+ * the Python path.  NaN the preprocessing prefix imputes is a value.  Trees
+ * read float32, where a double beyond its range is an infinity (so do the
+ * scikit-learn trees); linear models read doubles.
+ */
+static int
+judge(const pgmln_model *m, uint32_t j, double v)
+{
+	if (isnan(v))
+	{
+		if (m->has_pre && !isnan(m->impute[j]))
+			return PGMLN_SCORED;
+		return !m->rules ? PGMLN_UNDECIDED : m->refuse_nan ? PGMLN_REFUSED_NAN : PGMLN_SCORED;
+	}
+	if (m->kind == PGMLN_KIND_LINEAR ? !isinf(v) : fabs(v) <= FLT_MAX)
+		return PGMLN_SCORED;
+	return !m->rules ? PGMLN_UNDECIDED : m->refuse_inf ? PGMLN_REFUSED_INF : PGMLN_SCORED;
+}
+
+/* the first feature the rules do not let the C scorer answer (slow path) */
+static int
+judge_row_f32(const pgmln_model *m, const float *x, int *feature)
+{
+	for (uint32_t j = 0; j < m->F; j++)
+	{
+		int st = judge(m, j, x[j]);
+
+		if (st != PGMLN_SCORED)
+		{
+			*feature = (int) j;
+			return st;
+		}
+	}
+	return PGMLN_SCORED;
+}
+
+static int
+judge_row_f64(const pgmln_model *m, const double *x, int *feature)
+{
+	for (uint32_t j = 0; j < m->F; j++)
+	{
+		int st = judge(m, j, x[j]);
+
+		if (st != PGMLN_SCORED)
+		{
+			*feature = (int) j;
+			return st;
+		}
+	}
+	return PGMLN_SCORED;
+}
+
+/* any NaN or infinity in a float32 row: one OR per feature, no branch */
+static inline int
+row_has_special(const pgmln_model *m, const float *x)
+{
+	uint32_t special = 0;
+
+	for (uint32_t j = 0; j < m->F; j++)
+	{
+		uint32_t bits;
+
+		memcpy(&bits, &x[j], sizeof bits);
+		special |= (~bits & 0x7F800000u) == 0; /* exponent all ones */
+	}
+	return special != 0;
+}
+
+static inline int
+scores_finite(const pgmln_model *m)
+{
+	int finite = 1;
+
+	for (uint32_t k = 0; k < m->K; k++)
+		finite &= isfinite(m->acc[k]) != 0;
+	return finite;
+}
+
+/* raw scores of a float32 row into m->acc, or the reason not to score it */
+static inline int
+checked_scores(const pgmln_model *m, const float *x, int *feature)
+{
+	int st;
+
+	if (m->check == CHECK_SCAN && row_has_special(m, x) &&
+		(st = judge_row_f32(m, x, feature)) != PGMLN_SCORED)
+		return st;
+	raw_scores(m, x, m->acc);
+	/* linear: a NaN or infinity makes the scores NaN or infinite (finite coefficients) */
+	if (m->check == CHECK_SCORES && !scores_finite(m) &&
+		(st = judge_row_f32(m, x, feature)) != PGMLN_SCORED)
+		return st;
+	return PGMLN_SCORED;
+}
+
+int
+pgmln_predict_checked(const pgmln_model *m, const float *x, double *out, int *feature)
+{
+	int st = checked_scores(m, x, feature);
+
+	if (st == PGMLN_SCORED)
+		*out = scalar_from_raw(m, m->acc);
+	return st;
+}
+
+int
+pgmln_outputs_checked(const pgmln_model *m, const float *x, double *out, int *feature)
+{
+	int st = checked_scores(m, x, feature);
+
+	if (st == PGMLN_SCORED)
+		vector_from_raw(m, m->acc, out);
+	return st;
+}
+
+int
+pgmln_predict_checked_f64(const pgmln_model *m, const double *x, double *out, int *feature)
+{
+	if (m->check != CHECK_NONE)
+	{
+		int special = 0;
+
+		for (uint32_t j = 0; j < m->F; j++)
+			special |= !(fabs(x[j]) <= FLT_MAX);
+		if (special)
+		{
+			int st = judge_row_f64(m, x, feature);
+
+			if (st != PGMLN_SCORED)
+				return st;
+		}
+	}
+	*out = pgmln_predict_row_f64(m, x);
+	return PGMLN_SCORED;
 }
 
 int

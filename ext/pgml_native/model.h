@@ -110,6 +110,30 @@ double pgmln_predict_row_f64(const pgmln_model *m, const double *x);
 void pgmln_outputs_row_f64(const pgmln_model *m, const double *x, double *out);
 
 /*
+ * Input rules (blob flags bits 4-6, pgml_flow/engine/inputs.py): which NaN and
+ * infinite feature values the model's library scores.  The *_checked
+ * functions score a row like the functions above and return PGMLN_SCORED, or
+ * leave `out` alone and say why the C scorer does not answer it; the caller
+ * then lets the Python path answer, which raises the error the user sees.
+ * *feature gets the (0-based) feature at fault.  The cost is nothing for
+ * models that score every value (XGBoost, LightGBM, HistGradientBoosting),
+ * one isfinite test of the raw scores for linear models, and one scan of the
+ * row for the other trees.  For trees a double feature beyond float32's
+ * range (the row form) counts as an infinity: they read float32, as the
+ * scikit-learn trees do.
+ */
+#define PGMLN_SCORED 0
+#define PGMLN_REFUSED_NAN 1		/* a NaN (a NULL element) the model refuses */
+#define PGMLN_REFUSED_INF 2		/* an infinity the model refuses */
+#define PGMLN_UNDECIDED 3		/* a NaN or infinity, and a blob without input rules */
+
+int pgmln_has_input_rules(const pgmln_model *m);
+int pgmln_predict_checked(const pgmln_model *m, const float *x, double *out, int *feature);
+int pgmln_outputs_checked(const pgmln_model *m, const float *x, double *out, int *feature);
+int pgmln_predict_checked_f64(const pgmln_model *m, const double *x, double *out,
+							  int *feature);
+
+/*
  * Row form (blob version 2 with a row section): the input columns the model
  * was trained on, in order, and the snapshot's fitted preprocessing of each.
  * The caller reads column `col` of a record (by name) and passes its value;

@@ -4,7 +4,11 @@
  * Serving functions look the deployed model up in pgml-flow's tables and
  * evaluate its compiled blob (path 'native' in pgml.files) with model.c.  A
  * model without a blob is passed to the plpython implementation
- * (pgml._py_predict and friends) through fmgr, so callers need not care.
+ * (pgml._py_predict and friends) through fmgr, so callers need not care.  So
+ * is every call the C scorer does not answer (serve_scalar): a wrong feature
+ * count, a NaN or infinity the model's library refuses (its input rules),
+ * predict_proba of a regression model: the Python path raises the error, so
+ * both paths give the same result or the same error for every input.
  *
  * Caching, per backend:
  *   - project name -> deployed model id.  Deployments change, so the mapping is
@@ -568,12 +572,36 @@ check_features(const pgmln_model *m, int64 model_id, int nitems)
 	}
 }
 
+/*
+ * pgml.native_eval's answer to a value the blob's input rules refuse (the
+ * serving functions hand such rows to the Python path instead, whose error
+ * names the algorithm).  Blobs without input rules are scored as before.
+ */
+static void
+refuse_input(int status, int feature)
+{
+	if (status == PGMLN_REFUSED_NAN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("feature %d is NaN or NULL, a missing value the model cannot score",
+						feature + 1),
+				 errhint("Impute it in the query or in the model's preprocess.")));
+	if (status == PGMLN_REFUSED_INF)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("feature %d is an infinity, which the model cannot score", feature + 1),
+				 errhint("Replace or clip it in the query, or leave the row out.")));
+}
+
 static double
 eval_scalar(const pgmln_model *m, int64 model_id, Datum features)
 {
 	float		stackbuf[STACK_FEATURES];
 	float	   *x;
-	int			n;
+	int			n,
+				feature,
+				status;
+	double		v;
 
 	if (!pgmln_has_scalar(m))
 	{
@@ -587,7 +615,12 @@ eval_scalar(const pgmln_model *m, int64 model_id, Datum features)
 	}
 	n = read_features(features, stackbuf, STACK_FEATURES, &x);
 	check_features(m, model_id, n);
-	return pgmln_predict_row(m, x);
+	status = pgmln_predict_checked(m, x, &v, &feature);
+	if (status == PGMLN_UNDECIDED)
+		v = pgmln_predict_row(m, x);
+	else
+		refuse_input(status, feature);
+	return v;
 }
 
 static ArrayType *
@@ -598,8 +631,15 @@ eval_vector(const pgmln_model *m, int64 model_id, Datum features)
 	double	   *out;
 	float	   *x;
 	int			n,
+				feature,
+				status,
 				w = pgmln_vector_width(m);
 
+	if (pgmln_task(m) != PGMLN_TASK_CLASSIFICATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("predict_proba needs a classification model; this one is regression "
+						"(use pgml.predict)")));
 	if (w == 0)
 	{
 		char		what[64];
@@ -614,7 +654,52 @@ eval_vector(const pgmln_model *m, int64 model_id, Datum features)
 	n = read_features(features, stackbuf, STACK_FEATURES, &x);
 	check_features(m, model_id, n);
 	out = w <= 64 ? outbuf : (double *) palloc(sizeof(double) * w);
-	pgmln_outputs_row(m, x, out);
+	status = pgmln_outputs_checked(m, x, out, &feature);
+	if (status == PGMLN_UNDECIDED)
+		pgmln_outputs_row(m, x, out);
+	else
+		refuse_input(status, feature);
+	return float4_array(out, w);
+}
+
+/*
+ * The serving functions' scoring: false when the C scorer does not answer and
+ * the Python path must (which then raises the error the user sees, or
+ * answers): a feature count that does not match, a NaN or infinity the
+ * model's input rules refuse (or any, for blobs without rules), a model with
+ * no scalar output; for predict_proba also a regression model, and a
+ * classifier without probabilities (Python normalises its decision scores).
+ * Identical errors on both paths, at no cost on the hot path.
+ */
+static bool
+serve_scalar(const pgmln_model *m, Datum features, double *out)
+{
+	float		stackbuf[STACK_FEATURES];
+	float	   *x;
+	int			feature;
+
+	if (!pgmln_has_scalar(m) ||
+		read_features(features, stackbuf, STACK_FEATURES, &x) != pgmln_num_features(m))
+		return false;
+	return pgmln_predict_checked(m, x, out, &feature) == PGMLN_SCORED;
+}
+
+static ArrayType *
+serve_vector(const pgmln_model *m, Datum features)
+{
+	float		stackbuf[STACK_FEATURES];
+	double		outbuf[64];
+	double	   *out;
+	float	   *x;
+	int			feature,
+				w = pgmln_vector_width(m);
+
+	if (pgmln_task(m) != PGMLN_TASK_CLASSIFICATION || w == 0 ||
+		read_features(features, stackbuf, STACK_FEATURES, &x) != pgmln_num_features(m))
+		return NULL;
+	out = w <= 64 ? outbuf : (double *) palloc(sizeof(double) * w);
+	if (pgmln_outputs_checked(m, x, out, &feature) != PGMLN_SCORED)
+		return NULL;
 	return float4_array(out, w);
 }
 
@@ -763,10 +848,11 @@ pgml_native_predict_project(PG_FUNCTION_ARGS)
 {
 	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
 	pgmln_model *m = id ? get_model(id) : NULL;
+	double		v;
 
-	if (m == NULL)
+	if (m == NULL || !serve_scalar(m, PG_GETARG_DATUM(1), &v))
 		return call_fallback(&fb_predict_text, fcinfo, id);
-	PG_RETURN_FLOAT4((float4) eval_scalar(m, id, PG_GETARG_DATUM(1)));
+	PG_RETURN_FLOAT4((float4) v);
 }
 
 Datum
@@ -774,10 +860,11 @@ pgml_native_predict_model(PG_FUNCTION_ARGS)
 {
 	int64		id = PG_GETARG_INT64(0);
 	pgmln_model *m = get_model(id);
+	double		v;
 
-	if (m == NULL)
+	if (m == NULL || !serve_scalar(m, PG_GETARG_DATUM(1), &v))
 		return call_fallback(&fb_predict_id, fcinfo, id);
-	PG_RETURN_FLOAT4((float4) eval_scalar(m, id, PG_GETARG_DATUM(1)));
+	PG_RETURN_FLOAT4((float4) v);
 }
 
 Datum
@@ -785,10 +872,11 @@ pgml_native_predict_proba_project(PG_FUNCTION_ARGS)
 {
 	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
 	pgmln_model *m = id ? get_model(id) : NULL;
+	ArrayType  *p = m ? serve_vector(m, PG_GETARG_DATUM(1)) : NULL;
 
-	if (m == NULL)
+	if (p == NULL)
 		return call_fallback(&fb_proba_text, fcinfo, id);
-	PG_RETURN_ARRAYTYPE_P(eval_vector(m, id, PG_GETARG_DATUM(1)));
+	PG_RETURN_ARRAYTYPE_P(p);
 }
 
 Datum
@@ -796,10 +884,11 @@ pgml_native_predict_proba_model(PG_FUNCTION_ARGS)
 {
 	int64		id = PG_GETARG_INT64(0);
 	pgmln_model *m = get_model(id);
+	ArrayType  *p = m ? serve_vector(m, PG_GETARG_DATUM(1)) : NULL;
 
-	if (m == NULL)
+	if (p == NULL)
 		return call_fallback(&fb_proba_id, fcinfo, id);
-	PG_RETURN_ARRAYTYPE_P(eval_vector(m, id, PG_GETARG_DATUM(1)));
+	PG_RETURN_ARRAYTYPE_P(p);
 }
 
 Datum
@@ -810,33 +899,25 @@ pgml_native_predict_batch_model(PG_FUNCTION_ARGS)
 	float	   *x;
 	int			n,
 				nf,
-				rows;
+				rows,
+				feature;
 	double	   *out;
 
-	if (m == NULL)
+	/* as serve_scalar: what the C scorer does not answer, the Python path does */
+	if (m == NULL || !pgmln_has_scalar(m))
 		return call_fallback(&fb_batch_id, fcinfo, id);
-	if (!pgmln_has_scalar(m))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("model " INT64_FORMAT " predicts %d outputs, not one value per row", id,
-						pgmln_vector_width(m)),
-				 errhint("Use pgml.predict_joint row by row for multi-output models.")));
 	n = read_features(PG_GETARG_DATUM(1), NULL, 0, &x);
 	nf = pgmln_num_features(m);
 	if (n % nf != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("model " INT64_FORMAT " expects %d features per row, got %d values "
-						"(not a multiple of %d)", id, nf, n, nf),
-				 errhint("Pass the rows flattened, e.g. array_agg of the feature arrays in one "
-						 "array.")));
+		return call_fallback(&fb_batch_id, fcinfo, id);
 	rows = n / nf;
 	out = (double *) palloc(sizeof(double) * (rows > 0 ? rows : 1));
 	for (int i = 0; i < rows; i++)
 	{
 		if ((i & 0xFFFF) == 0)
 			CHECK_FOR_INTERRUPTS();
-		out[i] = pgmln_predict_row(m, x + (Size) i * nf);
+		if (pgmln_predict_checked(m, x + (Size) i * nf, &out[i], &feature) != PGMLN_SCORED)
+			return call_fallback(&fb_batch_id, fcinfo, id);
 	}
 	PG_RETURN_ARRAYTYPE_P(float4_array(out, rows));
 }
@@ -1295,6 +1376,8 @@ predict_row(FunctionCallInfo fcinfo, int64 id, Fallback *fb)
 	RowMapCache *cache = row_cache(fcinfo);
 	HeapTupleHeader rec;
 	RowMap	   *map;
+	double		v;
+	int			feature;
 
 	if (!cache->arg_checked)
 	{
@@ -1315,10 +1398,11 @@ predict_row(FunctionCallInfo fcinfo, int64 id, Fallback *fb)
 								  DirectFunctionCall1(row_to_json, PointerGetDatum(rec)));
 	map = row_map(fcinfo, m, id, HeapTupleHeaderGetTypeId(rec), HeapTupleHeaderGetTypMod(rec));
 	if (map->python || (map->has_float && extra_float_digits <= 0) ||
-		!encode_record(m, map, rec))
+		!encode_record(m, map, rec) ||
+		pgmln_predict_checked_f64(m, map->x, &v, &feature) != PGMLN_SCORED)
 		return call_fallback_with(fb, fcinfo, id,
 								  DirectFunctionCall1(row_to_json, PointerGetDatum(rec)));
-	PG_RETURN_FLOAT4((float4) pgmln_predict_row_f64(m, map->x));
+	PG_RETURN_FLOAT4((float4) v);
 }
 
 Datum

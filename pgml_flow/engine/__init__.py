@@ -8,8 +8,8 @@ loaded.  Import it before anything imports those libraries: it sets
 
 Every error is a :class:`pgml_flow.errors.ModelError` subclass (finer classes in
 ``pgml_flow.engine.errors``: InvalidArgument, UnsupportedAlgorithm, InvalidHyperparams,
-InvalidPreprocess, DataError, SplitError, FeatureCountMismatch, TrainingFailed,
-IncompatibleModel) whose message is fit for the user: ``plpy.error(str(e))``.
+InvalidPreprocess, DataError, SplitError, FeatureCountMismatch, NonFiniteFeature,
+TrainingFailed, IncompatibleModel) whose message is fit for the user: ``plpy.error(str(e))``.
 
 Training (``pgml.train`` / ``train_joint`` / ``snapshot``)
 ---------------------------------------------------------
@@ -52,7 +52,9 @@ Prediction (``pgml.predict*``)
 ``Model.predict_proba(x) -> ndarray (n, n_classes)``  columns in sorted class order.
 ``Model.predict_joint(x) -> ndarray (n, outputs)``  joint regression / all components.
     ``x``: float array ``(n, num_features)`` or one row ``(num_features,)``; a wrong
-    width raises ``FeatureCountMismatch("expected N features, got M")``.
+    width raises ``FeatureCountMismatch("expected N features, got M")``, a NaN / NULL or
+    infinity the model's library refuses ``NonFiniteFeature`` naming the feature
+    (:mod:`pgml_flow.engine.inputs`: which families score which values).
     ``Model.task``, ``.algorithm``, ``.num_features``, ``.classes`` come from meta.json.
 ``features_from_array(values, num_features, batch=False) -> ndarray (n, num_features)``
     The ``real[]``/``int[]``/``numeric[]``... forms: values used as is, NO snapshot

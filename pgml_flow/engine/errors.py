@@ -39,6 +39,10 @@ class SplitError(DataError):
 class FeatureCountMismatch(DataError):
     """The number of features does not match the model."""
 
+    #: SQLSTATE of the SQL error: invalid_parameter_value (the features argument)
+    sqlstate = "22023"
+    hint = "Pass one value per feature, in the column order the model was trained on."
+
 
 class TrainingFailed(ModelError):
     """The estimator failed to train."""
@@ -46,3 +50,14 @@ class TrainingFailed(ModelError):
 
 class IncompatibleModel(ModelError):
     """The stored model cannot be loaded by this installation; retrain it."""
+
+
+class NonFiniteFeature(DataError):
+    """A feature is NaN, NULL or an infinity that this model cannot score."""
+
+    #: SQLSTATE of the SQL error: invalid_parameter_value (the features argument)
+    sqlstate = "22023"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint

@@ -49,7 +49,11 @@ Header, 64 bytes::
                   or K == 1 and C == 2 (one margin, class 1 when raw > 0)
     36   u32      flags: bit0 preprocessing present, bit1 class labels present,
                   bit2 read |x| <= 1e-35 as 0.0 (LightGBM's predictor does),
-                  bit3 row section present (version 2)
+                  bit3 row section present (version 2),
+                  bit4 input rules present: bit5 refuses NaN, bit6 refuses infinities
+                  (pgml_flow.engine.inputs; a refused value is scored by the Python
+                  path, which raises the error; without bit4, a blob written before
+                  input rules, every row with a NaN or an infinity goes there)
     40   f64      link_param (sigmoid slope; 1.0 otherwise)
     48   f64      divisor: raw = base + (sum of tree leaves) / divisor
                   (number of trees for averaging forests, else 1)
@@ -109,6 +113,7 @@ from typing import Any
 
 import numpy as np
 
+from pgml_flow.engine.inputs import InputPolicy, input_policy
 from pgml_flow.errors import ModelError
 
 __all__ = [
@@ -119,6 +124,7 @@ __all__ = [
     "add_row_section",
     "compile_model",
     "row_section",
+    "without_input_rules",
 ]
 
 MAGIC = b"PGMLNATV"
@@ -126,6 +132,11 @@ FORMAT_VERSION = 1
 #: the version of blobs that carry a row section
 ROW_FORMAT_VERSION = 2
 FLAG_ROW = 8
+#: input rules (see :mod:`pgml_flow.engine.inputs`): present, refuse NaN, refuse infinities
+FLAG_INPUT_RULES = 16
+FLAG_REFUSE_NAN = 32
+FLAG_REFUSE_INF = 64
+_INPUT_FLAGS = FLAG_INPUT_RULES | FLAG_REFUSE_NAN | FLAG_REFUSE_INF
 
 KIND_TREES = 1
 KIND_LINEAR = 2
@@ -408,7 +419,10 @@ def row_section(columns: dict[str, Any], num_features: int) -> bytes:
 
 
 def _write(
-    spec: _Spec, preprocess: dict[str, Any] | None, row: bytes | None = None
+    spec: _Spec,
+    preprocess: dict[str, Any] | None,
+    row: bytes | None = None,
+    policy: InputPolicy | None = None,
 ) -> bytes:
     nf, k, c = spec.num_features, spec.num_outputs, spec.num_classes
     base = np.zeros(k) if spec.base is None else np.asarray(spec.base, dtype=np.float64)
@@ -421,6 +435,10 @@ def _write(
         parts.append(np.asarray(spec.labels, dtype="<f8").tobytes())
     if spec.snap_zero:
         flags |= 4
+    if policy is not None:
+        flags |= FLAG_INPUT_RULES
+        flags |= 0 if policy.nan else FLAG_REFUSE_NAN
+        flags |= 0 if policy.inf else FLAG_REFUSE_INF
     if preprocess:
         flags |= 1
         parts.append(_preprocess_arrays(preprocess, nf).astype("<f8").tobytes())
@@ -1093,6 +1111,10 @@ def compile_model(
     (:func:`row_section`).  It raises :class:`NotCompilable` like the model itself:
     callers that want the array form anyway compile again without ``columns``.
 
+    The blob carries the estimator's input rules (:func:`pgml_flow.engine.inputs.input_policy`):
+    the scorer hands the rows with a NaN or an infinity the library refuses to the
+    Python path, which raises the error (:func:`without_input_rules` for older scorers).
+
     Raises :class:`NotCompilable` for anything the evaluator cannot reproduce.
     """
     try:
@@ -1104,7 +1126,7 @@ def compile_model(
             f"cannot compile {type(estimator).__name__}: {type(exc).__name__}: {exc}"
         ) from exc
     row = None if columns is None else row_section(columns, spec.num_features)
-    return _write(spec, preprocess, row)
+    return _write(spec, preprocess, row, input_policy(estimator))
 
 
 def add_row_section(blob: bytes, columns: dict[str, Any]) -> bytes:
@@ -1124,4 +1146,18 @@ def add_row_section(blob: bytes, columns: dict[str, Any]) -> bytes:
     body = blob[_HEADER.size : -4] + row
     fields[1], fields[8], fields[11] = ROW_FORMAT_VERSION, flags | FLAG_ROW, len(body)
     out = _HEADER.pack(*fields) + body
+    return out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)
+
+
+def without_input_rules(blob: bytes) -> bytes:
+    """The blob without its input rules (flags bits 4-6), for a scorer built before them.
+
+    Such a scorer refuses unknown flags; the new one reads a blob without input rules as
+    one compiled before them (rows with a NaN or an infinity are scored by Python).
+    """
+    if len(blob) < _HEADER.size + 4 or blob[:8] != MAGIC:
+        raise NotCompilable("not a pgml_native blob")
+    fields = list(_HEADER.unpack_from(blob))
+    fields[8] &= ~_INPUT_FLAGS
+    out = _HEADER.pack(*fields) + blob[_HEADER.size : -4]
     return out + struct.pack("<I", zlib.crc32(out) & 0xFFFFFFFF)

@@ -18,6 +18,10 @@ the raw Booster, LightGBM ``Booster.predict(num_threads=1)`` for small batches,
 scikit-learn the estimator's own ``predict``.  Classifiers without ``predict_proba``
 (linear_svm, ridge, perceptron, passive_aggressive, hinge-loss SGD) report normalized
 decision scores (sigmoid / softmax) as probabilities.
+
+Each backend carries the :class:`~pgml_flow.engine.inputs.InputPolicy` of its library
+(NaN / NULL and infinities scored or refused); :meth:`Model.check` applies it, so a
+value the library would refuse is a :class:`NonFiniteFeature` error naming the feature.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pgml_flow.engine.errors import FeatureCountMismatch, InvalidArgument
+from pgml_flow.engine.inputs import ANY_VALUE, InputPolicy, check_features, input_policy
 
 _SMALL_BATCH = 512
 
@@ -57,6 +62,7 @@ class SklearnBackend:
     def __init__(self, estimator: Any, task: str) -> None:
         self.estimator = estimator
         self.task = task
+        self.policy: InputPolicy = input_policy(estimator)
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         if self.task == "decomposition":
@@ -71,6 +77,8 @@ class SklearnBackend:
 
 class XGBoostBackend:
     """A raw ``xgboost.Booster`` predicted with ``inplace_predict`` (no DMatrix)."""
+
+    policy = ANY_VALUE
 
     def __init__(self, booster: Any, task: str, n_classes: int) -> None:
         self.booster = booster
@@ -97,6 +105,8 @@ class XGBoostBackend:
 class LightGBMBackend:
     """One ``lightgbm.Booster`` per output (joint regression has several)."""
 
+    policy = ANY_VALUE
+
     def __init__(self, boosters: Sequence[Any], task: str) -> None:
         self.boosters = list(boosters)
         self.task = task
@@ -119,6 +129,8 @@ class LightGBMBackend:
 
 class CatBoostBackend:
     """CatBoost models (one per output for joint regression)."""
+
+    policy = ANY_VALUE
 
     def __init__(self, models: Sequence[Any], task: str) -> None:
         self.models = list(models)
@@ -146,19 +158,26 @@ class Model:
         self.num_features: int = meta["num_features"]
         self.num_outputs: int = meta.get("num_outputs", 1)
         self.classes: list[Any] | None = meta.get("classes")
+        self.policy: InputPolicy = backend.policy
         text = self.classes is not None and any(isinstance(c, str) for c in self.classes)
         self._class_values = (
             None if self.classes is None or text else np.asarray(self.classes, dtype=np.float64)
         )
 
-    def check(self, x: Any) -> np.ndarray:
-        """A 2-D float64 array with ``num_features`` columns, or a clear error."""
+    def check(self, x: Any, labels: Sequence[str] | None = None) -> np.ndarray:
+        """A 2-D float64 array with ``num_features`` columns, or a clear error.
+
+        The error is :class:`FeatureCountMismatch` for a wrong width, and
+        :class:`NonFiniteFeature` for a NaN / NULL or infinity the model's library refuses
+        (``labels`` name the features in that message; default ``feature 1``, ...).
+        """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1:
             x = x.reshape(1, -1)
         if x.ndim != 2 or x.shape[1] != self.num_features:
             got = x.shape[-1] if x.ndim else 0
             raise FeatureCountMismatch(f"expected {self.num_features} features, got {got}")
+        check_features(x, self.policy, self.algorithm, labels)
         return x
 
     def predict_codes(self, x: Any) -> np.ndarray:
@@ -184,7 +203,8 @@ class Model:
         """(n, classes) probabilities, columns in sorted class order."""
         if self.task != "classification":
             raise InvalidArgument(
-                f"predict_proba needs a classification model; this one is {self.task}"
+                f"predict_proba needs a classification model; this one is {self.task} "
+                "(use pgml.predict)"
             )
         return self.backend.proba(self.check(x))
 
@@ -204,8 +224,9 @@ def features_from_array(
     """The ``real[]`` form of predict: numbers used as is (no snapshot preprocessing).
 
     ``batch`` accepts several rows flattened into one array (``predict_batch``), whose
-    length must be a multiple of ``num_features``.  NULL elements become NaN (XGBoost
-    and LightGBM treat them as missing; other estimators reject them).
+    length must be a multiple of ``num_features`` (an empty array is zero rows).  NULL
+    elements become NaN, a missing value: :meth:`Model.check` then refuses it unless
+    the model scores missing values (:mod:`pgml_flow.engine.inputs`).
     """
     try:
         x = np.asarray(values, dtype=np.float64)
@@ -213,7 +234,7 @@ def features_from_array(
         x = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     x = x.reshape(-1)
     n = x.shape[0]
-    if batch and n and num_features and n % num_features == 0:
+    if batch and num_features and n % num_features == 0:
         return x.reshape(-1, num_features)
     if n != num_features:
         raise FeatureCountMismatch(

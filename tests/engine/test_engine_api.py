@@ -18,9 +18,11 @@ from pgml_flow.engine import (
 from pgml_flow.engine.errors import (
     FeatureCountMismatch,
     InvalidHyperparams,
+    NonFiniteFeature,
     TrainingFailed,
     UnsupportedAlgorithm,
 )
+from pgml_flow.engine.inputs import InputPolicy, check_features
 from pgml_flow.errors import ModelError
 
 from . import toy
@@ -124,3 +126,25 @@ def test_features_from_array(iris):
         features_from_array([1.0] * 6, 4, batch=True)
     with pytest.raises(FeatureCountMismatch, match="expected 4 features, got 5"):
         model.predict(np.ones((2, 5)))
+    assert features_from_array([], 4, batch=True).shape == (0, 4)  # zero rows
+
+
+def test_non_finite_features_are_named(iris):
+    """A value the library refuses is an error naming the feature, as the library decides."""
+    model = train("classification", "linear", iris).model
+    assert (model.policy.nan, model.policy.inf) == (False, False)
+    with pytest.raises(NonFiniteFeature, match=r"^feature 2 is NaN or NULL, a missing value "
+                       r"linear models cannot score; impute it") as info:
+        model.predict(features_from_array([5.1, None, 1.4, 0.2], 4))
+    assert info.value.sqlstate == "22023" and "coalesce" in (info.value.hint or "")
+    with pytest.raises(NonFiniteFeature, match=r"^row 2, feature 4 is -Infinity, which linear"):
+        model.predict_proba(np.array([[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 1.4, -np.inf]]))
+    forest = InputPolicy(nan=True, inf=False, float32=True)
+    check_features(np.array([[np.nan, 1.0]]), forest, "random_forest")  # scored
+    with pytest.raises(NonFiniteFeature, match=r"^column 'b' is 1e\+300 \(beyond the range of "
+                       r"real\), which random_forest models"):
+        check_features(np.array([[np.nan, 1e300]]), forest, "random_forest",
+                       ["column 'a'", "column 'b'"])
+    check_features(np.array([[1e300, 1.0]]), InputPolicy(nan=False, inf=False), "linear")
+    assert train("classification", "xgboost", iris, {"n_estimators": 3}).model.predict(
+        np.array([[np.nan, np.inf, -np.inf, 0.2]])).shape == (1,)

@@ -54,6 +54,16 @@ class NativeModel:
         self._lib.pgmln_predict_rows(self._ptr, x.ctypes.data, len(x), out.ctypes.data)
         return out
 
+    def predict_checked(self, row: Any) -> tuple[int, float, int]:
+        """(status, prediction, feature) of ``pgmln_predict_checked`` for one row."""
+        x = np.ascontiguousarray(row, dtype=np.float32).reshape(-1)
+        assert x.shape == (self.num_features,)
+        out, feature = ctypes.c_double(np.nan), ctypes.c_int(-1)
+        status = self._lib.pgmln_predict_checked(
+            self._ptr, x.ctypes.data, ctypes.byref(out), ctypes.byref(feature)
+        )
+        return int(status), out.value, feature.value
+
     def outputs(self, x: np.ndarray) -> np.ndarray:
         x = self._rows(x)
         out = np.empty((len(x), self.width), dtype=np.float64)
@@ -85,6 +95,8 @@ class NativeLib:
             getattr(lib, fn).argtypes = [vp]
             getattr(lib, fn).restype = ctypes.c_int
         lib.pgmln_predict_rows.argtypes = [vp, vp, sz, vp]
+        lib.pgmln_predict_checked.argtypes = [vp, vp, vp, vp]
+        lib.pgmln_predict_checked.restype = ctypes.c_int
         lib.pgmln_outputs_rows.argtypes = [vp, vp, sz, vp]
         self.lib = lib
 
@@ -172,6 +184,26 @@ class NativeDB:
         )
 
 
+def skip_unless_scorer_reads_input_rules(conn: Any) -> None:
+    """Skip on a server still running a pgml_native older than this compiler's blobs.
+
+    The extension is preloaded: a build installed since the server started is not used
+    until it restarts, and it refuses the input rules (header flags) of new blobs.
+    """
+    import psycopg
+    from sklearn.linear_model import LinearRegression
+
+    from pgml_flow.engine.native import compile_model
+
+    blob = compile_model(LinearRegression().fit(np.eye(2), [0.0, 1.0]))
+    try:
+        conn.execute("SELECT pgml.native_eval(%s, ARRAY[1, 2]::real[])", (blob,))
+    except psycopg.errors.DataCorrupted as exc:
+        pytest.skip(f"the server runs a pgml_native older than input rules "
+                    f"({exc.diag.message_primary}); restart PostgreSQL to load the installed "
+                    "build")
+
+
 @pytest.fixture
 def native_db(db_url: str) -> NativeDB:
     """A fresh database at the head schema (the project's fixture), with pgml_native."""
@@ -181,4 +213,5 @@ def native_db(db_url: str) -> NativeDB:
         row = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'pgml_native'")
         if not row.fetchone()[0]:
             pytest.skip("pgml_native is not installed: ./dev setup builds and installs it")
+        skip_unless_scorer_reads_input_rules(conn)
     return NativeDB(db_url)

@@ -566,3 +566,76 @@ def test_xgboost_gblinear_refused():
     x, y = _data("regression", nan=False, n=100)
     with pytest.raises(NotCompilable, match="gblinear"):
         compile_model(xgb.XGBRegressor(booster="gblinear", n_estimators=3, n_jobs=1).fit(x, y))
+
+
+# --------------------------------------------------------------------------- input rules
+
+#: pgmln_predict_checked results (model.h)
+SCORED, REFUSED_NAN, REFUSED_INF = 0, 1, 2
+
+
+def _rule_estimators() -> dict[str, Callable[[], Any]]:
+    import lightgbm as lgb
+    import sklearn.ensemble as ens
+    import sklearn.linear_model as lm
+    import sklearn.svm as svm
+    import sklearn.tree as tree
+    import xgboost as xgb
+
+    return {
+        "xgboost": lambda: xgb.XGBRegressor(n_estimators=5, max_depth=3, n_jobs=1),
+        "xgboost_classifier": lambda: xgb.XGBClassifier(n_estimators=5, n_jobs=1),
+        "lightgbm": lambda: lgb.LGBMRegressor(n_estimators=5, verbose=-1, n_jobs=1),
+        "hist_gradient_boosting": lambda: ens.HistGradientBoostingRegressor(max_iter=5),
+        "hist_gradient_boosting_classifier": lambda: ens.HistGradientBoostingClassifier(
+            max_iter=5),
+        "decision_tree": lambda: tree.DecisionTreeRegressor(max_depth=4),
+        "random_forest": lambda: ens.RandomForestRegressor(n_estimators=4, random_state=0),
+        "random_forest_classifier": lambda: ens.RandomForestClassifier(
+            n_estimators=4, random_state=0),
+        "extra_trees": lambda: ens.ExtraTreesRegressor(n_estimators=4, random_state=0),
+        "gradient_boosting": lambda: ens.GradientBoostingRegressor(n_estimators=5),
+        "gradient_boosting_classifier": lambda: ens.GradientBoostingClassifier(n_estimators=5),
+        "linear": lambda: lm.LinearRegression(),
+        "logistic": lambda: lm.LogisticRegression(),
+        "ridge_classifier": lambda: lm.RidgeClassifier(),
+        "linear_svc": lambda: svm.LinearSVC(),
+        "sgd": lambda: lm.SGDRegressor(random_state=0),
+    }
+
+
+@pytest.mark.parametrize("name", list(_rule_estimators()))
+def test_input_rules_follow_the_library(native_lib, name):
+    """NaN and ±Infinity: the C scorer answers exactly where the library answers.
+
+    Where the library's predict gives a value, the compiled blob's input rules let the C
+    scorer give the same one; where it raises, the C scorer refuses the row (the serving
+    functions then let the Python path raise its error), and the Python path's policy
+    (``pgml_flow.engine.inputs``) agrees.
+    """
+    from pgml_flow.engine.inputs import input_policy
+
+    classifier = "classif" in name or name in ("logistic", "ridge_classifier", "linear_svc")
+    x, y = _data("binary" if classifier else "regression", nan=False, n=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = _rule_estimators()[name]().fit(x, y)
+    model = native_lib.load(compile_model(est))
+    policy = input_policy(est)
+    for value, refused in ((np.nan, REFUSED_NAN), (np.inf, REFUSED_INF),
+                           (-np.inf, REFUSED_INF), (1.5, None)):
+        row = np.array([[0.3, -0.7, 1.0, value, 0.2, -1.1]])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected: float | None = float(np.asarray(est.predict(row)).reshape(-1)[0])
+        except ValueError:
+            expected = None  # the library refuses the value
+        status, got, feature = model.predict_checked(row)
+        accepted = policy.nan if refused == REFUSED_NAN else policy.inf if refused else True
+        assert accepted == (expected is not None), (name, value, policy)
+        if expected is None:
+            assert (status, feature) == (refused, 3), (name, value)
+        else:
+            assert status == SCORED, (name, value, status)
+            assert got == pytest.approx(expected, rel=1e-5, abs=1e-5), (name, value)

@@ -226,14 +226,20 @@ def test_errors_are_clear(native_db):
     from sklearn.linear_model import Perceptron, Ridge
 
     x = _rows(100)
+    blob = compile_model(_xgb_regressor())
     with native_db.connect() as conn:
-        mid = native_db.add_model(conn, "err", compile_model(_xgb_regressor()))
+        mid = native_db.add_model(conn, "err", blob)
+        # pgml.native_eval (a blob argument, no Python path) answers bad input itself...
         with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
-            conn.execute("SELECT pgml._native_predict('err', ARRAY[1,2,3]::real[])")
-        assert f"model {mid} expects {NF} features, got 3" in str(info.value)
+            conn.execute("SELECT pgml.native_eval(%s, ARRAY[1,2,3]::real[])", (blob,))
+        assert f"the model expects {NF} features, got 3" in str(info.value)
         assert info.value.diag.message_hint
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="multiple"):
-            conn.execute("SELECT pgml._native_predict_batch(%s, ARRAY[1,2,3]::real[])", (mid,))
+        # ...the serving functions hand what the C scorer does not answer to the Python
+        # path, whose error the user sees: here, that these hand-made models have no files
+        for call in ("pgml._native_predict('err', ARRAY[1,2,3]::real[])",
+                     f"pgml._native_predict_batch({mid}, ARRAY[1,2,3]::real[])"):
+            with pytest.raises(psycopg.Error, match=r"no meta\.json file"):
+                conn.execute(f"SELECT {call}")
         # an unknown project is handed to the Python path, which names the problem
         with pytest.raises(psycopg.Error, match="project 'nope' does not exist"):
             conn.execute("SELECT pgml._native_predict('nope', ARRAY[1]::real[])")
@@ -245,21 +251,26 @@ def test_errors_are_clear(native_db):
             conn.execute("SELECT pgml._native_predict('bad', ARRAY[1]::real[])")
         with pytest.raises(psycopg.errors.DataCorrupted):
             conn.execute("SELECT pgml.native_eval('\\x00112233'::bytea, ARRAY[1]::real[])")
-        # multi-output regression has no scalar; a perceptron has no probabilities
-        multi = native_db.add_model(
-            conn, "multi", compile_model(Ridge().fit(x, np.column_stack([x[:, 0], x[:, 1]])))
-        )
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="2 outputs"):
-            conn.execute("SELECT pgml._native_predict(%s, %s::real[])", (multi, x[0].tolist()))
-        (joint,) = conn.execute(
-            "SELECT pgml._native_predict_proba(%s, %s::real[])", (multi, x[0].tolist())
-        ).fetchone()
-        assert len(joint) == 2
-        perc = native_db.add_model(
-            conn, "perc", compile_model(Perceptron().fit(x, (x[:, 0] > 0).astype(int)))
-        )
+        # multi-output regression has no scalar, nor probabilities; a perceptron only has
+        # decision scores (the Python path normalises them): native_eval says so, the
+        # serving functions let the Python path answer
+        joint = compile_model(Ridge().fit(x, np.column_stack([x[:, 0], x[:, 1]])))
+        perceptron = compile_model(Perceptron().fit(x, (x[:, 0] > 0).astype(int)))
+        for call, message in [("native_eval(%s, %s::real[])", "2 outputs"),
+                              ("native_eval_proba(%s, %s::real[])", "needs a classification"),
+                              ]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match=message):
+                conn.execute(f"SELECT pgml.{call}", (joint, x[0].tolist()))
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="without probabilities"):
-            conn.execute("SELECT pgml._native_predict_proba(%s, %s::real[])", (perc, x[0].tolist()))
+            conn.execute("SELECT pgml.native_eval_proba(%s, %s::real[])",
+                         (perceptron, x[0].tolist()))
+        multi = native_db.add_model(conn, "multi", joint)
+        perc = native_db.add_model(conn, "perc", perceptron)
+        for call, model in [("predict", multi), ("predict_proba", multi),
+                            ("predict_proba", perc)]:
+            with pytest.raises(psycopg.Error, match=r"no meta\.json file"):
+                conn.execute(f"SELECT pgml._native_{call}(%s, %s::real[])",
+                             (model, x[0].tolist()))
         # the session still works after all those errors
         assert (
             conn.execute(
