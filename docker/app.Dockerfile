@@ -1,4 +1,4 @@
-# The pgml-flow CLI (migrations, seeding, later the scheduler).
+# The pgml-flow CLI: the migrate, scheduler and demo services of docker-compose.yml.
 FROM python:3.11-slim-bookworm
 WORKDIR /app
 COPY . /app

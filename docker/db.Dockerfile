@@ -1,8 +1,11 @@
 # PostgreSQL 15 with plpython3u, pg_cron, the native scorer and the in-database Python.
 FROM postgres:15-bookworm
+# libgomp1 (OpenMP): LightGBM's wheel loads the system's at import (XGBoost bundles its own).
+# It is also a dependency of the compilers below: installed here on its own, it is marked as
+# wanted and survives their purge and `autoremove` (tests/test_docker.py checks this).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-plpython3-15 postgresql-15-cron \
-        python3-venv \
+        python3-venv libgomp1 \
  && rm -rf /var/lib/apt/lists/*
 # The server imports pgml-flow's own packages (the pgml API, and the scheduler for
 # pgml_flow.run_job, which pg_cron calls) with their SQL files and migrations.

@@ -15,7 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgml_flow.cluster import Cluster
-from pgml_flow.errors import DatabaseUnreachable
+from pgml_flow.errors import ConfigurationError, DatabaseError, DatabaseUnreachable, PgmlFlowError
 from pgml_flow.settings import Settings
 
 
@@ -70,8 +70,29 @@ def describe(url: str) -> str:
     return f"{info.get('user', '')}@{host}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
+def check_url(url: str) -> None:
+    """Refuse a malformed URL (or conninfo string) with a message, before libpq tries it."""
+    if not url:
+        return  # libpq reads the PG* variables
+    example = ("expected postgresql://user:password@host:5432/dbname or "
+               "'host=... port=... dbname=... user=...'")
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(
+            f"the database URL (DATABASE_URL) is not a valid PostgreSQL URL: {reason}; "
+            f"{example}") from None
+    port = str(info.get("port") or "")
+    if any(part and not part.isdigit() for part in port.split(",")):
+        raise ConfigurationError(
+            f"the database URL (DATABASE_URL) has the port {port!r}, which is not a number; "
+            f"{example}")
+
+
 def connect(url: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:
     """Open a connection, turning "cannot connect" into an actionable error."""
+    check_url(url)
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
@@ -84,6 +105,41 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.
         raise DatabaseUnreachable(
             f"cannot connect to {describe(url)}: {first_line}; {hint}"
         ) from exc
+
+
+def error_text(exc: psycopg.Error) -> str:
+    """The server's message of a driver error with its DETAIL and HINT, on one line."""
+    diag = exc.diag
+    lines = str(exc).strip().splitlines()
+    text = (diag.message_primary or (lines[0] if lines else type(exc).__name__)).removeprefix(
+        "plpy.Error: ")
+    if diag.message_detail:
+        text += f" ({diag.message_detail})"
+    if diag.message_hint:
+        text += f"; {diag.message_hint}"
+    return text
+
+
+def translate_error(exc: BaseException) -> PgmlFlowError | None:
+    """A pgml-flow error for a driver error that reached the top unhandled, else None.
+
+    The CLI's last resort (cli.app.main): a connection lost midway or a server that went
+    away becomes DatabaseUnreachable, any other error of the server a DatabaseError with its
+    message, DETAIL and HINT; SQLAlchemy's wrappers (migrations) are looked through.
+    """
+    orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError
+    if isinstance(orig, BaseException) and not isinstance(exc, psycopg.Error):
+        return translate_error(orig)
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate in (None, "57P01", "57P02",
+                                                                      "57P03"):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return DatabaseUnreachable(
+            f"lost the connection to the database: {first}; check that the server is running "
+            "(`pgml-flow db status`) and run the command again")
+    if isinstance(exc, psycopg.Error):
+        code = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
+        return DatabaseError(f"the database refused: {error_text(exc)}{code}")
+    return None
 
 
 @contextlib.contextmanager

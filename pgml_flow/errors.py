@@ -47,6 +47,10 @@ class DatabaseUnreachable(PgmlFlowError):
     exit_code = 4
 
 
+class DatabaseError(PgmlFlowError):
+    """The database refused a statement; the message says why."""
+
+
 class SchemaOutdated(PgmlFlowError):
     """The database schema is older than this version of pgml-flow; run `pgml-flow db upgrade`."""
 
@@ -67,6 +71,14 @@ class ModelError(PgmlFlowError):
 
 class SpecError(ConfigurationError):
     """A model spec is invalid; fix the spec file (see docs/models.md)."""
+
+
+class ReplaceRefused(ConfigurationError):
+    """Seeding would delete existing clients' data; pass --replace to confirm."""
+
+
+class MalformedFile(ConfigurationError):
+    """A file to import is malformed; nothing was imported (see docs/import.md)."""
 
 
 class ClientNotFound(PgmlFlowError):

@@ -78,8 +78,29 @@ PR_COLUMNS = (
     "client_id", "pull_request_id", "repository_id", "issue_id", "number", "title", "author_id",
     "created_at", "first_review_at", "merged_at", "closed_at", "state", "review_cycles",
     "rework_commit_count", "additions", "deletions", "changed_files", "commits", "comments",
-    "review_comments", "reviewers", "has_tests", "active",
+    "review_comments", "reviewers", "has_tests", "active", "commits_at_open",
 )
+
+
+@dataclass(frozen=True)
+class ClientFootprint:
+    """An existing client a seed would replace, and what replacing it deletes."""
+
+    client_id: int
+    name: str
+    synthetic: bool
+    issues: int
+    pull_requests: int
+    prediction_logs: int
+    retraining_events: int
+    #: pgml models in the client's projects (``<model>__client_<id>``)
+    models: int
+
+    def describe(self) -> str:
+        kind = "synthetic" if self.synthetic else "not synthetic"
+        return (f"client {self.client_id} {self.name!r} ({kind}): {self.issues:,} issues, "
+                f"{self.pull_requests:,} pull requests, {self.prediction_logs:,} prediction-log "
+                f"rows, {self.retraining_events:,} retraining events, {self.models:,} models")
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,8 @@ class SeedReport:
     issues: int
     pull_requests: int
     seconds: float
+    #: the existing clients that were replaced, with what they held
+    replaced: tuple[ClientFootprint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,24 +168,44 @@ def seed(
     as_of: dt.datetime | None = None,
     first_client_id: int = 1,
     progress: Callable[[int], None] | None = None,
+    replace: bool = False,
+    replace_synthetic: bool = True,
 ) -> SeedReport:
-    """Replace clients ``first_client_id ..`` with freshly generated data, one transaction each."""
-    if clients < 1 or issues < 20:
-        from pgml_flow.errors import ConfigurationError
+    """Generate clients ``first_client_id ..``, one transaction each.
 
+    An existing client in that range is replaced: its issues, pull requests, prediction log,
+    retraining events and models are deleted (its clients row and BI logins stay). Without
+    ``replace`` that is refused (:class:`~pgml_flow.errors.ReplaceRefused`, naming what
+    would go, before anything is written) unless every such client is synthetic and
+    ``replace_synthetic`` allows it (pgml-flow's own embedded database; never an external
+    one). Generated clients are marked synthetic.
+    """
+    from pgml_flow.errors import ConfigurationError
+
+    if clients < 1 or issues < 20 or first_client_id < 1:
         raise ConfigurationError(
-            f"--clients must be >= 1 and --issues >= 20 per client (got {clients}, {issues})"
+            f"--clients must be >= 1, --issues >= 20 per client and --first-client >= 1 "
+            f"(got {clients}, {issues}, {first_client_id})"
         )
+    ids = list(range(first_client_id, first_client_id + clients))
+    existing = footprints(conn, ids)
+    if existing and not replace and not (
+            replace_synthetic and all(c.synthetic for c in existing)):
+        raise _refusal(conn, ids, existing, replace_synthetic)
     as_of = as_of or default_as_of()
     started = time.perf_counter()
     total_issues = total_prs = 0
     row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
     fast_path = bool(row and row[0])
-    for client_id in range(first_client_id, first_client_id + clients):
+    replaced = {c.client_id for c in existing}
+    for client_id in ids:
         rng = np.random.default_rng((seed, client_id))
         profile = ClientProfile.draw(client_id, rng)
         data = generate_client(profile, issues, as_of, rng)
         with conn.transaction():
+            if client_id in replaced:
+                # before the fast path below: the models' files go by ON DELETE CASCADE
+                _delete_models(conn, client_id)
             if fast_path:
                 # Like pg_restore --disable-triggers: skip per-row foreign-key checks. Safe
                 # because the generator builds references that exist by construction (the
@@ -176,8 +219,56 @@ def seed(
             progress(1)
     conn.commit()
     elapsed = time.perf_counter() - started
-    logger.info("seeded", extra={"action": "seed", "issues": total_issues, "seconds": elapsed})
-    return SeedReport(clients, total_issues, total_prs, elapsed)
+    logger.info("seeded", extra={"action": "seed", "issues": total_issues, "seconds": elapsed,
+                                 "replaced": sorted(replaced)})
+    return SeedReport(clients, total_issues, total_prs, elapsed, tuple(existing))
+
+
+def footprints(conn: psycopg.Connection, client_ids: Sequence[int]) -> list[ClientFootprint]:
+    """The clients among ``client_ids`` that exist, with what replacing them would delete."""
+    rows = conn.execute(sqlfiles.query("client_footprint"),
+                        {"client_ids": list(client_ids)}).fetchall()
+    return [ClientFootprint(int(r[0]), str(r[1]), bool(r[2]), *map(int, r[3:])) for r in rows]
+
+
+def _refusal(conn: psycopg.Connection, ids: list[int], existing: list[ClientFootprint],
+             replace_synthetic: bool) -> Exception:
+    from pgml_flow.errors import ReplaceRefused
+
+    def clients(found: list[int]) -> str:
+        return f"client{'s' if len(found) > 1 else ''} {', '.join(map(str, found))}"
+
+    reasons = []
+    real = [c.client_id for c in existing if not c.synthetic]
+    if real:
+        reasons.append(f"{clients(real)} {'are' if len(real) > 1 else 'is'} not synthetic "
+                       "(not made by `pgml-flow seed`)")
+    if not replace_synthetic:
+        reasons.append(f"{clients([c.client_id for c in existing])} "
+                       f"{'are' if len(existing) > 1 else 'is'} on an external database "
+                       "(DATABASE_URL or PG* variables are set)")
+    row = conn.execute(sqlfiles.query("next_client_id")).fetchone()
+    free = int(row[0]) if row else ids[-1] + 1
+    lines = "\n".join(f"  {c.describe()}" for c in existing)
+    return ReplaceRefused(
+        f"seeding clients {ids[0]}..{ids[-1]} needs --replace: {'; '.join(reasons)}. "
+        f"Replacing deletes:\n{lines}\n"
+        f"Pass --replace to confirm, or seed other ids with --first-client {free}."
+    )
+
+
+def _delete_models(conn: psycopg.Connection, client_id: int) -> None:
+    """Delete the client's pgml projects with their models, deployments and files."""
+    projects = [r[0] for r in conn.execute(sqlfiles.query("client_projects"),
+                                           {"client_id": client_id}).fetchall()]
+    if not projects:
+        return
+    found = conn.execute(sqlfiles.query("has_pgml_delete_project")).fetchone()
+    # pgml-flow's pgml.delete_project also drops the snapshots no model uses any more
+    statement = sqlfiles.query("pgml_delete_project" if found and found[0]
+                               else "pgml_delete_project_sql")
+    for project in projects:
+        conn.execute(statement, {"project": project})
 
 
 def default_as_of() -> dt.datetime:
@@ -323,6 +414,7 @@ def generate_client(
         "updated": _iso_timestamps(updated),
         "work_first_started_at": _iso_timestamps(np.where(started, start, np.nan)),
         "work_last_completed_at": _iso_timestamps(np.where(done, end, np.nan)),
+        "resolved_at": _iso_timestamps(np.where(done, end, np.nan)),
         "total_lead_time_seconds": _ints(np.nan_to_num(lead), null=np.isnan(lead)),
         "status": status.tolist(),
         "status_category": category.tolist(),
@@ -432,6 +524,8 @@ def _pull_requests(
         "reviewers": _ints(reviewers),
         "has_tests": np.where(has_tests, "t", "f").tolist(),
         "active": _const("t", m),
+        # the rework commits are those pushed after opening (docs/schema.md)
+        "commits_at_open": _ints(initial_commits),
     }
 
 

@@ -8,8 +8,11 @@ does can be done from psql too.  Database errors from the API become
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import difflib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,12 +94,28 @@ class PgmlClient:
         try:
             with self.conn.transaction():
                 yield
-        except psycopg.errors.RaiseException as exc:
-            raise ModelError(_message(exc)) from exc
-        except (psycopg.errors.InternalError, psycopg.errors.ExternalRoutineException,
-                psycopg.errors.DataException, psycopg.errors.UndefinedTable,
-                psycopg.errors.InvalidParameterValue) as exc:
-            raise ModelError(_message(exc)) from exc
+        except psycopg.OperationalError:
+            raise  # the connection (or the server) is gone: not the call's fault
+        except psycopg.Error as exc:
+            raise ModelError(self._explain(exc)) from exc
+
+    def _explain(self, exc: psycopg.Error) -> str:
+        """The server's message and hint; for a misspelt enum value (an --algorithm typo)
+        the valid values, and the closest one."""
+        text = _message(exc)
+        found = re.match(r'invalid input value for enum ([\w.]+): "(.*)"',
+                         exc.diag.message_primary or "")
+        if isinstance(exc, psycopg.errors.InvalidTextRepresentation) and found:
+            with contextlib.suppress(psycopg.Error), self.conn.transaction():
+                labels = [str(r[0]) for r in self.conn.execute(
+                    "SELECT enumlabel FROM pg_enum WHERE enumtypid = to_regtype(%s) "
+                    "ORDER BY enumsortorder", (found[1],))]
+                if labels:
+                    close = difflib.get_close_matches(found[2], labels, n=1)
+                    guess = f"did you mean {close[0]!r}? " if close else ""
+                    text = (f"{found[2]!r} is not a {found[1]} value; {guess}valid: "
+                            f"{', '.join(labels)}")
+        return text
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._errors(), self.conn.cursor(row_factory=dict_row) as cur:

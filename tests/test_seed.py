@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import psycopg
 import pytest
 
 from pgml_flow.app import PgmlFlow
-from pgml_flow.errors import ConfigurationError
+from pgml_flow.errors import ConfigurationError, ReplaceRefused
 from pgml_flow.seed import ClientProfile, generate_client
+from pgml_flow.seed import seed as run_seed
 from tests.conftest import flow_for
 
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+ROOT = Path(__file__).resolve().parent.parent
 
 CONTENT_HASH = """
 SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
@@ -46,11 +51,109 @@ def test_same_seed_same_database_content(db_url: str, empty_db_url: str) -> None
 
 
 def test_reseeding_replaces_a_client(flow: PgmlFlow, conn: psycopg.Connection) -> None:
-    flow.seed(clients=1, issues=300, seed=1, as_of=AS_OF)
+    """On an external database (the tests' databases are), even a synthetic client is
+    replaced only with replace=True."""
+    first_report = flow.seed(clients=1, issues=300, seed=1, as_of=AS_OF)
+    assert first_report.replaced == ()
     first = conn.execute("SELECT count(*) FROM issues").fetchone()
     conn.commit()
-    flow.seed(clients=1, issues=300, seed=1, as_of=AS_OF)
+    with pytest.raises(ReplaceRefused, match=r"client 1 'Acme' \(synthetic\): 300 issues"):
+        flow.seed(clients=1, issues=300, seed=1, as_of=AS_OF)
+    report = flow.seed(clients=1, issues=300, seed=1, as_of=AS_OF, replace=True)
+    assert [c.client_id for c in report.replaced] == [1]
     assert conn.execute("SELECT count(*) FROM issues").fetchone() == first
+
+
+def test_synthetic_clients_are_replaced_without_asking_on_the_embedded_database(
+        flow: PgmlFlow, conn: psycopg.Connection) -> None:
+    """What PgmlFlow.seed does when DATABASE_URL is unset (replace_synthetic=True)."""
+    flow.seed(clients=2, issues=100, seed=1, as_of=AS_OF)
+    assert conn.execute("SELECT bool_and(synthetic) FROM clients").fetchone() == (True,)
+    report = run_seed(conn, clients=2, issues=120, seed=2, as_of=AS_OF, replace_synthetic=True)
+    assert [c.client_id for c in report.replaced] == [1, 2]
+    assert conn.execute("SELECT count(*) FROM issues").fetchone() == (240,)
+
+
+def _real_client(conn: psycopg.Connection) -> None:
+    """Client 1 as a real tenant: 2 issues, 1 pull request, 1 logged prediction, 1 retraining
+    event, 1 model (project complexity__client_1), a BI login; not synthetic."""
+    conn.execute("INSERT INTO clients (client_id, name, slug, ml_enabled) "
+                 "VALUES (1, 'Real Co', 'real_co', false)")
+    conn.execute("INSERT INTO issuetypes (client_id, issuetype_id, original_name) "
+                 "VALUES (1, 1, 'Story')")
+    conn.execute("INSERT INTO repositories (client_id, repository_id, name, created_at) "
+                 "VALUES (1, 1, 'core', now())")
+    conn.execute("INSERT INTO issues (client_id, issue_id, issue_key, issuetype_id, created, "
+                 "updated, status, status_category, priority, title, story_points) "
+                 "SELECT 1, i, 'REAL-' || i, 1, now(), now(), 'To Do', 'todo', 'Medium', "
+                 "'Do it', 3 FROM generate_series(1, 2) i")
+    conn.execute("INSERT INTO pull_requests (client_id, pull_request_id, repository_id, "
+                 "issue_id, number, title, author_id, created_at, state) "
+                 "VALUES (1, 1, 1, 1, 1, 'fix', 1, now(), 'open')")
+    conn.execute("INSERT INTO ml_prediction_log (client_id, model_name, prediction) "
+                 "VALUES (1, 'complexity', 4.0)")
+    conn.execute("INSERT INTO ml_retraining_events (client_id, model_name, reason, status) "
+                 "VALUES (1, 'complexity', 'manual', 'promoted')")
+    conn.execute("INSERT INTO client_bi_roles (client_id, role_name) VALUES (1, 'real_co_bi')")
+    conn.execute("CREATE TABLE real_points AS SELECT g::real AS x, 2 * g::real AS y "
+                 "FROM generate_series(1, 40) g")
+    conn.execute("SELECT * FROM pgml.train('complexity__client_1', 'regression', "
+                 "'real_points', 'y')")
+    conn.commit()
+
+
+FOOTPRINT = ("client 1 'Real Co' (not synthetic): 2 issues, 1 pull requests, "
+             "1 prediction-log rows, 1 retraining events, 1 models")
+
+
+def test_a_real_client_is_replaced_only_with_replace(
+        flow: PgmlFlow, conn: psycopg.Connection, cli_env: dict[str, str]) -> None:
+    _real_client(conn)
+    env = {**cli_env, "DATABASE_URL": flow.url, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "cli.app", "seed", "--clients", "2", "--issues", "50"]
+
+    refused = subprocess.run(command, env=env, cwd=ROOT, text=True, capture_output=True,
+                             timeout=120)
+    assert refused.returncode == 2, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert FOOTPRINT in message
+    assert "needs --replace: client 1 is not synthetic" in message
+    assert "--first-client 2" in message
+    assert "Traceback" not in refused.stderr
+    # nothing was written: client 2 was not seeded either
+    assert conn.execute("SELECT count(*), bool_or(synthetic) FROM clients").fetchone() == (
+        1, False)
+    with pytest.raises(ReplaceRefused, match="not synthetic"):
+        run_seed(conn, clients=1, issues=50, replace_synthetic=True)
+    conn.rollback()
+
+    done = subprocess.run([*command, "--replace"], env=env, cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert FOOTPRINT in " ".join(done.stderr.split())
+    assert "seeded 2 clients" in done.stdout
+    row = conn.execute("SELECT name, synthetic, ml_enabled FROM clients WHERE client_id = 1"
+                       ).fetchone()
+    assert row == ("Acme", True, True)
+    counts = conn.execute(
+        """SELECT (SELECT count(*) FROM issues WHERE client_id = 1),
+                  (SELECT count(*) FROM ml_prediction_log),
+                  (SELECT count(*) FROM ml_retraining_events),
+                  (SELECT count(*) FROM pgml.projects),
+                  (SELECT count(*) FROM pgml.models),
+                  (SELECT count(*) FROM pgml.snapshots),
+                  (SELECT array_agg(role_name) FROM client_bi_roles)""").fetchone()
+    assert counts == (50, 0, 0, 0, 0, 0, ["real_co_bi"]), "the BI login stays"
+
+
+def test_seed_elsewhere_leaves_a_real_client_alone(flow: PgmlFlow,
+                                                   conn: psycopg.Connection) -> None:
+    _real_client(conn)
+    report = flow.seed(clients=1, issues=50, seed=1, as_of=AS_OF, first_client_id=2)
+    assert report.replaced == ()
+    rows = conn.execute("SELECT client_id, synthetic FROM clients ORDER BY 1").fetchall()
+    assert rows == [(1, False), (2, True)]
+    assert conn.execute("SELECT count(*) FROM issues WHERE client_id = 1").fetchone() == (2,)
 
 
 def test_bad_sizes_are_rejected(flow: PgmlFlow) -> None:
