@@ -46,6 +46,26 @@ PRODUCT_POLICIES = ("tenant_isolation", "ml_admin")
 SINGLE_TRANSACTION = "pgml_flow_single_transaction"
 
 
+def drop_invalid_index(name: str) -> None:
+    """Drop index ``name`` if an interrupted ``CREATE INDEX CONCURRENTLY`` left it INVALID.
+
+    ``CREATE INDEX CONCURRENTLY IF NOT EXISTS`` would keep such an index as it is, so a
+    revision that builds one calls this first (inside an Alembic revision).
+    """
+    from alembic import op
+    from psycopg import sql as psql
+
+    with op.get_context().autocommit_block():
+        bind = op.get_bind()
+        invalid = bind.exec_driver_sql(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %(name)s AND NOT i.indisvalid", {"name": name}).first()
+        if invalid:
+            statement = psql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+                psql.Identifier(name))
+            bind.exec_driver_sql(statement.as_string(bind.connection.driver_connection))
+
+
 def run_sql_file(name: str, *, autocommit: bool = False) -> None:
     """Execute one file of ``sql/revisions`` from inside an Alembic revision.
 
