@@ -10,15 +10,27 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from typing import Annotated, Any
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress
-from rich.table import Table
 
-from cli import bench_commands, model_commands, pgml_commands, scheduler_commands
-from cli.output import console, err_console, flow, print_json
+from cli import (
+    bench_commands,
+    import_commands,
+    log_commands,
+    model_commands,
+    pgml_commands,
+    scheduler_commands,
+)
+from cli.output import JsonOption, console, err_console, flow, new_table, print_json
+from cli.progress import steps
 from pgml_flow.errors import PgmlFlowError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from pgml_flow.seed import SeedReport
 
 app = typer.Typer(
     name="pgml-flow",
@@ -45,14 +57,32 @@ app.command("status")(scheduler_commands.status)
 app.command("events")(scheduler_commands.events)
 app.add_typer(scheduler_commands.scheduler_app, name="scheduler")
 app.add_typer(scheduler_commands.cron_app, name="cron")
+app.add_typer(log_commands.app, name="log")
+app.add_typer(import_commands.app, name="import")
 _state: dict[str, Any] = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"pgml-flow {version('pgml-flow')}")
+        except PackageNotFoundError:
+            typer.echo("pgml-flow (version unknown: not installed as a package)")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", envvar="PGML_FLOW_DEBUG",
                                         help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version,
+        help="Print pgml-flow's version and exit.")] = False,
 ) -> None:
+    """Output: rich tables on a terminal; plain aligned text, nothing cut, in a pipe; JSON
+    with --json (or PGML_FLOW_JSON=1) on every command that prints data."""
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -60,24 +90,28 @@ def _root(
 
 # -- db ------------------------------------------------------------------------------------
 @db_app.command("start")
-def db_start() -> None:
+def db_start(as_json: JsonOption = False) -> None:
     """Create the embedded cluster on first use, and start it."""
     status = flow().start_database()
+    if as_json:
+        print_json(asdict(status))
+        return
     console.print(f"embedded PostgreSQL running (pid {status.pid}, port {status.port}); "
                   f"log: {status.log_file}")
 
 
 @db_app.command("stop")
-def db_stop() -> None:
+def db_stop(as_json: JsonOption = False) -> None:
     """Stop the embedded cluster (fast shutdown)."""
-    flow().stop_database()
+    status = flow().stop_database()
+    if as_json:
+        print_json(asdict(status))
+        return
     console.print("embedded PostgreSQL stopped")
 
 
 @db_app.command("status")
-def db_status(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def db_status(as_json: JsonOption = False) -> None:
     """Where the database is, whether it runs, and the schema revision."""
     pf = flow()
     info = pf.database_info()
@@ -101,7 +135,9 @@ def db_status(
     if as_json:
         print_json(data)
     else:
-        table = Table(show_header=False, box=None)
+        table = new_table(show_header=False, box=None)
+        table.add_column(no_wrap=True)
+        table.add_column(overflow="fold")
         for key, value in data.items():
             table.add_row(key, "" if value is None else str(value))
         console.print(table)
@@ -122,29 +158,55 @@ def db_status(
 
 @db_app.command("url")
 def db_url() -> None:
-    """Print the libpq URL of the database (for psql, BI tools, DATABASE_URL)."""
+    """Print the libpq URL of the database (for psql, BI tools, DATABASE_URL).
+
+    Only the URL, whatever PGML_FLOW_JSON says, so that `psql "$(pgml-flow db url)"` works.
+    """
     typer.echo(flow().url)
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    revision: Annotated[str, typer.Argument(
+        help="Target revision: head, a revision id (or a unique prefix of one), or +N.")] = "head",
+    as_json: JsonOption = False,
 ) -> None:
     """Apply schema migrations, then re-apply functions, views and grants."""
     current = flow().upgrade(revision)
+    if as_json:
+        print_json({"revision": current})
+        return
     console.print(f"schema at revision {current}")
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="Target revision ('base' removes everything).")],
+    revision: Annotated[str, typer.Argument(
+        help="Target revision below the current one: a revision id (or a unique prefix of "
+             "one), -N (N revisions down), or 'base' (removes everything).")],
+    as_json: JsonOption = False,
 ) -> None:
-    """Undo schema migrations down to REVISION."""
+    """Undo schema migrations down to REVISION, in one transaction.
+
+    The target is checked first (unknown, current or above: refused, nothing runs). Nothing
+    is dropped with CASCADE: an object of yours that depends on pgml-flow's (a view on an
+    analytics view or a pgml table) stops the downgrade, which names it and changes nothing.
+    """
     current = flow().downgrade(revision)
+    if as_json:
+        print_json({"revision": current})
+        return
     console.print(f"schema at revision {current or 'base'}")
 
 
 # -- data ----------------------------------------------------------------------------------
+# No environment variable: a confirmation set once in the environment would confirm every
+# later deletion too.
+ReplaceOption = Annotated[bool, typer.Option(
+    "--replace", help="Confirm replacing existing clients with these ids (deleting their data "
+                      "and models) where that is not done without asking.")]
+
+
 @app.command("seed")
 def seed(
     clients: Annotated[int, typer.Option(envvar="PGML_FLOW_SEED_CLIENTS",
@@ -155,14 +217,29 @@ def seed(
                                             help="Random seed (same seed, same data).")] = 42,
     as_of: Annotated[dt.datetime | None, typer.Option(
         help="Date the data ends at (default: today, UTC).")] = None,
+    first_client: Annotated[int, typer.Option(
+        "--first-client", envvar="PGML_FLOW_SEED_FIRST_CLIENT", min=1,
+        help="Id of the first generated client.")] = 1,
+    replace: ReplaceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Replace clients 1..N with generated issues and pull requests."""
+    """Generate synthetic clients (ids FIRST..FIRST+N-1) with issues and pull requests.
+
+    An existing client with one of these ids is replaced: its issues, pull requests,
+    prediction log, retraining events and models are deleted. Without --replace that is
+    refused, naming what would be deleted, unless every such client is synthetic (made by
+    this command) and the database is the embedded one.
+    """
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
-    with Progress(console=err_console, transient=True) as progress:
-        task = progress.add_task("seeding clients", total=clients)
+    with steps("seeding clients", total=clients) as step:
         report = flow().seed(clients=clients, issues=issues, seed=seed_value, as_of=as_of,
-                             progress=lambda n: progress.advance(task, n))
+                             progress=lambda n: step(advance=n), first_client_id=first_client,
+                             replace=replace)
+    if as_json:
+        print_json(asdict(report))
+        return
+    _print_replaced(report)
     console.print(
         f"seeded {report.clients} clients: {report.issues:,} issues, "
         f"{report.pull_requests:,} pull requests in {report.seconds:.1f} s "
@@ -170,10 +247,15 @@ def seed(
     )
 
 
+def _print_replaced(report: SeedReport) -> None:
+    for client in report.replaced:
+        err_console.print(f"replaced {client.describe()}", highlight=False)
+
+
 @app.command("summary")
 def summary(
     refresh: Annotated[bool, typer.Option(help="Refresh the materialized view first.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Training data per client and model: records, latest data, target mean and spread."""
     pf = flow()
@@ -187,19 +269,22 @@ def summary(
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Training data per client and model (mv_ml_training_summary)")
+    table = new_table(title="Training data per client and model (mv_ml_training_summary)")
     for column in ("client", "model", "records", "latest data", "target avg", "target stddev"):
         table.add_column(column, justify="right" if column not in ("client", "model") else "left")
     for row in rows:
         avg, std = row["target_avg"], row["target_stddev"]
-        if row["model_type"] == "trajectory":  # seconds are unreadable: show days
+        if avg is None:  # imported rows whose target the source does not give
+            avg_s, std_s = "", ""
+        elif row["model_type"] == "trajectory":  # seconds are unreadable: show days
             avg_s, std_s = f"{avg / 86400:.1f} d", f"{(std or 0) / 86400:.1f} d"
         elif row["model_type"] == "rework":
             avg_s, std_s = f"{avg:.1%}", f"{std or 0:.3f}"
         else:
             avg_s, std_s = f"{avg:.2f} pts", f"{std or 0:.2f}"
         table.add_row(str(row["client"]), row["model_type"], f"{row['training_records']:,}",
-                      f"{row['latest_data']:%Y-%m-%d}", avg_s, std_s)
+                      "" if row["latest_data"] is None else f"{row['latest_data']:%Y-%m-%d}",
+                      avg_s, std_s)
     return table
 
 
@@ -207,19 +292,34 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
 def demo(
     clients: Annotated[int, typer.Option(envvar="PGML_FLOW_DEMO_CLIENTS")] = 3,
     issues: Annotated[int, typer.Option(envvar="PGML_FLOW_DEMO_ISSUES")] = 4000,
+    replace: ReplaceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """End to end: start, upgrade, seed, train per client, predict through the BI surface."""
+    """End to end: start, upgrade, seed, train per client, predict through the BI surface.
+
+    Seeds clients 1..N as `pgml-flow seed` does: replacing existing clients needs --replace
+    unless they are synthetic and the database is the embedded one.
+    """
     pf = flow()
+    report = model_commands.DemoReport(as_json)
     if not pf.settings.external:
         status = pf.start_database()
-        console.print(f"[bold]1.[/] embedded PostgreSQL running on port {status.port}")
+        report.step(1, "database", asdict(status),
+                    f"embedded PostgreSQL running on port {status.port}")
     current = pf.upgrade()
-    console.print(f"[bold]2.[/] schema at revision {current}")
-    report = pf.seed(clients=clients, issues=issues, seed=42)
-    console.print(f"[bold]3.[/] seeded {report.clients} clients, {report.issues:,} issues, "
-                  f"{report.pull_requests:,} pull requests in {report.seconds:.1f} s")
-    console.print(summary_table(pf.training_summary()))
-    model_commands.demo_models(pf, list(range(1, clients + 1)), first_step=4)
+    report.step(2, "schema_revision", current, f"schema at revision {current}")
+    with steps("seeding clients", total=clients) as step:
+        seeded = pf.seed(clients=clients, issues=issues, seed=42,
+                         progress=lambda n: step(advance=n), replace=replace)
+    if not as_json:
+        _print_replaced(seeded)
+    report.step(3, "seed", asdict(seeded),
+                f"seeded {seeded.clients} clients, {seeded.issues:,} issues, "
+                f"{seeded.pull_requests:,} pull requests in {seeded.seconds:.1f} s")
+    rows = pf.training_summary()
+    report.show(summary_table(rows), "training_summary", rows)
+    model_commands.demo_models(pf, list(range(1, clients + 1)), first_step=4, report=report)
+    report.finish()
 
 
 def main() -> None:
@@ -231,9 +331,20 @@ def main() -> None:
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        if _state["debug"]:
+            raise
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        sys.exit(130)
     except Exception as exc:
         if _state["debug"]:
             raise
+        from pgml_flow.database import translate_error
+
+        known = translate_error(exc)  # a driver error no command translated: lost connection...
+        if known is not None:
+            err_console.print(f"[bold red]error:[/] {known}", highlight=False)
+            sys.exit(known.exit_code)
         err_console.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc} "
                           "(run with --debug for the traceback)", highlight=False)
         sys.exit(1)

@@ -6,20 +6,22 @@ Each command is one call on :class:`pgml_flow.app.PgmlFlow`; rendering lives her
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import typer
-from psycopg.rows import dict_row
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from cli.output import cell, console, err_console, flow, print_json
+from cli.output import JsonOption, cell, console, flow, new_table, print_json
+from cli.progress import steps
 from pgml_flow import sqlfiles
-from pgml_flow.app import PgmlFlow
 from pgml_flow.errors import ConfigurationError, ModelError
-from pgml_flow.isolation import AuditReport, summarize
-from pgml_flow.training import TrainingResult
+
+if TYPE_CHECKING:
+    import psycopg
+    from rich.table import Table
+
+    from pgml_flow.app import PgmlFlow
+    from pgml_flow.isolation import AuditReport
+    from pgml_flow.training import TrainingResult
 
 SpecsOption = Annotated[list[str] | None, typer.Option(
     "--specs", envvar="PGML_FLOW_MODEL_SPECS",
@@ -51,7 +53,7 @@ def train(
     client: ClientOption = None,
     all_clients: AllOption = False,
     specs: SpecsOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train models per client: one pgml project <model>__client_<id> each, runs recorded."""
     pf = flow()
@@ -60,15 +62,9 @@ def train(
     if ids is None:
         ids = pf.client_ids()
     total = len(ids) * (len(names) or len(pf.model_specs(_spec_files(specs))))
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
-        task = progress.add_task("training", total=total)
-
-        def advance(result: TrainingResult) -> None:
-            progress.update(task, advance=1,
-                            description=f"{result.project}: {result.status}")
-
-        results = pf.train(names, ids, spec_files=_spec_files(specs), progress=advance)
+    with steps("training", total=total) as step:
+        results = pf.train(names, ids, spec_files=_spec_files(specs),
+                           progress=lambda r: step(f"{r.project}: {r.status}"))
     report_runs(results, as_json, "training")
 
 
@@ -85,7 +81,7 @@ def report_runs(results: list[TrainingResult], as_json: bool, kind: str) -> None
 
 
 def training_table(results: list[TrainingResult]) -> Table:
-    table = Table(title="Training runs (ml_retraining_events)")
+    table = new_table(title="Training runs (ml_retraining_events)")
     for column in ("client", "model", "status", "rows", "model id", "key metric", "seconds",
                    "detail"):
         table.add_column(column, justify="right" if column in (
@@ -103,14 +99,14 @@ def training_table(results: list[TrainingResult]) -> Table:
 @models_app.command("list")
 def models_list(
     specs: SpecsOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """The model specs: built-in ones and those of --specs files."""
     found = flow().model_specs(_spec_files(specs))
     if as_json:
         print_json([s.to_json() for s in found.values()])
         return
-    table = Table("name", "task", "training view", "target", "features", "algorithm",
+    table = new_table("name", "task", "training view", "target", "features", "algorithm",
                   "min rows", "schedule", "threshold")
     for s in found.values():
         table.add_row(s.name, s.task, s.training_view, s.target, str(len(s.features)),
@@ -124,14 +120,15 @@ def models_list(
 def models_runs(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
     limit: Annotated[int, typer.Option(help="Newest N runs.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Recent training runs (ml_retraining_events), newest first."""
     rows = flow().retraining_events(model, limit)
     if as_json:
         print_json(rows)
         return
-    table = Table("started", "client", "model", "status", "rows", "model id", "seconds", "detail")
+    table = new_table("started", "client", "model", "status", "rows", "model id", "seconds",
+                      "detail")
     for r in rows:
         table.add_row(f"{r['started_at']:%Y-%m-%d %H:%M:%S}", str(r["client"]), r["model_name"],
                       r["status"], f"{r['training_rows'] or 0:,}",
@@ -149,12 +146,17 @@ def bi_grant(
         help="Role name (default <database>_client_<id>); with one --client only.")] = None,
     password: Annotated[str | None, typer.Option(
         envvar="PGML_FLOW_BI_PASSWORD", help="Set this password (for TCP logins).")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create (or reuse) a login per client for its BI tool; idempotent."""
     ids = _clients(client, all_clients)
     if role is not None and (ids is None or len(ids) != 1):
         raise ConfigurationError("--role names one login: use it with exactly one --client")
-    for login in flow().grant_bi_access(ids, role=role, password=password):
+    logins = flow().grant_bi_access(ids, role=role, password=password)
+    if as_json:
+        print_json([asdict(login) for login in logins])
+        return
+    for login in logins:
         state = "created" if login.created else "exists"
         console.print(f"client {login.client_id}: login {login.role} ({state})")
 
@@ -163,6 +165,7 @@ def bi_grant(
 def bi_revoke(
     client: ClientOption = None,
     all_clients: AllOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Unmap a client's BI logins and drop the roles."""
     ids = _clients(client, all_clients)
@@ -170,19 +173,22 @@ def bi_revoke(
     dropped: list[str] = []
     for cid in ids if ids is not None else [None]:
         dropped += pf.revoke_bi_access(cid)
+    if as_json:
+        print_json({"dropped": dropped})
+        return
     console.print(f"dropped {len(dropped)} login(s): {', '.join(dropped) or '-'}")
 
 
 @bi_app.command("logins")
 def bi_logins(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """BI logins and the client each one reads."""
     rows = flow().bi_logins()
     if as_json:
         print_json(rows)
         return
-    table = Table("client", "login", "created", "role exists")
+    table = new_table("client", "login", "created", "role exists")
     for r in rows:
         table.add_row(f"{r['client_id']} {r['client']}", r["role_name"],
                       f"{r['created_at']:%Y-%m-%d %H:%M}", "yes" if r["role_exists"] else "NO")
@@ -192,10 +198,11 @@ def bi_logins(
 @verify_app.command("isolation")
 def verify_isolation(
     verbose: Annotated[bool, typer.Option(help="One row per check, not per login.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """As each BI login: the BI surface shows only its client; pgml internals are unreadable."""
-    report = flow().audit_isolation()
+    with steps("isolation audit") as step:
+        report = flow().audit_isolation(lambda role, logins: step(role, total=logins))
     if as_json:
         print_json([asdict(c) for c in report.checks])
     else:
@@ -207,16 +214,18 @@ def verify_isolation(
 
 def audit_table(report: AuditReport, verbose: bool) -> Table:
     if verbose or report.failures:
-        table = Table("login", "client", "object", "kind", "rows", "expected", "verdict",
-                      "detail", title="Isolation audit")
+        table = new_table("login", "client", "object", "kind", "rows", "expected", "verdict",
+                          "detail", title="Isolation audit")
         checks = report.checks if verbose else report.failures
         for c in checks:
             verdict = c.verdict if c.ok else f"[bold red]{c.verdict}[/]"
             table.add_row(c.role, _text(c.client_id), c.object, c.kind, _text(c.rows),
                           _text(c.expected), verdict, c.detail)
         return table
-    table = Table("login", "client", "checks", "kind", "rows seen", "failed",
-                  title="Isolation audit")
+    from pgml_flow.isolation import summarize
+
+    table = new_table("login", "client", "checks", "kind", "rows seen", "failed",
+                      title="Isolation audit")
     for row in summarize(report):
         table.add_row(row["role"], _text(row["client_id"]), str(row["checks"]), row["kind"],
                       f"{row['rows_seen']:,}", str(row["failed"]))
@@ -227,51 +236,81 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def demo_models(pf: PgmlFlow, client_ids: list[int], *, first_step: int) -> None:
+class DemoReport:
+    """The demo's numbered steps: printed as they happen, or gathered into one JSON
+    document printed at the end (``demo --json``)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.data: dict[str, Any] = {}
+
+    def step(self, number: int, key: str, value: Any, text: str) -> None:
+        self.data[key] = value
+        if not self.as_json:
+            console.print(f"[bold]{number}.[/] {text}")
+
+    def show(self, renderable: Any, key: str | None = None, value: Any = None) -> None:
+        if key is not None:
+            self.data[key] = value
+        if not self.as_json:
+            console.print(renderable)
+
+    def finish(self) -> None:
+        if self.as_json:
+            print_json(self.data)
+
+
+def demo_models(pf: PgmlFlow, client_ids: list[int], *, first_step: int,
+                report: DemoReport) -> None:
     """The demo's second half: BI logins, training per client, predictions, the audit."""
     step = first_step
     logins = pf.grant_bi_access(client_ids)
-    console.print(f"[bold]{step}.[/] BI logins: {', '.join(login.role for login in logins)}")
+    roles = [login.role for login in logins]
+    report.step(step, "bi_logins", roles, f"BI logins: {', '.join(roles)}")
     step += 1
     specs = list(pf.model_specs())
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
-        task = progress.add_task("training", total=len(client_ids) * len(specs))
-        results = pf.train(specs, client_ids, reason="demo", progress=lambda r: progress.update(
-            task, advance=1, description=f"{r.project}: {r.status}"))
-    console.print(f"[bold]{step}.[/] trained {len(specs)} models for each of "
-                  f"{len(client_ids)} clients in {sum(r.seconds for r in results):.1f} s")
-    console.print(metrics_table(results))
+    with steps("training", total=len(client_ids) * len(specs)) as progress:
+        results = pf.train(specs, client_ids, reason="demo",
+                           progress=lambda r: progress(f"{r.project}: {r.status}"))
+    report.step(step, "training", [asdict(r) for r in results],
+                f"trained {len(specs)} models for each of {len(client_ids)} clients in "
+                f"{sum(r.seconds for r in results):.1f} s")
+    report.show(metrics_table(results))
     step += 1
-    console.print(f"[bold]{step}.[/] sample predictions, read as each client's BI login:")
+    samples: dict[int, dict[str, list[tuple[str, str, str]]]] = {}
+    report.step(step, "samples", samples, "sample predictions, read as each client's BI login:")
     for cid in client_ids:
         with pf.bi_session(cid) as conn:
-            console.print(sample_table(cid, conn))
+            samples[cid] = bi_samples(conn)
+        report.show(sample_table(cid, samples[cid]))
     step += 1
-    report = pf.audit_isolation()
-    report.raise_on_failure()
-    console.print(f"[bold]{step}.[/] isolation audit: {len(report.checks)} checks passed "
-                  f"(`pgml-flow verify isolation`)")
+    with steps("isolation audit") as progress:
+        audit = pf.audit_isolation(lambda role, logins: progress(role, total=logins))
+    audit.raise_on_failure()
+    report.step(step, "isolation_checks", len(audit.checks),
+                f"isolation audit: {len(audit.checks)} checks passed "
+                f"(`pgml-flow verify isolation`)")
     step += 1
-    demo_retrain(pf, client_ids[0], step)
+    demo_retrain(pf, client_ids[0], step, report)
 
 
-def demo_retrain(pf: PgmlFlow, client_id: int, step: int) -> None:
+def demo_retrain(pf: PgmlFlow, client_id: int, step: int, report: DemoReport) -> None:
     """A forced retrain of one client's rework model (challenger vs champion), and status."""
     from pgml_flow.retraining import RetrainOptions
 
     [result] = pf.retrain(["rework"], [client_id],
                           options=RetrainOptions(force=True, reason="demo"))
-    console.print(f"[bold]{step}.[/] retrain of {result.project} (`pgml-flow retrain --force`): "
-                  f"{result.status}, {result.detail}")
-    console.print(status_table(pf.model_status(None, [client_id]),
-                               f"`pgml-flow status --client {client_id}`"))
+    report.step(step, "retrain", asdict(result),
+                f"retrain of {result.project} (`pgml-flow retrain --force`): "
+                f"{result.status}, {result.detail}")
+    rows = pf.model_status(None, [client_id])
+    report.show(status_table(rows, f"`pgml-flow status --client {client_id}`"), "status", rows)
 
 
 def status_table(rows: list[dict[str, Any]], title: str = "Models per client") -> Table:
     """`pgml-flow status`: per client and model, what is deployed, how served, what is next."""
-    table = Table("client", "model", "deployed", "metric", "serving", "trained at",
-                  "rows since", "next run", "last event", title=title)
+    table = new_table("client", "model", "deployed", "metric", "serving", "trained at",
+                      "rows since", "next run", "last event", title=title)
     for r in rows:
         metric = ("" if r["key_metric_value"] is None
                   else f"{r['key_metric']} {r['key_metric_value']:.3f}")
@@ -289,8 +328,8 @@ def metrics_table(results: list[TrainingResult]) -> Table:
     for r in results:
         by_client.setdefault((r.client_id, r.client), {})[r.model_name] = r
     models = list(dict.fromkeys(r.model_name for r in results))
-    table = Table("client", *[f"{m}" for m in models],
-                  title="Per-client models: key metric on the test split (rows)")
+    table = new_table("client", *[f"{m}" for m in models],
+                      title="Per-client models: key metric on the test split (rows)")
     for (cid, name), runs in by_client.items():
         cells = []
         for m in models:
@@ -304,10 +343,10 @@ def metrics_table(results: list[TrainingResult]) -> Table:
     return table
 
 
-def sample_table(client_id: int, conn: psycopg.Connection) -> Table:
-    table = Table("view", "item", "prediction", "model", title=f"client {client_id}",
-                  title_justify="left")
-    for view, rows in bi_samples(conn).items():
+def sample_table(client_id: int, samples: dict[str, list[tuple[str, str, str]]]) -> Table:
+    table = new_table("view", "item", "prediction", "model", title=f"client {client_id}",
+                      title_justify="left")
+    for view, rows in samples.items():
         for row in rows:
             table.add_row(view, *row)
     return table
@@ -315,6 +354,8 @@ def sample_table(client_id: int, conn: psycopg.Connection) -> Table:
 
 def bi_samples(conn: psycopg.Connection) -> dict[str, list[tuple[str, str, str]]]:
     """Three rows of each prediction view, as the connection's BI login sees them."""
+    from psycopg.rows import dict_row
+
     out: dict[str, list[tuple[str, str, str]]] = {}
     for name in ("issue_story_points", "epic_forecasts", "pull_request_rework_risk"):
         with conn.cursor(row_factory=dict_row) as cur:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from cli.output import console, flow, print_json
+from cli.output import JsonOption, console, flow, new_table, print_json
+from pgml_flow.errors import ModelError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="The pgml SQL API from the shell: train, predict, deploy, inspect.",
                   no_args_is_help=True)
@@ -43,7 +46,7 @@ def train(
     test_sampling: Annotated[str, typer.Option(help="random, last, stratified.")] = "stratified",
     deploy: Annotated[bool, typer.Option(help="Deploy automatically if not worse.")] = True,
     preprocess: Annotated[str | None, typer.Option(help="JSON per column.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train a model with pgml.train (pgml.train_joint for several --y-column)."""
     y: str | list[str] | None = None
@@ -69,7 +72,7 @@ def train(
 
 
 def _metrics_table(metrics: dict[str, Any]) -> Table:
-    table = Table("metric", "value")
+    table = new_table("metric", "value")
     for name, value in sorted(metrics.items()):
         if name == "search_results":
             continue
@@ -77,17 +80,22 @@ def _metrics_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-@app.command("predict")
+# negative feature values (-2, -0.5, -1e3) are values, not options: no `--` needed
+@app.command("predict", context_settings={"ignore_unknown_options": True})
 def predict(
     target: Annotated[str, typer.Argument(help="Project name, or a model id.")],
-    features: Annotated[list[float], typer.Argument(help="Feature values in order.")],
+    features: Annotated[list[float], typer.Argument(
+        help="Feature values in order; negative ones as they are (-2.5).")],
     proba: Annotated[bool, typer.Option(help="Class probabilities (classification).")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Predict one row with pgml.predict (or pgml.predict_proba)."""
+    """Predict one row with pgml.predict (or pgml.predict_proba, printed as JSON)."""
     key: str | int = int(target) if target.isdigit() else target
     with flow().pgml() as client:
         if proba:
             print_json(client.predict_proba(key, features))
+        elif as_json:
+            print_json({"prediction": client.predict(key, features)})
         else:
             typer.echo(client.predict(key, features))
 
@@ -98,6 +106,7 @@ def deploy(
     strategy: Annotated[str, typer.Option(
         help="best_score, most_recent or rollback (ignored for a model id).")] = "best_score",
     algorithm: Annotated[str | None, typer.Option(help="Only consider this algorithm.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Deploy a model with pgml.deploy."""
     with flow().pgml() as client:
@@ -106,6 +115,9 @@ def deploy(
         else:
             result = client.deploy(target, strategy, algorithm)
         deployed = client.deployed_model(result.project)
+    if as_json:
+        print_json({**asdict(result), "model_id": deployed.id if deployed else None})
+        return
     model = f"model {deployed.id} " if deployed else ""
     console.print(f"{result.project}: deployed {model}({result.algorithm}) by {result.strategy}")
 
@@ -113,15 +125,20 @@ def deploy(
 @app.command("models")
 def models(
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List trained models with their key metric and deployment."""
     with flow().pgml() as client:
         rows = client.models(project)
+        if project is not None and not rows and project not in {
+                p.name for p in client.projects()}:
+            raise ModelError(f"project {project!r} does not exist; `pgml-flow pgml projects` "
+                             "lists them")
     if as_json:
         print_json([asdict(m) for m in rows])
         return
-    table = Table("id", "project", "task", "algorithm", "key metric", "trained at", "deployed")
+    table = new_table("id", "project", "task", "algorithm", "key metric", "trained at",
+                      "deployed")
     for m in rows:
         key = m.key_metric()
         table.add_row(str(m.id), m.project, m.task, m.algorithm,
@@ -132,7 +149,7 @@ def models(
 
 @app.command("projects")
 def projects(
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List projects, their model count and deployed model."""
     with flow().pgml() as client:
@@ -140,7 +157,7 @@ def projects(
     if as_json:
         print_json([asdict(p) for p in rows])
         return
-    table = Table("id", "name", "task", "models", "deployed model", "created at")
+    table = new_table("id", "name", "task", "models", "deployed model", "created at")
     for p in rows:
         table.add_row(str(p.id), p.name, p.task, str(p.models),
                       str(p.deployed_model_id or ""), f"{p.created_at:%Y-%m-%d %H:%M}")
@@ -151,6 +168,7 @@ def projects(
 def delete(
     target: Annotated[str, typer.Argument(help="Project name, or a model id.")],
     force: Annotated[bool, typer.Option(help="Also delete a deployed model.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete a model, or a project with all its models, files and snapshots."""
     with flow().pgml() as client:
@@ -158,4 +176,8 @@ def delete(
             client.delete_model(int(target), force=force)
         else:
             client.delete_project(target)
-    console.print(f"deleted {'model' if target.isdigit() else 'project'} {target}")
+    kind = "model" if target.isdigit() else "project"
+    if as_json:
+        print_json({"deleted": kind, "target": target})
+        return
+    console.print(f"deleted {kind} {target}")

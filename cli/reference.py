@@ -19,6 +19,18 @@ HEADER = """# CLI reference
 Generated from `--help` by `python -m cli.reference > docs/cli.md`; a test fails when
 this file is stale. Every option can also be set through the environment variable
 shown next to it.
+
+Output is for people and for pipes alike:
+
+- on a terminal, tables fit its width: cells wrap between words and no value is cut with
+  `…`; a table too wide for that loses its box, then shows each row as a record;
+- when stdout is a pipe or a file, tables are plain aligned text (a title line, a header
+  line, one line per row, nothing cut), ready for `grep`, `sort` or `column`;
+- `--json` (or `PGML_FLOW_JSON=1`) prints JSON on stdout, on every command that prints
+  data; `db url` prints only the URL, so that `psql "$(pgml-flow db url)"` works;
+- long work (`train`, `retrain`, `seed`, `demo`, `verify isolation`, `bench`) reports its
+  progress on stderr: a progress bar on a terminal, one line per step otherwise;
+- `pgml-flow --version` prints the version.
 """
 
 

@@ -7,28 +7,28 @@ Each command is one call on :class:`pgml_flow.app.PgmlFlow`; rendering lives her
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import signal
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cli.model_commands import SpecsOption, _spec_files, report_runs, status_table
-from cli.output import cell, console, err_console, flow, print_json
+from cli.output import JsonOption, cell, console, err_console, flow, new_table, print_json
+from cli.progress import steps
 from pgml_flow.errors import ConfigurationError, Interrupted, ModelError
-from pgml_flow.retraining import Plan, RetrainOptions
-from pgml_flow.training import TrainingResult
 from scheduler.jobs import TIMEZONE_ENV, latest_slot, next_slot, timezone
+
+if TYPE_CHECKING:
+    from pgml_flow.retraining import Plan
+    from pgml_flow.training import TrainingResult
 
 scheduler_app = typer.Typer(help="The retraining and refresh scheduler (APScheduler).",
                             no_args_is_help=True)
 cron_app = typer.Typer(help="The same jobs in pg_cron, for running without a Python process.",
                        no_args_is_help=True)
 
-JsonOption = Annotated[bool, typer.Option("--json", envvar="PGML_FLOW_JSON",
-                                          help="Machine-readable output.")]
 ModelOption = Annotated[list[str] | None, typer.Option(
     "--model", envvar="PGML_FLOW_MODELS", help="Model spec name; repeatable (default: all).")]
 ClientsOption = Annotated[list[int] | None, typer.Option(
@@ -42,7 +42,8 @@ TimezoneOption = Annotated[str, typer.Option(
     "--timezone", envvar=TIMEZONE_ENV, help="Time zone the cron schedules are read in.")]
 MarginOption = Annotated[float, typer.Option(
     "--margin", envvar="PGML_FLOW_PROMOTION_MARGIN",
-    help="Promote a challenger only if its key metric beats the champion's by more than this.")]
+    help="Promote a challenger only if its key metric beats the champion's by more than this "
+         "(a finite number; negative lets a worse challenger win: -1 adopts it).")]
 AttemptsOption = Annotated[int, typer.Option(
     "--attempts", envvar="PGML_FLOW_RETRAIN_ATTEMPTS", min=1,
     help="Attempts per client when the database connection is lost.")]
@@ -94,6 +95,8 @@ def retrain(
     as_json: JsonOption = False,
 ) -> None:
     """Retrain client models whose policy says so: challenger vs champion on held-out rows."""
+    from pgml_flow.retraining import RetrainOptions
+
     pf = flow()
     ids = _ids(client, all_clients)
     when = _now(now)
@@ -110,8 +113,8 @@ def retrain(
         if as_json:
             print_json([d.to_json() for d in found])
             return
-        table = Table("client", "model", "deployed", "metric", "rows", "rows since", "retrain",
-                      "why", title="Retraining decisions")
+        table = new_table("client", "model", "deployed", "metric", "rows", "rows since",
+                          "retrain", "why", title="Retraining decisions")
         for d in found:
             f = d.facts
             table.add_row(f"{f.client_id} {f.client}", f.model_name, cell(f.deployed_model_id),
@@ -121,15 +124,12 @@ def retrain(
                           else "no", d.reason)
         console.print(table)
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as progress:
-        task = progress.add_task("retraining", total=None)
-
-        def advance(result: TrainingResult) -> None:
-            progress.update(task, advance=1, description=f"{result.project}: {result.status}")
-
+    total = (len(ids) if ids else len(pf.client_ids())) * (
+        len(model) if model else len(pf.model_specs(_spec_files(specs))))
+    with steps("retraining", total=total) as step:
         results = pf.retrain(model, ids, now=when, options=options,
-                             spec_files=_spec_files(specs), progress=advance)
+                             spec_files=_spec_files(specs),
+                             progress=lambda r: step(f"{r.project}: {r.status}"))
     report_runs(results, as_json, "retraining")
 
 
@@ -137,8 +137,8 @@ def _print_plans(plans: list[Plan], as_json: bool) -> None:
     if as_json:
         print_json([p.to_json() for p in plans])
         return
-    table = Table("client", "model", "why", "challenger", "train / held out", "promotion",
-                  "prunes", title="Retraining plan (dry run: nothing written)")
+    table = new_table("client", "model", "why", "challenger", "train / held out", "promotion",
+                      "prunes", title="Retraining plan (dry run: nothing written)")
     for p in plans:
         table.add_row(f"{p.client_id} {p.client}", p.model, p.reason, p.train,
                       f"{p.training_rows:,} / {p.holdout_rows:,}", p.promotion,
@@ -237,8 +237,8 @@ def events(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "started", "client", "model", "status", "champion", "challenger",
-                  "seconds", "reason", "detail", title="Retraining events")
+    table = new_table("id", "started", "client", "model", "status", "champion", "challenger",
+                      "seconds", "reason", "detail", title="Retraining events")
     for r in rows:
         table.add_row(str(r["id"]), cell(r["started_at"]), f"{r['client_id']} {r['client']}",
                       r["model_name"], r["status"], cell(r["champion_model_id"]),
@@ -271,7 +271,15 @@ def scheduler_run(
     keep_challengers: KeepOption = 3,
     as_json: JsonOption = False,
 ) -> None:
-    """Run scheduled retrain checks and refreshes; exactly once per slot across replicas."""
+    """Run scheduled retrain checks and refreshes; exactly once per slot across replicas.
+
+    Every job's start, outcome and duration are logged at INFO (without --debug).
+    """
+    from pgml_flow.retraining import RetrainOptions
+
+    jobs_log = logging.getLogger("scheduler")
+    if jobs_log.getEffectiveLevel() > logging.INFO:
+        jobs_log.setLevel(logging.INFO)
     pf = flow()
     tz = timezone(tz_name)
     options = RetrainOptions(margin=margin, attempts=attempts, backoff_seconds=backoff,
@@ -296,7 +304,7 @@ def scheduler_run(
     if as_json:
         print_json([asdict(o) for o in outcomes])
     else:
-        table = Table("job", "slot", "status", "attempt", "detail", title="Scheduled jobs")
+        table = new_table("job", "slot", "status", "attempt", "detail", title="Scheduled jobs")
         for o in outcomes:
             table.add_row(o.job, cell(o.slot), o.status, cell(o.attempts or None), o.detail)
         console.print(table)
@@ -334,7 +342,7 @@ def scheduler_jobs(
     if as_json:
         print_json(rows)
         return
-    table = Table("job", "schedule", "last slot", "next run", title=f"Jobs ({tz_name})")
+    table = new_table("job", "schedule", "last slot", "next run", title=f"Jobs ({tz_name})")
     for r in rows:
         table.add_row(str(r["job"]), str(r["schedule"]), cell(r["last_slot"]), cell(r["next_run"]))
     console.print(table)
@@ -353,8 +361,8 @@ def scheduler_runs(
     if as_json:
         print_json(rows)
         return
-    table = Table("job", "slot", "status", "by", "attempts", "started", "finished", "detail",
-                  title="Job runs")
+    table = new_table("job", "slot", "status", "by", "attempts", "started", "finished",
+                      "detail", title="Job runs")
     for r in rows:
         table.add_row(r["job"], cell(r["slot"]), r["status"], r["claimed_by"] or r["requested_by"],
                       str(r["attempts"]), cell(r["started_at"]), cell(r["finished_at"]),
@@ -380,15 +388,21 @@ def cron_install(
     The retrains then run entirely inside the server (pgml_flow.run_job), with this margin
     and webhook.
     """
+    from pgml_flow.retraining import RetrainOptions
+
     options = RetrainOptions(margin=margin, webhook_url=webhook,
                              keep_challengers=keep_challengers)
     _cron_table(flow().cron_install(_spec_files(specs), host, options), as_json)
 
 
 @cron_app.command("remove")
-def cron_remove() -> None:
+def cron_remove(as_json: JsonOption = False) -> None:
     """Unschedule this database's pg_cron jobs."""
-    console.print(f"removed {flow().cron_remove()} pg_cron job(s)")
+    removed = flow().cron_remove()
+    if as_json:
+        print_json({"removed": removed})
+        return
+    console.print(f"removed {removed} pg_cron job(s)")
 
 
 @cron_app.command("list")
@@ -408,7 +422,8 @@ def cron_history(
     if as_json:
         print_json(rows)
         return
-    table = Table("job", "run", "status", "started", "ended", "message", title="pg_cron runs")
+    table = new_table("job", "run", "status", "started", "ended", "message",
+                      title="pg_cron runs")
     for r in rows:
         table.add_row(r["jobname"], str(r["runid"]), r["status"] or "", cell(r["start_time"]),
                       cell(r["end_time"]), r["return_message"] or "")
@@ -419,7 +434,7 @@ def _cron_table(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "schedule", "database", "command", title="pg_cron jobs")
+    table = new_table("id", "name", "schedule", "database", "command", title="pg_cron jobs")
     for r in rows:
         table.add_row(str(r["jobid"]), r["jobname"], r["schedule"], r["database"], r["command"])
     console.print(table)

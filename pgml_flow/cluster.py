@@ -7,7 +7,9 @@ cluster under ``$PGML_FLOW_HOME`` (default ``./.pgml-flow``):
 * ``data/``   the PGDATA directory (initdb on first use),
 * ``run/``    the unix socket directory (we connect through it, no password),
 * ``log/postgresql.log`` the server log,
-* ``cluster.json`` what we chose at initdb time (port, OS user, superuser name).
+* ``cluster.json`` what we chose at initdb time (port, OS user, superuser name); the
+  port is chosen again at start when another process holds it, unless PGML_FLOW_PORT
+  set it.
 
 PostgreSQL refuses to run as root, so when invoked as root the server runs as
 the ``postgres`` OS user (created by the Debian packages) or, failing that, a
@@ -135,19 +137,23 @@ class Cluster:
             self._initdb()
         state = self.state()
         if self.settings.port is not None and self.settings.port != state.port:
-            state = ClusterState(**{**asdict(state), "port": self.settings.port})
-            self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+            state = self._record_port(state, self.settings.port)
         self._check_ownership(state)
+        if self._postmaster_pid() is None:
+            state = self._claim_port(state)
         preload_changed = self._write_conf(state, server_venv)
-        if preload_changed and self._postmaster_pid() is not None:
-            # shared_preload_libraries is read at server start only: a newly installed
-            # pgml_native (which makes pgml.venv superuser-only) needs a restart to count.
-            logger.info("restarting the embedded cluster for shared_preload_libraries",
-                        extra={"action": "restart"})
+        stale = self._stale_preloaded_library()
+        if (preload_changed or stale) and self._postmaster_pid() is not None:
+            # shared_preload_libraries is read at server start only: a newly listed or newly
+            # built pgml_native (which makes pgml.venv superuser-only and scores models)
+            # counts only after a restart.
+            logger.warning("restarting the embedded cluster: "
+                           + (f"{stale} was rebuilt since the server started" if stale
+                              else "shared_preload_libraries changed"),
+                           extra={"action": "restart"})
             self._pg_ctl(["restart", "-w", "-t", "60", "-m", "fast", "-l", str(self.log_file)],
                          state, failure="restarting the embedded PostgreSQL server failed")
         elif self._postmaster_pid() is None:
-            self._check_port_free(state.port)
             self._pg_ctl(
                 ["start", "-w", "-t", "60", "-l", str(self.log_file)],
                 state,
@@ -269,6 +275,18 @@ class Cluster:
                     sql.Identifier(self.settings.database)
                 ))
 
+    def _stale_preloaded_library(self) -> str | None:
+        """A preloaded library installed after the running server started, if any."""
+        try:
+            started = (self.data_dir / "postmaster.pid").stat().st_mtime
+        except (FileNotFoundError, PermissionError):
+            return None
+        for lib in ("pgml_native",):
+            path = self.installation.pkglibdir / f"{lib}.so"
+            if path.exists() and path.stat().st_mtime > started:
+                return lib
+        return None
+
     def _check_ownership(self, state: ClusterState) -> None:
         owner = self.data_dir.stat().st_uid
         expected = pwd.getpwnam(state.os_user).pw_uid
@@ -300,12 +318,31 @@ class Cluster:
                 "set PGML_FLOW_HOME to a directory outside /root, e.g. /var/lib/pgml-flow"
             )
 
-    def _check_port_free(self, port: int) -> None:
-        if not _port_free(port):
+    def _claim_port(self, state: ClusterState) -> ClusterState:
+        """The port to start on: the recorded one when free.
+
+        When another process holds it, a port the user chose (PGML_FLOW_PORT) is an error
+        that says so; a port pgml-flow chose is chosen again (a free one, recorded in
+        ``cluster.json``), so that a busy port never stops the embedded server for good.
+        """
+        if _port_free(state.port):
+            return state
+        if self.settings.port is not None:
             raise ClusterError(
-                f"port {port} on 127.0.0.1 is in use by another process, so the embedded server "
-                f"cannot start; stop that process or choose another port with PGML_FLOW_PORT"
+                f"port {state.port} on 127.0.0.1 (PGML_FLOW_PORT) is in use by another "
+                "process, so the embedded server cannot start; stop that process, choose "
+                "another port with PGML_FLOW_PORT, or unset it to let pgml-flow pick a free one"
             )
+        port = _free_port(_FIRST_PORT)
+        logger.warning("port %s on 127.0.0.1 is in use by another process; the embedded "
+                       "server moves to port %s (recorded in %s)", state.port, port,
+                       self.state_file, extra={"action": "port_moved", "port": port})
+        return self._record_port(state, port)
+
+    def _record_port(self, state: ClusterState, port: int) -> ClusterState:
+        state = ClusterState(**{**asdict(state), "port": port})
+        self.state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        return state
 
     def _postmaster_pid(self) -> int | None:
         pidfile = self.data_dir / "postmaster.pid"

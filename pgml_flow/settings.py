@@ -25,7 +25,8 @@ class Settings:
     database_url: str | None
     #: directory with ``initdb``/``pg_ctl``/``postgres``; ``None`` means "search"
     pg_bin: Path | None
-    #: TCP port of the embedded cluster; ``None`` means "pick a free one at initdb"
+    #: TCP port of the embedded cluster; ``None`` means "pick a free one at initdb, and again
+    #: at start when another process holds it" (a port set here is never changed)
     port: int | None
     #: virtualenv the in-database Python uses (``pgml.venv``); ``None`` means automatic
     server_venv: Path | None

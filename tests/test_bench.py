@@ -106,3 +106,35 @@ def test_cli_service_prints_per_row_services_and_targets(db_url, tmp_path, monke
     saved = json.loads(path.read_text())
     assert len(saved["targets"]) == 2
     assert set(benchmarks.service.ROW_SERVICES) <= set(saved["ratios"])
+
+
+def test_interrupted_bench_keeps_its_figures_and_drops_its_workload(db_url, tmp_path,
+                                                                    monkeypatch):
+    from pgml_flow.errors import Interrupted
+
+    measured = [benchmarks.Figure("predict per row (native)", "linear", 1_000, 0.01)]
+
+    def per_row(work, progress, repeat=2):
+        assert work.models  # the workload was created
+        return measured
+
+    def batch(work, progress):
+        raise KeyboardInterrupt  # Ctrl-C half-way
+
+    monkeypatch.setattr(benchmarks, "per_row", per_row)
+    monkeypatch.setattr(benchmarks, "batch", batch)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    result = CliRunner().invoke(bench_commands.app, [
+        "predict", "--rows", "1000", "--out", str(tmp_path)])
+    assert isinstance(result.exception, Interrupted), result.output  # main(): exit code 8
+    [path] = tmp_path.glob("predict-*.json")
+    saved = json.loads(path.read_text())
+    assert saved["interrupted"] is True
+    assert [f["benchmark"] for f in saved["per_row"]] == ["predict per row (native)"]
+    assert "batch" not in saved and "cold_start" not in saved
+    assert "pgml.predict per row" in result.output  # the figures it has are printed
+    assert "dropping the benchmark rows and models" in result.output
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('pgml_flow_bench_rows')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM pgml.projects WHERE name LIKE "
+                            "'pgml_flow_bench_%'").fetchone()[0] == 0

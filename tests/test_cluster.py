@@ -17,7 +17,7 @@ import pytest
 from pgml_flow.app import PgmlFlow
 from pgml_flow.cluster import Cluster, ClusterState
 from pgml_flow.errors import ClusterError, DatabaseUnreachable, PostgresNotFound
-from pgml_flow.settings import Settings
+from pgml_flow.settings import LIBPQ_TARGET_VARS, Settings
 
 PGML_FLOW = [str(Path(sys.executable).parent / "pgml-flow")]
 
@@ -154,3 +154,55 @@ def test_outdated_schema_tells_to_upgrade(empty_db_url: str, cli_env: dict[str, 
     result = run_cli("summary", env={**cli_env, "DATABASE_URL": empty_db_url})
     assert result.returncode == 5
     assert "pgml-flow db upgrade" in result.stderr
+
+
+_HOLD_PORT = """
+import socket, sys, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen()
+print("listening", flush=True)
+time.sleep(600)
+"""
+
+
+def test_busy_recorded_port_moves_unless_the_user_chose_it(
+    scratch_home: Path, base_flow: PgmlFlow, cli_env: dict[str, str]
+) -> None:
+    if base_flow.settings.external:
+        pytest.skip("the embedded cluster is not in use")
+    settings = dataclasses.replace(base_flow.settings, home=scratch_home / "moving", port=None)
+    cluster = Cluster(settings)
+    env = {key: value for key, value in cli_env.items()
+           if key not in ("DATABASE_URL", "PGML_FLOW_PORT", *LIBPQ_TARGET_VARS)}
+    env["PGML_FLOW_HOME"] = str(settings.home)
+    try:
+        cluster.start()
+        recorded = cluster.state().port
+        cluster.stop()
+        # another process takes the port recorded at initdb while the server is down
+        holder = subprocess.Popen([sys.executable, "-c", _HOLD_PORT, str(recorded)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "listening\n"
+            started = run_cli("db", "start", env=env)
+            assert started.returncode == 0, started.stderr
+            moved = json.loads(cluster.state_file.read_text())["port"]
+            assert moved != recorded
+            assert f"port {moved}" in started.stdout
+            assert f"port {recorded} on 127.0.0.1 is in use" in started.stderr
+            with psycopg.connect(cluster.url()) as conn:
+                assert conn.execute("SHOW port").fetchone() == (str(moved),)
+            assert run_cli("db", "stop", env=env).returncode == 0
+            # a port the user chose is kept: the clear error, and nothing starts
+            chosen = run_cli("db", "start", env={**env, "PGML_FLOW_PORT": str(recorded)})
+            assert chosen.returncode == 3, chosen.stderr
+            assert f"port {recorded} on 127.0.0.1 (PGML_FLOW_PORT) is in use" in chosen.stderr
+            assert "Traceback" not in chosen.stderr
+            assert not cluster.status().running
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        cluster.stop()
+        shutil.rmtree(settings.home, ignore_errors=True)
