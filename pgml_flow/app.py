@@ -13,18 +13,21 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.rows import dict_row
-
-from pgml_flow import database, migrate, sqlfiles
+from pgml_flow import sqlfiles
 from pgml_flow.cluster import Cluster, Status
 from pgml_flow.errors import ConfigurationError
-from pgml_flow.seed import SeedReport
 from pgml_flow.settings import Settings
 
+# Imported where used, so that a command imports only what it needs: psycopg costs a tenth
+# of a second, Alembic with SQLAlchemy a third, numpy (the seed) a tenth.
 if TYPE_CHECKING:
+    import psycopg
+
+    from pgml_flow.imports import ImportReport
+    from pgml_flow.imports import Source as ImportSource
     from pgml_flow.isolation import AuditReport, BiLogin
     from pgml_flow.retraining import Plan, RetrainOptions
+    from pgml_flow.seed import SeedReport
     from pgml_flow.training import TrainingResult
     from pgml_models.client import PgmlClient
     from pgml_models.retraining import Decision
@@ -68,7 +71,10 @@ class PgmlFlow:
 
     @property
     def url(self) -> str:
-        return database.resolve_url(self.settings)
+        """DATABASE_URL (or PG* variables) if set, else the embedded cluster's socket URL."""
+        if self.settings.database_url is not None:
+            return self.settings.database_url
+        return self.cluster.url()
 
     def start_database(self) -> Status:
         """Create (first time) and start the embedded cluster, with its server-side venv."""
@@ -90,11 +96,15 @@ class PgmlFlow:
             with self.connect() as conn:
                 facts = _server_facts(conn)
         if status is None:
+            from pgml_flow import database
+
             return DatabaseInfo(False, database.describe(self.url), None, *facts)
         url = self.cluster.url() if status.initialized else "(not initialized)"
         return DatabaseInfo(True, url, status, *facts)
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        from pgml_flow import database
+
         return database.connect(self.url, autocommit=autocommit)
 
     @contextmanager
@@ -108,16 +118,27 @@ class PgmlFlow:
 
     # -- schema ---------------------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> str | None:
+        from pgml_flow import migrate
+
         return migrate.upgrade(self.url, revision)
 
     def downgrade(self, revision: str) -> str | None:
+        from pgml_flow import migrate
+
         return migrate.downgrade(self.url, revision)
 
     def schema_revision(self) -> tuple[str | None, str]:
-        return migrate.current_revision(self.url), migrate.head_revision()
+        """The database's revision and the head (read without importing Alembic)."""
+        from pgml_flow import schema_version
+
+        with self.connect() as conn:
+            return schema_version.current(conn), schema_version.head()
 
     def require_current_schema(self) -> None:
-        migrate.check_current(self.url)
+        from pgml_flow import schema_version
+
+        with self.connect() as conn:
+            schema_version.check(conn)
 
     # -- data -----------------------------------------------------------------------------
     def seed(
@@ -128,17 +149,38 @@ class PgmlFlow:
         seed: int,
         as_of: dt.datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        first_client_id: int = 1,
+        replace: bool = False,
     ) -> SeedReport:
+        """Generate synthetic clients; existing ones in the range are replaced only with
+        ``replace``, except synthetic ones on the embedded database (see pgml_flow.seed)."""
         from pgml_flow.seed import seed as run_seed
 
         self.require_current_schema()
         with self.connect() as conn:
             report = run_seed(
-                conn, clients=clients, issues=issues, seed=seed, as_of=as_of, progress=progress
+                conn, clients=clients, issues=issues, seed=seed, as_of=as_of, progress=progress,
+                first_client_id=first_client_id, replace=replace,
+                replace_synthetic=not self.settings.external,
             )
             conn.execute("SELECT pgml_flow.refresh_training_summary()")
             conn.commit()
         return report
+
+    def import_data(self, source: ImportSource, *, client_id: int | None = None,
+                    bi_logins: bool = False,
+                    progress: Callable[[str, int], None] | None = None) -> ImportReport:
+        """Import real data (Jira, GitHub, CSV, a public dataset): docs/import.md.
+
+        Every file is read and checked first, then each is written in its own transaction,
+        upserted on its natural key; one client per project, or ``client_id`` for all.
+        """
+        from pgml_flow import imports
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return imports.run(conn, source, client_id=client_id, bi_logins=bi_logins,
+                               progress=progress)
 
     def refresh_training_summary(self) -> None:
         """REFRESH ... CONCURRENTLY: readers of the old contents are never blocked."""
@@ -147,6 +189,8 @@ class PgmlFlow:
             conn.execute("SELECT pgml_flow.refresh_training_summary()")
 
     def training_summary(self) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
         self.require_current_schema()
         with self.connect() as conn, conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sqlfiles.query("training_summary")).fetchall()
@@ -191,8 +235,10 @@ class PgmlFlow:
     def retraining_events(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         from pgml_flow import training
 
+        _check_limit(limit)
         self.require_current_schema()
         with self.connect() as conn:
+            self._check_model(conn, model)
             return training.retraining_events(conn, model, limit)
 
     # -- retraining and scheduling -----------------------------------------------------------
@@ -214,6 +260,17 @@ class PgmlFlow:
             raise ClientNotFound(f"client(s) {', '.join(map(str, missing))} do not exist; see "
                                  "the clients table, or seed clients with `pgml-flow seed`")
         return ids
+
+    def _check_model(self, conn: psycopg.Connection, model: str | None) -> None:
+        """Refuse a model filter that names no model spec and no model the database knows."""
+        if model is None:
+            return
+        names = set(self.model_specs())
+        names |= {str(r[0]) for r in conn.execute(sqlfiles.query("known_model_names"))}
+        if model not in names:
+            raise ConfigurationError(
+                f"no model named {model!r}; known: {', '.join(sorted(names)) or 'none'} "
+                "(`pgml-flow models list` shows the specs)")
 
     def retrain_decisions(
         self, models: Sequence[str] | None = None, client_ids: Sequence[int] | None = None, *,
@@ -276,8 +333,15 @@ class PgmlFlow:
                limit: int = 50) -> list[dict[str, Any]]:
         from pgml_flow import retraining
 
+        _check_limit(limit)
+        if status is not None and status not in EVENT_STATUSES:
+            raise ConfigurationError(f"no event status {status!r}; one of "
+                                     f"{', '.join(EVENT_STATUSES)}")
         self.require_current_schema()
         with self.connect() as conn:
+            if client_id is not None:
+                self._ids(conn, [client_id])
+            self._check_model(conn, model)
             return retraining.events(conn, model_name=model, client_id=client_id,
                                      status=status, since=since, limit=limit)
 
@@ -308,17 +372,54 @@ class PgmlFlow:
 
     def refresh(self, views: Sequence[str] | None = None) -> dict[str, str]:
         """REFRESH MATERIALIZED VIEW CONCURRENTLY each view (default: every refresh job's)."""
+        import psycopg
         from psycopg import sql
+
+        from pgml_flow.database import error_text
 
         chosen = list(views or [j.target for j in self.scheduled_jobs() if j.kind == "refresh"])
         self.require_current_schema()
-        done = {}
+        done: dict[str, str] = {}
         with self.connect(autocommit=True) as conn:
             for view in chosen:
-                row = conn.execute(sql.SQL("SELECT pgml_flow.refresh_materialized_view({})")
-                                   .format(sql.Literal(view))).fetchone()
+                try:
+                    row = conn.execute(sql.SQL("SELECT pgml_flow.refresh_materialized_view({})")
+                                       .format(sql.Literal(view))).fetchone()
+                except psycopg.OperationalError:
+                    raise  # a lost connection: the CLI says so
+                except psycopg.Error as exc:
+                    refreshed = f" (refreshed before it: {', '.join(done)})" if done else ""
+                    hint = ("" if exc.diag.message_hint else "; `pgml-flow refresh` takes "
+                            "materialized views, listed in pg_matviews")
+                    raise ConfigurationError(
+                        f"cannot refresh {view!r}: {error_text(exc)}{hint}{refreshed}") from exc
                 done[view] = str(row[0]) if row else ""
         return done
+
+    # -- prediction log --------------------------------------------------------------------
+    def prediction_log_status(self, client_ids: Sequence[int] | None = None
+                              ) -> list[dict[str, Any]]:
+        """Per client: logged rows and size, what a prune would delete, limits, usage."""
+        from pgml_flow import prediction_log
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_ids is not None:
+                self._ids(conn, client_ids)
+            return prediction_log.status(conn, client_ids)
+
+    def prune_prediction_log(self, client_ids: Sequence[int] | None = None, *,
+                             batch_size: int | None = None,
+                             dry_run: bool = False) -> list[dict[str, Any]]:
+        """Delete prediction-log rows past each client's age and size limits, in batches."""
+        from pgml_flow import prediction_log
+
+        self.require_current_schema()
+        with self.connect(autocommit=True) as conn:
+            if client_ids is not None:
+                self._ids(conn, client_ids)
+            return prediction_log.prune(conn, client_ids, dry_run=dry_run,
+                                        batch_size=batch_size or prediction_log.BATCH_SIZE)
 
     def run_scheduled(self, *, now: dt.datetime | None = None, tz: dt.tzinfo = dt.UTC,
                       options: RetrainOptions | None = None, claimed_by: str | None = None,
@@ -333,8 +434,16 @@ class PgmlFlow:
     def job_runs(self, job: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         from scheduler.runner import job_runs
 
+        _check_limit(limit)
         self.require_current_schema()
         with self.connect() as conn:
+            if job is not None:
+                names = {j.name for j in self.scheduled_jobs()}
+                names |= {str(r[0]) for r in conn.execute(sqlfiles.query("known_job_names"))}
+                if job not in names:
+                    raise ConfigurationError(f"no job named {job!r}; known: "
+                                             f"{', '.join(sorted(names))} (`pgml-flow scheduler "
+                                             "jobs` lists them)")
             return job_runs(conn, job, limit)
 
     def cron_install(self, spec_files: Iterable[str] = (), host: str | None = None,
@@ -367,6 +476,7 @@ class PgmlFlow:
     def cron_history(self, limit: int = 50) -> list[dict[str, Any]]:
         from pgml_flow import pgcron
 
+        _check_limit(limit)
         return pgcron.history(self.url, limit)
 
     # -- isolation --------------------------------------------------------------------------
@@ -397,12 +507,14 @@ class PgmlFlow:
         with self.connect() as conn:
             return isolation.bi_logins(conn, client_id)
 
-    def audit_isolation(self) -> AuditReport:
+    def audit_isolation(self, progress: Callable[[str, int], None] | None = None
+                        ) -> AuditReport:
+        """The tenant isolation audit; ``progress(role, logins)`` after each BI login."""
         from pgml_flow import isolation
 
         self.require_current_schema()
         with self.connect() as conn:
-            return isolation.audit(conn)
+            return isolation.audit(conn, progress)
 
     @contextmanager
     def bi_session(self, client_id: int) -> Iterator[psycopg.Connection]:
@@ -423,6 +535,16 @@ class PgmlFlow:
             conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(
                 sql.Identifier(str(logins[0]["role_name"]))))
             yield conn
+
+
+#: the statuses of ml_retraining_events (its CHECK constraint)
+EVENT_STATUSES = ("running", "promoted", "kept_champion", "skipped", "failed", "deployed",
+                  "rolled_back")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ConfigurationError(f"--limit must be a positive number of rows, got {limit}")
 
 
 def _server_facts(conn: psycopg.Connection) -> tuple[str | None, str]:

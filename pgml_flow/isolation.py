@@ -15,7 +15,7 @@ back, so the predictions it triggers leave no log rows behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,13 +186,15 @@ USER_SETTINGS = {"pgml.native_cache_mb": "a cache size of the caller's own backe
 GUARDED_SETTINGS = ("pgml.venv", "pgml_flow.loopback_conninfo")
 
 
-def audit(conn: psycopg.Connection) -> AuditReport:
+def audit(conn: psycopg.Connection,
+          progress: Callable[[str, int], None] | None = None) -> AuditReport:
     """Audit tenant isolation; see the module docstring.  Needs a superuser connection.
 
     For each mapped login it enumerates everything the login can reach — every relation
     and function outside the system catalogs it may use (through PUBLIC, any group or a
     direct grant), every table or schema it may write, every pgml setting it may change,
-    every role it may become — and tests each as that login.
+    every role it may become — and tests each as that login.  ``progress(role, logins)``
+    is called after each login.
     """
     row = conn.execute(_query("is_superuser")).fetchone()
     if not row or not row[0]:
@@ -234,6 +236,8 @@ def audit(conn: psycopg.Connection) -> AuditReport:
                 report.checks.append(_check_internal(conn, role, client_id, label, relation))
             report.checks.extend(_writable(conn, role, client_id))
             report.checks.extend(_settings(conn, role, client_id))
+            if progress:
+                progress(role, len(logins))
     finally:
         conn.rollback()
     return report

@@ -6,6 +6,8 @@ pgml-flow's database:
 
 * ``refresh:<view>`` runs ``SELECT pgml_flow.refresh_materialized_view('<view>')``: the
   refresh happens entirely in the database;
+* ``prune:public.ml_prediction_log`` runs ``CALL pgml_flow.prune_prediction_log()`` (the
+  prediction log's retention, in batches it commits one by one);
 * ``retrain:<model>`` runs ``SELECT pgml_flow.run_job('retrain:<model>', margin, webhook)``:
   the whole retraining run (claim the slot, decide per client, challenger against champion,
   promotion, events, webhook) inside the server, through the code of ``pgml-flow scheduler
@@ -42,6 +44,8 @@ def command(job: Job, options: RetrainOptions | None = None) -> str:
     """The SQL a pg_cron job runs for ``job`` (``options``: margin and webhook of retrains)."""
     if job.kind == "refresh":
         return f"SELECT pgml_flow.refresh_materialized_view({_literal(job.target)})"
+    if job.kind == "prune":
+        return "CALL pgml_flow.prune_prediction_log()"
     options = options or RetrainOptions()
     webhook = _literal(options.webhook_url) if options.webhook_url else "NULL"
     return (f"SELECT pgml_flow.run_job({_literal(job.name)}, margin => {float(options.margin)!r}, "

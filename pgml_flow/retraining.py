@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,6 +37,7 @@ from psycopg.types.json import Jsonb
 from pgml_flow import sqlfiles, training
 from pgml_flow.errors import (
     ClientNotFound,
+    ConfigurationError,
     DatabaseUnreachable,
     Interrupted,
     ModelError,
@@ -57,6 +57,7 @@ class RetrainOptions:
     """How a retraining run behaves (each is a setting, see docs/operations.md)."""
 
     #: the challenger is promoted only when its key metric exceeds the champion's by more
+    #: (a finite number; negative lets a worse challenger win, -1 adopts it)
     margin: float = 0.0
     #: retrain even when the policy says no
     force: bool = False
@@ -72,6 +73,24 @@ class RetrainOptions:
     job_run_id: int | None = None
     #: unpromoted challengers kept per project (older never-deployed models are deleted)
     keep_challengers: int = 3
+
+    def __post_init__(self) -> None:
+        check_margin(self.margin)
+
+
+def check_margin(margin: float) -> float:
+    """``margin`` if it is a finite number; else :class:`ConfigurationError` naming it.
+
+    NaN would never promote (every comparison with it is false) and -inf always would.
+    """
+    if not isinstance(margin, int | float) or not math.isfinite(margin):
+        raise ConfigurationError(
+            f"the promotion margin must be a finite number, not {margin!r} (--margin, "
+            "PGML_FLOW_PROMOTION_MARGIN, pgml_flow.run_job's margin): a challenger is promoted "
+            "when its key metric beats the champion's by more than it; 0 = strictly better, "
+            "0.01 = by more than 0.01, -1 = adopt the challenger even when it is worse"
+        )
+    return margin
 
 
 def _query(name: str) -> str:
@@ -406,6 +425,8 @@ def _notify(url: str | None, result: TrainingResult) -> None:
     """POST the event as JSON; a webhook that fails is logged, never raised."""
     if not url:
         return
+    import urllib.request  # here: its import (http, email) is not free, and webhooks are rare
+
     body = json.dumps({"event": "retraining", **result.__dict__}, default=str).encode()
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json"})

@@ -80,6 +80,11 @@ def retrain_job(specs: dict[str, ModelSpec], name: str) -> Job:
                 f"{name} is a refresh: run SELECT pgml_flow.refresh_materialized_view"
                 f"('{name.removeprefix('refresh:')}') instead (what `pgml-flow cron install` "
                 "registers)")
+        if name.startswith("prune:"):
+            raise ConfigurationError(
+                f"{name} is the prediction log's retention: run CALL "
+                "pgml_flow.prune_prediction_log() instead (what `pgml-flow cron install` "
+                "registers)")
         known = ", ".join(sorted(by_name)) or "none"
         raise ConfigurationError(
             f"no scheduled job {name!r} in this database; registered retrain jobs: {known} "
@@ -95,13 +100,15 @@ def run_job(plpy: Any, name: str, margin: float | None = None,
     Returns the outcome in words; raises (so pg_cron records the run as failed) when the
     job failed.
     """
+    # first: a bad argument (a NaN margin, say) is refused before anything is looked up
+    options = RetrainOptions(margin=0.0 if margin is None else margin,
+                             webhook_url=webhook_url or None,
+                             keep_challengers=3 if keep_challengers is None else keep_challengers)
     specs = registered_specs(plpy)
     job = retrain_job(specs, name)
     settings = dataclasses.replace(Settings.from_env({}), database_url=loopback_conninfo(plpy))
     flow = PgmlFlow(settings, specs=specs)
     pid = plpy.execute("SELECT pg_backend_pid() AS pid")[0]["pid"]
-    options = RetrainOptions(margin=margin or 0.0, webhook_url=webhook_url or None,
-                             keep_challengers=3 if keep_challengers is None else keep_challengers)
     outcomes = run_once(flow, now=now, jobs=[job], tz=dt.UTC, options=options,
                         claimed_by=f"pg_cron:{os.uname().nodename}:{pid}")
     return summary(name, outcomes)

@@ -1,9 +1,11 @@
 """Scheduled jobs and their slots.
 
 A job is ``retrain:<model>`` (the retrain check of one model spec for every active client,
-on the spec's ``retraining.schedule``) or ``refresh:<view>`` (``REFRESH MATERIALIZED VIEW
-CONCURRENTLY``; the training summary hourly by default).  A *slot* is one cron time of a
-job; a slot runs at most once (``ml_job_runs`` has one row per job and slot).
+on the spec's ``retraining.schedule``), ``refresh:<view>`` (``REFRESH MATERIALIZED VIEW
+CONCURRENTLY``; the training summary hourly by default) or
+``prune:public.ml_prediction_log`` (the prediction log's retention, hourly by default).  A
+*slot* is one cron time of a job; a slot runs at most once (``ml_job_runs`` has one row per
+job and slot).
 
 Missed-run policy: when the scheduler was down over several slots of a job, only the most
 recent one runs (the others are coalesced into it), as soon as the scheduler is back.
@@ -16,17 +18,24 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
-
 from pgml_flow.errors import ConfigurationError
-from pgml_models.specs import ModelSpec
+
+if TYPE_CHECKING:  # imported where used: the CLI imports this module for its constants
+    from apscheduler.triggers.cron import CronTrigger
+
+    from pgml_models.specs import ModelSpec
 
 #: the training summary's refresh schedule (cron)
 SUMMARY_ENV = "PGML_FLOW_SUMMARY_REFRESH"
 SUMMARY_SCHEDULE = "0 * * * *"
 SUMMARY_VIEW = "public.mv_ml_training_summary"
+#: the prediction log's retention (pgml_flow.prune_prediction_log): its schedule (cron)
+PRUNE_ENV = "PGML_FLOW_LOG_PRUNE_SCHEDULE"
+PRUNE_SCHEDULE = "15 * * * *"
+PRUNE_TABLE = "public.ml_prediction_log"
 #: more materialized views to refresh: "schema.view=cron expression;..."
 REFRESH_ENV = "PGML_FLOW_REFRESH_VIEWS"
 #: time zone the cron expressions are read in
@@ -38,21 +47,24 @@ _LOOKBACK = (dt.timedelta(days=8), dt.timedelta(days=63), dt.timedelta(days=800)
 
 @dataclass(frozen=True)
 class Job:
-    #: retrain:<model> or refresh:<view>
+    #: retrain:<model>, refresh:<view> or prune:<table>
     name: str
     kind: str
-    #: the model (retrain) or the materialized view (refresh)
+    #: the model (retrain), the materialized view (refresh) or the table (prune)
     target: str
     schedule: str
 
 
 def jobs(specs: Mapping[str, ModelSpec], environ: Mapping[str, str] | None = None) -> list[Job]:
-    """Every job: a retrain per spec, the summary refresh, the views of PGML_FLOW_REFRESH_VIEWS."""
+    """Every job: a retrain per spec, the summary refresh, the prediction log's prune, the
+    views of PGML_FLOW_REFRESH_VIEWS."""
     env = os.environ if environ is None else environ
     found = [Job(f"retrain:{s.name}", "retrain", s.name, s.retraining.schedule)
              for s in specs.values()]
     found.append(Job(f"refresh:{SUMMARY_VIEW}", "refresh", SUMMARY_VIEW,
                      env.get(SUMMARY_ENV) or SUMMARY_SCHEDULE))
+    found.append(Job(f"prune:{PRUNE_TABLE}", "prune", PRUNE_TABLE,
+                     env.get(PRUNE_ENV) or PRUNE_SCHEDULE))
     for entry in filter(None, (e.strip() for e in env.get(REFRESH_ENV, "").split(";"))):
         view, _, schedule = entry.partition("=")
         if not _VIEW.match(view.strip()) or not schedule.strip():
@@ -78,6 +90,8 @@ def trigger(expression: str, tz: dt.tzinfo) -> CronTrigger:
     APScheduler counts weekdays from Monday = 0; cron from Sunday = 0 (and 7), so the
     day-of-week field is translated to day names.
     """
+    from apscheduler.triggers.cron import CronTrigger
+
     fields = expression.split()
     if len(fields) != 5:
         raise ConfigurationError(f"{expression!r} is not a 5-field cron expression")

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -131,8 +132,9 @@ def _run_slot(flow: Any, control: psycopg.Connection, job: Job, slot: dt.datetim
         if claim is None:
             return JobOutcome(job.name, slot, "skipped", "already ran")
         run_id, attempts = int(claim[0]), int(claim[1])
-        logger.info("running %s for %s", job.name, slot,
-                    extra={"action": "job_start", "job": job.name, "attempt": attempts})
+        logger.info("%s for %s: started (attempt %s)", job.name, f"{slot:%Y-%m-%d %H:%M}",
+                    attempts, extra={"action": "job_start", "job": job.name, "attempt": attempts})
+        started = time.monotonic()
         status, detail, error = "succeeded", "", None
         try:
             detail = _execute(flow, job, slot, now, run_id, options, should_stop)
@@ -142,7 +144,12 @@ def _run_slot(flow: Any, control: psycopg.Connection, job: Job, slot: dt.datetim
             status, detail, error = "failed", "", str(exc)
         control.execute(_query("finish"), {"id": run_id, "status": status,
                                            "detail": detail or None, "error": error})
-        logger.info("%s %s", job.name, status, extra={"action": "job_end", "job": job.name})
+        seconds = time.monotonic() - started
+        logger.log(logging.WARNING if status == "failed" else logging.INFO,
+                   "%s for %s: %s in %.1f s: %s", job.name, f"{slot:%Y-%m-%d %H:%M}", status,
+                   seconds, detail or error or "-",
+                   extra={"action": "job_end", "job": job.name, "status": status,
+                          "seconds": round(seconds, 3)})
         return JobOutcome(job.name, slot, status, detail or error or "", run_id, attempts)
     finally:
         if not control.closed and not control.broken:
@@ -156,6 +163,10 @@ def _execute(flow: Any, job: Job, slot: dt.datetime, now: dt.datetime, run_id: i
             row = conn.execute(sql.SQL("SELECT pgml_flow.refresh_materialized_view({})").format(
                 sql.Literal(job.target))).fetchone()
         return f"refreshed {job.target} ({row[0] if row else '?'})"
+    if job.kind == "prune":
+        pruned = flow.prune_prediction_log()
+        deleted = sum(r["deleted"] or 0 for r in pruned)
+        return f"deleted {deleted:,} rows of {job.target} ({len(pruned)} clients)"
     results = flow.retrain(
         [job.target], None, now=now, should_stop=should_stop,
         options=replace(options, reason=f"scheduled {slot:%Y-%m-%d %H:%M} UTC",

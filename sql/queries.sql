@@ -1,18 +1,69 @@
 -- Queries run by pgml-flow's Python code, loaded by name (pgml_flow.sqlfiles.query).
 
 -- name: insert_client
-INSERT INTO clients (client_id, name, slug) VALUES (%(client_id)s, %(name)s, %(slug)s);
+-- The seed's client: new, or one it replaces (its row is kept, so that its BI logins in
+-- client_bi_roles stay; its switches are reset, other settings stay as they were).
+INSERT INTO clients (client_id, name, slug, synthetic)
+VALUES (%(client_id)s, %(name)s, %(slug)s, true)
+ON CONFLICT (client_id) DO UPDATE
+   SET name = EXCLUDED.name, slug = EXCLUDED.slug, synthetic = true, active = true,
+       ml_enabled = true, prediction_logging = true;
+
+-- name: client_footprint
+-- What replacing clients would delete (pgml-flow seed): per existing client in the range,
+-- its rows and its models (pgml projects <model>__client_<id>, pgml_flow.project_name).
+SELECT c.client_id, c.name, c.synthetic,
+       (SELECT count(*) FROM issues i WHERE i.client_id = c.client_id) AS issues,
+       (SELECT count(*) FROM pull_requests p WHERE p.client_id = c.client_id) AS pull_requests,
+       (SELECT count(*) FROM ml_prediction_log l WHERE l.client_id = c.client_id)
+           AS prediction_logs,
+       (SELECT count(*) FROM ml_retraining_events e WHERE e.client_id = c.client_id)
+           AS retraining_events,
+       (SELECT count(*) FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id
+         WHERE right(p.name, length('__client_' || c.client_id)) = '__client_' || c.client_id)
+           AS models
+  FROM clients c
+ WHERE c.client_id = ANY(%(client_ids)s)
+ ORDER BY c.client_id;
+
+-- name: client_projects
+-- The pgml projects of one client's models (<model>__client_<id>).
+SELECT name FROM pgml.projects
+ WHERE right(name, length('__client_' || %(client_id)s::bigint))
+       = '__client_' || %(client_id)s::bigint
+ ORDER BY name;
+
+-- name: next_client_id
+SELECT coalesce(max(client_id), 0) + 1 FROM clients;
+
+-- name: has_pgml_delete_project
+SELECT to_regprocedure('pgml.delete_project(text)') IS NOT NULL;
+
+-- name: pgml_delete_project
+SELECT pgml.delete_project(%(project)s);
 
 -- name: delete_client
 -- Every table is named (not left to ON DELETE CASCADE) so that this also works while
--- triggers are disabled by the seed's bulk-load path.
+-- triggers are disabled by the seed's bulk-load path. The clients row and its BI logins
+-- stay (insert_client updates the row); the client's models go first (client_projects).
 WITH prs AS (DELETE FROM pull_requests WHERE client_id = %(client_id)s),
      issues AS (DELETE FROM issues WHERE client_id = %(client_id)s),
      repos AS (DELETE FROM repositories WHERE client_id = %(client_id)s),
      types AS (DELETE FROM issuetypes WHERE client_id = %(client_id)s),
      logs AS (DELETE FROM ml_prediction_log WHERE client_id = %(client_id)s),
-     events AS (DELETE FROM ml_retraining_events WHERE client_id = %(client_id)s)
-DELETE FROM clients WHERE client_id = %(client_id)s;
+     log_usage AS (DELETE FROM ml_prediction_log_usage WHERE client_id = %(client_id)s),
+     events AS (DELETE FROM ml_retraining_events WHERE client_id = %(client_id)s),
+     baselines AS (DELETE FROM ml_model_baselines WHERE client_id = %(client_id)s)
+SELECT %(client_id)s;
+
+-- name: known_model_names
+-- Model names the database knows (registered specs and past runs), for filters.
+SELECT model_name FROM ml_model_registry
+UNION
+SELECT DISTINCT model_name FROM ml_retraining_events;
+
+-- name: known_job_names
+SELECT DISTINCT job FROM ml_job_runs;
 
 -- name: training_summary
 SELECT s.client_id, c.name AS client, s.model_type, s.training_records, s.latest_data,
@@ -83,3 +134,10 @@ SELECT current_setting('pgml.venv', true),
                       WHERE p.oid = to_regprocedure('pgml.predict(text, real[])')), false),
        EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pgml_native'),
        coalesce(current_setting('pgml.native_scoring', true), 'on') = 'off';
+
+-- name: alembic_version_exists
+-- Whether Alembic has migrated this database (pgml_flow.schema_version reads it without Alembic).
+SELECT to_regclass('alembic_version') IS NOT NULL;
+
+-- name: alembic_versions
+SELECT version_num FROM alembic_version;

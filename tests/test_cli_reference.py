@@ -20,5 +20,6 @@ def test_every_command_is_documented() -> None:
     for command in ("db start", "db stop", "db status", "db url", "db upgrade", "db downgrade",
                     "seed", "summary", "demo", "retrain", "deploy", "rollback", "refresh",
                     "status", "events", "scheduler run", "scheduler jobs", "scheduler runs",
-                    "cron install", "cron remove", "cron list", "cron history"):
+                    "cron install", "cron remove", "cron list", "cron history",
+                    "log status", "log prune"):
         assert f"## `pgml-flow {command}`" in text

@@ -309,6 +309,39 @@ def test_null_labels_and_tiny_splits(sql: psycopg.Connection) -> None:
     assert one(sql, "SELECT count(*) FROM pgml.projects") == 0, "a failed train leaves nothing"
 
 
+def test_nan_and_infinity_are_named_not_called_null(sql: psycopg.Connection) -> None:
+    sql.execute("CREATE TABLE m (x real, z numeric, y double precision)")
+    sql.execute("INSERT INTO m SELECT i, i % 7, i * 2 + 1 FROM generate_series(1, 40) i")
+    sql.execute("UPDATE m SET x = 'NaN' WHERE z = 3")
+    train = "SELECT * FROM pgml.train('M', 'regression', 'm', 'y'{})"
+    with pytest.raises(psycopg.Error, match=r"column 'x' contains 6 NaN value\(s\) \(NaN is a "
+                       r"number, not NULL.*WHERE x IS NULL OR x NOT IN \('NaN', 'Infinity', "
+                       r"'-Infinity'\)"):
+        sql.execute(train.format(""))
+    # an impute rule treats NaN as missing, as it does NULL
+    assert rows(sql, train.format(""", preprocess => '{"x": {"impute": "mean"}}'""")
+                )[0][:2] == ("M", "regression")
+    sql.execute("UPDATE m SET z = 'Infinity' WHERE x = 1")
+    with pytest.raises(psycopg.Error, match="column 'z' contains 1 Infinity value"):
+        sql.execute(train.format(""", preprocess => '{"x": {"impute": "mean"}}'"""))
+    sql.execute("UPDATE m SET z = 1, y = 'NaN' WHERE x = 1")
+    with pytest.raises(psycopg.Error, match="label column 'y' has 1 NaN value"):
+        sql.execute(train.format(""", preprocess => '{"x": {"impute": "mean"}}'"""))
+
+
+def test_load_dataset_limit_is_a_positive_row_count(sql: psycopg.Connection) -> None:
+    assert rows(sql, """SELECT * FROM pgml.load_dataset('iris', "limit" => 5)""") == [
+        ("pgml.iris", 5)]
+    for limit in (-5, 0):
+        with pytest.raises(psycopg.Error, match=f"limit must be a positive number of rows, "
+                           f"got {limit}") as error:
+            sql.execute(f"""SELECT * FROM pgml.load_dataset('iris', "limit" => {limit})""")
+        assert "NULL" in (error.value.diag.message_hint or "")
+        assert one(sql, "SELECT count(*) FROM pgml.iris") == 5, "refused before the table"
+    assert rows(sql, """SELECT * FROM pgml.load_dataset('iris', "limit" => NULL)""") == [
+        ("pgml.iris", 150)]
+
+
 def test_unreadable_relation(sql: psycopg.Connection, db_url: str) -> None:
     sql.execute("CREATE TABLE secret (x real, y real)")
     sql.execute("DROP ROLE IF EXISTS pgml_test_reader")

@@ -6,18 +6,24 @@ database used as a template; each test gets its own copy of it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import math
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
 from pgml_flow.app import PgmlFlow
-from pgml_flow.errors import ClientNotFound
+from pgml_flow.errors import ClientNotFound, ConfigurationError
 from pgml_flow.retraining import RetrainOptions
 from pgml_models.retraining import Facts, decide
 from pgml_models.specs import builtin_specs
@@ -288,3 +294,42 @@ def test_cli_check_json_and_exit_codes(tflow: PgmlFlow) -> None:
     assert json.loads(result.output)[0]["serving"] == "python (no native form)"
     result = runner.invoke(app, ["refresh", "--json"], env=env)
     assert json.loads(result.output) == {"public.mv_ml_training_summary": "concurrently"}
+
+
+# -- the margin: any finite number, everywhere it enters ----------------------------------------
+@pytest.mark.parametrize("margin", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_margin_is_refused(margin: float) -> None:
+    # NaN would never promote (every comparison with it is false), -inf always would
+    with pytest.raises(ConfigurationError, match=f"finite number, not {margin!r}"):
+        RetrainOptions(margin=margin)
+    with pytest.raises(ConfigurationError, match="finite number"):
+        dataclasses.replace(RetrainOptions(), margin=margin)
+    # negative margins stay: -1 adopts a challenger even when it is worse (docs/operations.md)
+    assert RetrainOptions(margin=-1.0).margin == -1.0
+
+
+def test_cli_and_run_job_refuse_a_non_finite_margin(flow: PgmlFlow,
+                                                    cli_env: dict[str, str]) -> None:
+    pgml_flow = str(Path(sys.executable).parent / "pgml-flow")
+    for args, extra in [
+        (["retrain", "--force", "--margin", "nan"], {}),
+        (["retrain", "--dry-run"], {"PGML_FLOW_PROMOTION_MARGIN": "-inf"}),
+        (["scheduler", "run", "--once", "--margin", "-inf"], {}),
+        (["cron", "install", "--margin", "inf"], {}),
+    ]:
+        proc = subprocess.run([pgml_flow, *args], capture_output=True, text=True, timeout=120,
+                              env={**cli_env, "DATABASE_URL": flow.url, "COLUMNS": "200",
+                                   **extra}, check=False)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "the promotion margin must be a finite number" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    # in the server, called as pg_cron calls it (a superuser): refused before the job is
+    # looked up or its slot claimed
+    with flow.connect(autocommit=True) as conn:
+        for value, shown in [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")]:
+            with pytest.raises(psycopg.errors.RaiseException,
+                               match=f"finite number, not {shown} "):
+                conn.execute("SELECT pgml_flow.run_job('retrain:rework', margin => %s::float8)",
+                             (value,))
+        assert conn.execute("SELECT count(*) FROM ml_job_runs").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM ml_retraining_events").fetchone()[0] == 0

@@ -46,12 +46,14 @@ def test_slots_follow_cron_with_sunday_as_zero() -> None:
     found = {j.name: j for j in jobs(builtin_specs(), environ={})}
     assert {n: j.schedule for n, j in found.items()} == {
         "retrain:trajectory": "0 2 * * 0", "retrain:complexity": "0 3 * * 3",
-        "retrain:rework": "0 4 * * 6", "refresh:public.mv_ml_training_summary": "0 * * * *"}
+        "retrain:rework": "0 4 * * 6", "refresh:public.mv_ml_training_summary": "0 * * * *",
+        "prune:public.ml_prediction_log": "15 * * * *"}
     now = dt.datetime(2026, 6, 10, 12, 30, tzinfo=dt.UTC)  # a Wednesday
     latest = {n: f"{latest_slot(j, now, dt.UTC):%a %d %H:%M}" for n, j in found.items()}
     assert latest == {"retrain:trajectory": "Sun 07 02:00", "retrain:complexity": "Wed 10 03:00",
                       "retrain:rework": "Sat 06 04:00",
-                      "refresh:public.mv_ml_training_summary": "Wed 10 12:00"}
+                      "refresh:public.mv_ml_training_summary": "Wed 10 12:00",
+                      "prune:public.ml_prediction_log": "Wed 10 12:15"}
     paris = Job("x", "retrain", "x", "0 2 * * 1-5")
     from zoneinfo import ZoneInfo
     slot = latest_slot(paris, now, ZoneInfo("Europe/Paris"))
@@ -245,14 +247,20 @@ def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
             pytest.skip("this server does not preload pg_cron")
     spec = every_minute_rework(tmp_path)
     monkeypatch.setenv("PGML_FLOW_SUMMARY_REFRESH", "* * * * *")
+    monkeypatch.setenv("PGML_FLOW_LOG_PRUNE_SCHEDULE", "* * * * *")
     pretend_new_rows(tflow, "rework", 500)
     retrain = ("SELECT pgml_flow.run_job('retrain:rework', margin => 0.01, "
                "webhook_url => NULL, keep_challengers => 3)")
     refresh = "SELECT pgml_flow.refresh_materialized_view('public.mv_ml_training_summary')"
+    prune = "CALL pgml_flow.prune_prediction_log()"
+    with tflow.connect() as conn:  # a day of logged rows past the 30 days kept by default
+        conn.execute("INSERT INTO ml_prediction_log (client_id, model_name, created_at) "
+                     "SELECT 1, 'rework', now() - interval '31 days' FROM generate_series(1, 24)")
+        conn.commit()
     try:
         installed = tflow.cron_install([str(spec)], options=RetrainOptions(margin=0.01))
         schedules = {r["command"]: r["schedule"] for r in installed}
-        assert len(installed) == 4 and all(r["jobname"].startswith("pgml-flow:test_")
+        assert len(installed) == 5 and all(r["jobname"].startswith("pgml-flow:test_")
                                            and len(r["jobname"]) <= 63 for r in installed)
         assert schedules[retrain] == "* * * * *"
         dbname = psycopg.conninfo.conninfo_to_dict(tflow.url)["dbname"]
@@ -262,8 +270,8 @@ def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
         history: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             history = [h for h in tflow.cron_history() if h["status"] in ("succeeded", "failed")]
-            if {h["command"] for h in history} >= {retrain, refresh}:
-                print(f"pg_cron ran both jobs after {150 - deadline + time.monotonic():.0f} s")
+            if {h["command"] for h in history} >= {retrain, refresh, prune}:
+                print(f"pg_cron ran the jobs after {150 - deadline + time.monotonic():.0f} s")
                 break
             time.sleep(1)
         assert history and {h["status"] for h in history} == {"succeeded"}, history
@@ -272,6 +280,8 @@ def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
     finally:
         tflow.cron_remove()
     assert tflow.cron_jobs() == []
+    # the prune ran as pg_cron runs it (CALL, committing its batches)
+    assert scalar(tflow, "SELECT count(*) FROM ml_prediction_log") == 0
     # the retrain ran inside the server: claimed by pg_cron's backend, one event per client
     runs_ = [r for r in tflow.job_runs("retrain:rework") if r["status"] == "succeeded"]
     assert runs_ and all(r["claimed_by"].startswith("pg_cron:") for r in runs_)
@@ -284,7 +294,7 @@ def test_service_runs_due_jobs_and_stops_on_sigterm(tflow: PgmlFlow,
                                                     cli_env: dict[str, str]) -> None:
     proc = cli(tflow, "scheduler", "run", "--sweep-seconds", "5", cli_env=cli_env)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(tflow.job_runs()) < 4:
+    while time.monotonic() < deadline and len(tflow.job_runs()) < len(tflow.scheduled_jobs()):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

@@ -91,8 +91,9 @@ def try_to_set_venv(conn: psycopg.Connection, role: str, value: str) -> None:
 
 def test_settings_that_choose_code_are_superuser_only(tflow: PgmlFlow) -> None:
     with tflow.connect() as conn:
-        rows = dict(conn.execute("SELECT name, context FROM pg_settings WHERE name IN "
-                                 "('pgml.venv', 'pgml_flow.loopback_conninfo')").fetchall())
+        rows: dict[str, str] = dict(conn.execute(
+            "SELECT name, context FROM pg_settings WHERE name IN "
+            "('pgml.venv', 'pgml_flow.loopback_conninfo')").fetchall())
     assert rows == {"pgml.venv": "superuser", "pgml_flow.loopback_conninfo": "superuser"}
 
 

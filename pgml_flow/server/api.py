@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from pgml_flow import sqlfiles
 from pgml_flow.errors import ModelError
+from pgml_flow.server import boundary, child
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,9 +63,13 @@ NO_CANDIDATE = "No qualified models exist for this deployment."
 class UserError(ModelError):
     """The SQL call cannot be served as given."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, detail: str | None = None,
+                 sqlstate: str = "22023") -> None:
         super().__init__(message)
         self.hint = hint
+        self.detail = detail
+        #: of the SQL error (pgml_flow.server.boundary); default invalid_parameter_value
+        self.sqlstate = sqlstate
 
 
 @dataclass
@@ -88,6 +93,7 @@ class Session:
 def _session(GD: dict[str, Any]) -> Session:
     session = GD.get("pgml_flow.session")
     if session is None:
+        child.single_threaded_backend()  # before any model is loaded here: see child.py
         session = GD["pgml_flow.session"] = Session()
     return session
 
@@ -108,19 +114,9 @@ def _one(plpy: Any, GD: dict[str, Any], name: str, *args: Any) -> dict[str, Any]
 
 
 def sql_errors(function: F) -> F:
-    """Turn pgml-flow errors into SQL errors with a message (and hint) for the user."""
-
-    @functools.wraps(function)
-    def wrapper(plpy: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(plpy, *args, **kwargs)
-        except ModelError as exc:
-            hint = getattr(exc, "hint", None)
-            if hint:
-                plpy.error(str(exc), hint=hint)
-            plpy.error(str(exc))
-
-    return wrapper  # type: ignore[return-value]
+    """Turn errors into SQL errors with a message, DETAIL, HINT and SQLSTATE, the traceback
+    in the server log (:mod:`pgml_flow.server.boundary`); every entry point has it."""
+    return boundary.sql_errors(function)
 
 
 def _json(text: Any) -> Any:
@@ -141,20 +137,22 @@ def _relation(plpy: Any, GD: dict[str, Any], relation_name: str) -> Relation:
     try:
         with plpy.subtransaction():
             info = _one(plpy, GD, "relation_info", relation_name)
-    except plpy.SPIError:
+    except plpy.SPIError as exc:
+        _reraise_interrupt(exc)
         raise UserError(
             f"relation_name {relation_name!r} is not a valid table or view name",
-            hint="pass a name such as 'my_table' or 'my_schema.my_view'",
+            hint="pass a name such as 'my_table' or 'my_schema.my_view'", sqlstate="42602",
         ) from None
     if info is None:
         raise UserError(
             f"relation {relation_name!r} does not exist",
             hint="check the name and the search_path; schema-qualify it if needed",
+            sqlstate="42P01",
         )
     if not info["readable"]:
         raise UserError(
             f"relation {relation_name!r} is not readable by the current role",
-            hint=f"GRANT SELECT ON {info['quoted']} to this role",
+            hint=f"GRANT SELECT ON {info['quoted']} to this role", sqlstate="42501",
         )
     columns = [(r["name"], r["pg_type"]) for r in _rows(plpy, GD, "relation_columns", info["oid"])]
     return Relation(info["oid"], info["quoted"], columns)
@@ -178,6 +176,7 @@ def _project(plpy: Any, GD: dict[str, Any], name: str, task: str | None) -> dict
             raise UserError(
                 f"project {name!r} does not exist",
                 hint="the first pgml.train of a project needs its task, e.g. 'regression'",
+                sqlstate="42704",
             )
         created = _one(plpy, GD, "insert_project", name, task)
         assert created is not None
@@ -194,7 +193,8 @@ def _existing_project(plpy: Any, GD: dict[str, Any], name: str) -> dict[str, Any
     project = _one(plpy, GD, "project_by_name", name)
     if project is None:
         raise UserError(f"project {name!r} does not exist",
-                        hint="list projects with SELECT name FROM pgml.projects")
+                        hint="list projects with SELECT name FROM pgml.projects",
+                        sqlstate="42704")
     return project
 
 
@@ -252,14 +252,18 @@ def train(
     assert snapshot is not None
     if materialize_snapshot:
         _materialize(plpy, snapshot["id"], relation)
-    result = engine.train(
-        project["task"], algorithm, dataset, _json(hyperparams), search, _json(search_params),
-        _json(search_args),
+    fit = functools.partial(
+        _fit, project["task"], algorithm, dataset, _json(hyperparams), search,
+        _json(search_params), _json(search_args), native=_native_available(plpy),
     )
+    # In a forked child, so that a cancel, statement_timeout or shutdown stops it (child.py);
+    # nothing is written before it succeeded, and all of it in this statement's transaction.
+    result = child.run(plpy, fit, what=algorithm)
     for warning in result.warnings:
         plpy.notice(f"{algorithm}: {warning}")
     model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search, search_params,
-                            search_args, result, _native_files(plpy, result, dataset))
+                            search_args, result, _native_files(plpy, result.native,
+                                                                     algorithm))
     deployed = False
     if automatic_deploy:
         current = _one(plpy, GD, "deployed_model", project["id"])
@@ -273,9 +277,51 @@ def train(
             plpy.notice(f"model {model_id} not deployed: its {key} {new:.4g} is worse than the "
                         f"deployed model {current['model_id']}'s {old:.4g}")
     _rows(plpy, GD, "touch_project", project["id"])
-    session = _session(GD)
-    _cache_put(session, model_id, CachedModel(result.model, project_name, algorithm))
+    # The model is loaded into this backend's cache at its first prediction: the trained
+    # estimator stays in the child, and a session that only trains never pays for loading.
     return [(project_name, project["task"], algorithm, deployed)]
+
+
+@dataclass
+class NativeCandidate:
+    """The compiled form of a model, with what the library predicts on sample rows."""
+
+    #: without the row section (array forms only)
+    blob: bytes
+    #: with the snapshot's row section; None when it cannot be compiled (``row_problem``)
+    with_row: bytes | None
+    row_problem: str | None
+    #: up to 200 held-out rows, rounded to float32 as ``real[]`` delivers them
+    x: Any
+    #: the library's predictions on ``x``
+    expected: Any
+
+
+@dataclass
+class Fitted:
+    """What the training child sends back: the model's files and facts, not the model."""
+
+    files: list[tuple[str, bytes]]
+    metrics: dict[str, Any]
+    hyperparams: dict[str, Any]
+    num_features: int
+    key_metric: float | None
+    warnings: list[str]
+    native: NativeCandidate | None
+
+
+def _fit(
+    task: str, algorithm: str, dataset: Any, hyperparams: Any, search: str | None,
+    search_params: Any, search_args: Any, *, native: bool,
+) -> Fitted:
+    """The training child's work: pure Python (never plpy), run by :func:`child.run`."""
+    from pgml_flow import engine
+
+    result = engine.train(task, algorithm, dataset, hyperparams, search, search_params,
+                          search_args)
+    return Fitted(result.files, result.metrics, result.hyperparams, result.num_features,
+                  result.key_metric, result.warnings,
+                  _compile_native(result, dataset) if native else None)
 
 
 def _analysis(dataset: Any) -> dict[str, Any]:
@@ -319,54 +365,92 @@ def _store_model(
     return model_id
 
 
-def _native_files(plpy: Any, result: Any, dataset: Any) -> list[tuple[str, bytes]]:
-    """The compiled form for the C scorer, stored only if it predicts what Python predicts.
+def _native_available(plpy: Any) -> bool:
+    return bool(plpy.execute(
+        "SELECT to_regprocedure('pgml.native_eval(bytea, real[])') IS NOT NULL AS ok"
+    )[0]["ok"])
 
-    The check runs the blob through ``pgml.native_eval`` on up to 200 held-out rows
-    (inputs rounded to float32, as ``real[]`` delivers them): any disagreement, e.g. a
-    label mapping the compiler cannot express, keeps the model on the Python path.
+
+def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
+    """The compiled form for the C scorer and the library's predictions to check it with.
+
     The blob also carries the snapshot's columns and preprocessing (its row section) so
-    that the ROW form is native too, unless they cannot be compiled (a notice says why)
-    or the server's scorer predates row sections: then only the ROW form stays on Python.
+    that the ROW form is native too, unless they cannot be compiled.  Runs in the training
+    child; :func:`_native_files` checks the result in the backend.
     """
     import numpy as np
+
+    from pgml_flow.engine import native
 
     model = result.model
     if (result.estimator is None or model.task not in ("regression", "classification")
             or model.num_outputs > 1):
-        return []
-    available = plpy.execute(
-        "SELECT to_regprocedure('pgml.native_eval(bytea, real[])') IS NOT NULL AS ok"
-    )[0]["ok"]
-    if not available:
-        return []
-    from pgml_flow.engine import native
-
+        return None
     try:
         blob = native.compile_model(result.estimator)
     except ModelError:
-        return []
+        return None
     rows = dataset.x_test if len(dataset.x_test) else dataset.x_train
     x32 = np.asarray(rows[:200], dtype=np.float32)
     expected = model.predict(x32.astype(np.float64))
-    plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
     try:
-        with_row = native.add_row_section(blob, dataset.columns)
-        with plpy.subtransaction():  # an older scorer rejects version 2 blobs
-            plan.execute([with_row, x32[0].tolist()])
-        blob = with_row
+        return NativeCandidate(blob, native.add_row_section(blob, dataset.columns), None,
+                               x32, expected)
     except native.NotCompilable as exc:
-        plpy.notice(f"{model.algorithm}: the ROW form of pgml.predict stays on the Python "
-                    f"path: {exc}")
+        return NativeCandidate(blob, None, str(exc), x32, expected)
+
+
+def _native_files(
+    plpy: Any, candidate: NativeCandidate | None, algorithm: str
+) -> list[tuple[str, bytes]]:
+    """The compiled form, stored only if ``pgml.native_eval`` predicts what Python predicts.
+
+    The check runs the blob on up to 200 held-out rows (inputs rounded to float32, as
+    ``real[]`` delivers them): any disagreement, e.g. a label mapping the compiler cannot
+    express, keeps the model on the Python path.  If the row section cannot be compiled
+    (a notice says why) or the server's scorer predates row sections, only the ROW form
+    stays on Python.  A scorer that predates input rules (installed but not yet loaded:
+    it is preloaded) gets the blob without them: its NaN and infinite rows go to Python.
+    """
+    import numpy as np
+
+    if candidate is None:
+        return []
+    from pgml_flow.engine import native
+
+    plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
+    blob, with_row, x32 = candidate.blob, candidate.with_row, candidate.x
+    try:
+        with plpy.subtransaction():  # a scorer older than input rules rejects them
+            plan.execute([blob, x32[0].tolist()])
     except plpy.SPIError as exc:
-        plpy.notice(f"{model.algorithm}: the server's pgml_native does not read row "
-                    f"sections ({exc}); rebuild it (./dev setup) for a native ROW form")
+        _reraise_interrupt(exc)
+        blob = native.without_input_rules(blob)  # non-finite rows then go to Python
+        with_row = with_row and native.without_input_rules(with_row)
+    if with_row is None:
+        plpy.notice(f"{algorithm}: the ROW form of pgml.predict stays on the Python "
+                    f"path: {candidate.row_problem}")
+    else:
+        try:
+            with plpy.subtransaction():  # an older scorer rejects version 2 blobs
+                plan.execute([with_row, x32[0].tolist()])
+            blob = with_row
+        except plpy.SPIError as exc:
+            _reraise_interrupt(exc)
+            plpy.notice(f"{algorithm}: the server's pgml_native does not read row "
+                        f"sections ({exc}); rebuild it (./dev setup) for a native ROW form")
     got = np.array([plan.execute([blob, row.tolist()])[0]["p"] for row in x32], dtype=float)
-    if not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
-        plpy.notice(f"{model.algorithm}: the native scorer disagrees with the library on "
+    if not np.allclose(got, candidate.expected, rtol=1e-4, atol=1e-4):
+        plpy.notice(f"{algorithm}: the native scorer disagrees with the library on "
                     "held-out rows; this model is served by the Python path")
         return []
     return [("native", blob)]
+
+
+def _reraise_interrupt(exc: Exception) -> None:
+    """A cancel or timeout caught with other SPI errors must still end the statement."""
+    if getattr(exc, "sqlstate", None) == "57014":  # query_canceled
+        raise exc
 
 
 def _finite(value: Any) -> Any:
@@ -393,7 +477,7 @@ def snapshot(
     types = dict(relation.columns)
     if y_column_name not in types:
         raise UserError(f"column {y_column_name!r} is not in {relation_name!r}",
-                        hint=f"columns are: {', '.join(types)}")
+                        hint=f"columns are: {', '.join(types)}", sqlstate="42703")
     if types[y_column_name] in ("text", "boolean") or types[y_column_name].startswith(
         "character"
     ):
@@ -452,7 +536,8 @@ def _model_info(plpy: Any, GD: dict[str, Any], model_id: int) -> dict[str, Any]:
     info = _one(plpy, GD, "model_info", model_id)
     if info is None:
         raise UserError(f"model {model_id} does not exist",
-                        hint="list models with SELECT * FROM pgml.trained_models")
+                        hint="list models with SELECT * FROM pgml.trained_models",
+                        sqlstate="42704")
     return info
 
 
@@ -463,7 +548,8 @@ def _deployed_id(plpy: Any, GD: dict[str, Any], project_name: str) -> int:
     if row is None:
         _existing_project(plpy, GD, project_name)
         raise UserError(f"project {project_name!r} has no deployed model",
-                        hint="deploy one with pgml.deploy(project_name, 'most_recent')")
+                        hint="deploy one with pgml.deploy(project_name, 'most_recent')",
+                        sqlstate="42704")
     return int(row["model_id"])
 
 
@@ -522,7 +608,7 @@ def _predict_array(
 @sql_errors
 def predict(plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]) -> float:
     model, x = _predict_array(plpy, GD, key, features)
-    return float(model.predict(x)[0])
+    return _reals(model.predict(x))[0]
 
 
 @sql_errors
@@ -532,8 +618,11 @@ def predict_row(plpy: Any, GD: dict[str, Any], key: int | str, row: Any) -> floa
         row = json.loads(row)
     model_id = _model_id(plpy, GD, key)
     cached = _cached(plpy, GD, model_id)
-    x = _transformer(plpy, GD, model_id, cached).transform([row])
-    return float(cached.model.predict(x)[0])
+    transformer = _transformer(plpy, GD, model_id, cached)
+    x = transformer.transform([row])
+    # an infinity the model refuses is named by its column, not its feature number
+    cached.model.check(x, transformer.feature_labels())
+    return _reals(cached.model.predict(x))[0]
 
 
 @sql_errors
@@ -541,7 +630,7 @@ def predict_proba(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
     model, x = _predict_array(plpy, GD, key, features)
-    return [float(p) for p in model.predict_proba(x)[0]]
+    return _reals(model.predict_proba(x)[0])
 
 
 @sql_errors
@@ -549,7 +638,7 @@ def predict_joint(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
     model, x = _predict_array(plpy, GD, key, features)
-    return [float(p) for p in model.predict_joint(x)[0]]
+    return _reals(model.predict_joint(x)[0])
 
 
 @sql_errors
@@ -557,7 +646,23 @@ def predict_batch(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
     model, x = _predict_array(plpy, GD, key, features, batch=True)
-    return [float(p) for p in model.predict(x)]
+    if not len(x):  # an empty array is zero rows, as natively
+        return []
+    return _reals(model.predict(x))
+
+
+def _reals(values: Any) -> list[float]:
+    """Outputs rounded to ``real`` here, as the C scorer rounds them (a ``(float4)`` cast).
+
+    Handing plpython the double instead would parse its shortest decimal, which can round
+    to a neighbouring float, and refuse values below float32's range (a probability of
+    1e-60) as out of range; beyond its range a value is an infinity, in C too.
+    """
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        rounded = np.asarray(values, dtype=np.float64).reshape(-1).astype(np.float32)
+    return [float(v) for v in rounded]
 
 
 def _flatten(values: Sequence[Any]) -> list[Any]:

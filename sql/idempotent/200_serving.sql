@@ -66,28 +66,94 @@ AS $$
      WHERE r.model_name = p_model
 $$;
 
--- Severity of an anomaly score: < 3 none, < 4 low, < 6 medium, else high.
+-- Severity of an anomaly score: < 3 none, < 4 low, < 6 medium, else high; none for an
+-- unknown score (NULL, or NaN: 'NaN' >= 6 is true in PostgreSQL, but NaN is no score).
 CREATE OR REPLACE FUNCTION pgml_flow.anomaly_severity(score real)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    SELECT CASE WHEN score IS NULL OR score < 3 THEN 'none'
+    SELECT CASE WHEN score IS NULL OR score < 3 OR score = 'NaN' THEN 'none'
                 WHEN score < 4 THEN 'low'
                 WHEN score < 6 THEN 'medium'
                 ELSE 'high' END
+$$;
+
+-- How the BI surface scores an item: pgml.predict / pgml.predict_proba of its features,
+-- NULL where the model gives no number. A NaN, NULL or infinite feature that the model
+-- cannot score is an error of pgml.predict (SQLSTATE 22023, the same on the native and the
+-- Python path; docs/sql-api.md), caught per item here so that one such item shows as
+-- unknown instead of failing the whole read; a NaN or infinite prediction is NULL too
+-- (PostgreSQL orders NaN above every number: 'NaN' >= 0.6 is true). Items whose features
+-- are all finite (nearly all) take the plain call: the helpers below are SQL functions
+-- the planner inlines, and the exception block (a subtransaction) runs for the others only.
+CREATE OR REPLACE FUNCTION pgml_flow.finite_features(features real[])
+RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT array_position(features, NULL) IS NULL
+       AND NOT features && '{NaN,Infinity,-Infinity}'::real[]
+$$;
+
+CREATE OR REPLACE FUNCTION pgml_flow.finite_or_null(value real)
+RETURNS real
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT nullif(nullif(nullif(value, 'NaN'), 'Infinity'), '-Infinity') $$;
+
+CREATE OR REPLACE FUNCTION pgml_flow.try_predict(model_id bigint, features real[])
+RETURNS real
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pgml.predict(model_id, features);
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgml_flow.try_predict_proba(model_id bigint, features real[])
+RETURNS real[]
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pgml.predict_proba(model_id, features);
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION pgml_flow.predict_or_null(model_id bigint, features real[])
+RETURNS real
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT pgml_flow.finite_or_null(
+        CASE WHEN pgml_flow.finite_features(features) THEN pgml.predict(model_id, features)
+             ELSE pgml_flow.try_predict(model_id, features) END)
+$$;
+
+CREATE OR REPLACE FUNCTION pgml_flow.predict_proba_or_null(model_id bigint, features real[])
+RETURNS real[]
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+AS $$
+    SELECT CASE WHEN pgml_flow.finite_features(features)
+                THEN pgml.predict_proba(model_id, features)
+                ELSE pgml_flow.try_predict_proba(model_id, features) END
 $$;
 
 -- Predictions of one model for the open entities of the caller's client (never another
 -- client's: the client is resolved here, not passed in). Regression: prediction is the
 -- predicted value. Classification: prediction is the predicted class index and
 -- probability the probability of class 1 (the positive class of a 0/1 label).
--- Rows keep coming with NULL predictions when the client has no deployed model.
+-- Rows keep coming with NULL predictions when the client has no deployed model, and an
+-- item the model gives no number for (pgml_flow.predict_or_null) has NULL ones: never NaN.
 --
--- Logging: one INSERT into ml_prediction_log per call (batched) of a uniform random
--- sample of at most log_rows of its predictions (all of them with -1), skipped when the
--- client's prediction_logging is off, the transaction is read-only (BI tools, standbys)
--- or logging fails (a failed log never fails the read). response_time_ms is the call's
--- prediction time divided by its rows.
+-- Logging (pgml_flow.log_predictions): one INSERT into ml_prediction_log per call
+-- (batched) of a uniform random sample of at most log_rows of its predictions (all of them
+-- with -1), minus those already logged unchanged, under the client's hourly cap; skipped
+-- when the client's prediction_logging is off, the transaction is read-only (BI tools,
+-- standbys) or logging fails (a failed log never fails the read). response_time_ms is the
+-- call's prediction time divided by its rows.
 CREATE OR REPLACE FUNCTION analytics.predictions(model_name text)
 RETURNS TABLE(client_id bigint, model text, entity_id bigint, prediction real,
               probability real, model_id bigint, model_trained_at timestamptz)
@@ -117,17 +183,18 @@ BEGIN
         EXECUTE format(
             'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
             '       array_agg((SELECT (o - 1)::real FROM unnest(p.proba) WITH ORDINALITY u(v, o) '
+            '                   WHERE NOT p.proba && ''{NaN,Infinity,-Infinity}''::real[] '
             '                   ORDER BY v DESC, o LIMIT 1) ORDER BY f.entity_id), '
-            '       array_agg(p.proba[2] ORDER BY f.entity_id), '
+            '       array_agg(pgml_flow.finite_or_null(p.proba[2]) ORDER BY f.entity_id), '
             '       array_agg(f.features::text ORDER BY f.entity_id) '
             '  FROM %s f CROSS JOIN LATERAL '
-            '       (SELECT pgml.predict_proba($2, f.features) AS proba) p '
+            '       (SELECT pgml_flow.predict_proba_or_null($2, f.features) AS proba) p '
             ' WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
         INTO ids, ys, probas, feats USING cid, m.model_id;
     ELSE
         EXECUTE format(
             'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
-            '       array_agg(pgml.predict($2, f.features) ORDER BY f.entity_id), '
+            '       array_agg(pgml_flow.predict_or_null($2, f.features) ORDER BY f.entity_id), '
             '       NULL::real[], '
             '       array_agg(f.features::text ORDER BY f.entity_id) '
             '  FROM %s f WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
@@ -139,45 +206,11 @@ BEGIN
     per_row_ms := extract(epoch FROM clock_timestamp() - started) * 1000
                   / cardinality(ids);
 
-    IF m.model_id IS NOT NULL AND m.log_rows <> 0 AND cardinality(ids) > 0
-       AND NOT current_setting('transaction_read_only')::boolean THEN
-        BEGIN
-            -- anomaly score: the largest absolute z-score of the features and of the
-            -- prediction against the model's training distribution (ml_model_baselines);
-            -- a feature that never varied in training is compared with a spread of 1.
-            -- Set-based (one aggregate over rows x features), ~20 us per row.
-            WITH u AS (
-                SELECT * FROM unnest(ids, ys, probas, feats) AS u(id, y, p, f)
-                 ORDER BY CASE WHEN m.log_rows < 0 OR m.log_rows >= cardinality(ids) THEN 0
-                               ELSE random() END
-                 LIMIT CASE WHEN m.log_rows < 0 THEN NULL ELSE m.log_rows END
-            ), baseline AS (
-                SELECT * FROM unnest(m.feature_mean, m.feature_stddev) WITH ORDINALITY
-                           AS b(mean, sd, i)
-            ), z AS (
-                SELECT u.id,
-                       max(abs(v.x - b.mean) / CASE WHEN b.sd > 0 THEN b.sd ELSE 1 END) AS zmax
-                  FROM u
-                 CROSS JOIN LATERAL unnest(u.f::real[]) WITH ORDINALITY AS v(x, i)
-                  JOIN baseline b ON b.i = v.i
-                 GROUP BY u.id
-            ), scored AS (
-                SELECT u.*, greatest(z.zmax, abs(coalesce(u.p, u.y) - m.target_mean)
-                                             / nullif(m.target_stddev, 0))::real AS score
-                  FROM u LEFT JOIN z ON z.id = u.id
-            )
-            INSERT INTO public.ml_prediction_log
-                   (client_id, model_name, model_id, entity_id, features_hash, features,
-                    prediction, response_time_ms, anomaly_score, is_anomaly, severity)
-            SELECT cid, predictions.model_name, m.model_id, s.id, md5(s.f),
-                   to_jsonb(s.f::real[]), coalesce(s.p, s.y), per_row_ms, s.score,
-                   coalesce(s.score >= 3, false), pgml_flow.anomaly_severity(s.score)
-              FROM scored s;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE LOG 'pgml-flow: prediction log of % for client % failed: %',
-                predictions.model_name, cid, SQLERRM;
-        END;
-    END IF;
+    -- a sample of the read, once per unchanged prediction, under the client's hourly
+    -- cap (250_prediction_log.sql); never raises
+    PERFORM pgml_flow.log_predictions(cid, predictions.model_name, m.model_id, m.log_rows,
+                                      ids, ys, probas, feats, per_row_ms, m.feature_mean,
+                                      m.feature_stddev, m.target_mean, m.target_stddev);
 
     RETURN QUERY
         SELECT cid, predictions.model_name, u.id, u.y, u.p, m.model_id, m.trained_at

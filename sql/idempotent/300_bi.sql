@@ -49,7 +49,9 @@ SELECT pr.client_id,
        pr.created_at,
        p.probability AS rework_probability,
        p.prediction = 1 AS predicted_rework,
-       CASE WHEN p.probability IS NULL THEN NULL
+       CASE WHEN p.model_id IS NULL THEN NULL
+            -- the model gives no number (a feature it cannot score); never NaN as 'high'
+            WHEN p.probability IS NULL OR p.probability = 'NaN' THEN 'unknown'
             WHEN p.probability >= 0.6 THEN 'high'
             WHEN p.probability >= 0.3 THEN 'medium'
             ELSE 'low' END AS rework_risk,
@@ -59,7 +61,7 @@ SELECT pr.client_id,
   JOIN public.pull_requests pr ON pr.client_id = p.client_id AND pr.pull_request_id = p.entity_id
   JOIN public.repositories r ON r.client_id = pr.client_id AND r.repository_id = pr.repository_id;
 COMMENT ON VIEW analytics.pull_request_rework_risk IS
-    'Rework probability and risk (low < 0.3 <= medium < 0.6 <= high) of every open pull request';
+    'Rework probability and risk (low < 0.3 <= medium < 0.6 <= high; unknown: no score) of every open pull request';
 
 -- Model quality per model for the caller's client: the deployed model, its key metric
 -- against the spec's threshold, and the last retraining run.
