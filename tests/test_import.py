@@ -2,7 +2,7 @@
 write from them. Re-importing changes nothing; a malformed file changes nothing and names the
 file, the line or JSON path, the field and the value.
 
-The datasets are read from ../shared/datasets (PGML_FLOW_DATASETS names another folder).
+The datasets are read from ../shared/datasets (see tests.conftest.shared_datasets).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import datetime as dt
 import gzip
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,9 +38,10 @@ from pgml_flow.imports import (
     JiraSource,
     datasets,
 )
+from tests.conftest import shared_datasets
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASETS = Path(os.environ.get("PGML_FLOW_DATASETS", ROOT.parent / "shared" / "datasets"))
+DATASETS = shared_datasets()
 pytestmark = pytest.mark.skipif(not DATASETS.is_dir(),
                                 reason=f"the public datasets are not in {DATASETS}")
 csv.field_size_limit(sys.maxsize)
