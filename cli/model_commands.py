@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.output import JsonOption, cell, console, flow, new_table, print_json
+from cli.output import JsonOption, cell, console, err_console, flow, new_table, print_json
 from cli.progress import steps
 from pgml_flow import sqlfiles
 from pgml_flow.errors import ConfigurationError, ModelError
@@ -193,6 +193,45 @@ def bi_logins(
         table.add_row(f"{r['client_id']} {r['client']}", r["role_name"],
                       f"{r['created_at']:%Y-%m-%d %H:%M}", "yes" if r["role_exists"] else "NO")
     console.print(table)
+
+
+@bi_app.command("url")
+def bi_url(
+    client: Annotated[int, typer.Option("--client", help="Client id.")],
+    password_env: Annotated[str | None, typer.Option(
+        "--password-env", metavar="VAR",
+        help="Put the password held by environment variable VAR in the URL (without it, "
+             "the URL has no password).")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="The host the BI tool connects to (default: DATABASE_URL's, or the address "
+             "the server listens on).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the TCP connection string of the client's BI login, for its BI tool.
+
+    postgresql://LOGIN@HOST:PORT/DATABASE?sslmode=...: host and port of DATABASE_URL, or
+    for the embedded server 127.0.0.1 and its port; one line per login of the client.
+    """
+    import os
+
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if password is None:
+            raise ConfigurationError(f"--password-env {password_env}: the environment "
+                                     f"variable {password_env} is not set")
+    urls = flow().bi_urls(client, password=password, host=host)
+    if as_json:
+        print_json([asdict(u) for u in urls])
+    else:
+        for u in urls:
+            typer.echo(u.url)
+    for u in urls:
+        if u.password_set is False:
+            err_console.print(
+                f"note: login {u.login} has no password, and TCP logins need one: set it "
+                f"with `pgml-flow bi grant --client {client} --password ...`",
+                highlight=False)
 
 
 @verify_app.command("isolation")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from pgml_flow.imports import ImportReport
     from pgml_flow.imports import Source as ImportSource
-    from pgml_flow.isolation import AuditReport, BiLogin
+    from pgml_flow.isolation import AuditReport, BiLogin, BiUrl
     from pgml_flow.retraining import Plan, RetrainOptions
     from pgml_flow.seed import SeedReport
     from pgml_flow.training import TrainingResult
@@ -506,6 +506,15 @@ class PgmlFlow:
         self.require_current_schema()
         with self.connect() as conn:
             return isolation.bi_logins(conn, client_id)
+
+    def bi_urls(self, client_id: int, *, password: str | None = None,
+                host: str | None = None) -> list[BiUrl]:
+        """The TCP connection string of each BI login of a client, for its BI tool."""
+        from pgml_flow import isolation
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return isolation.bi_urls(conn, client_id, password=password, host=host)
 
     def audit_isolation(self, progress: Callable[[str, int], None] | None = None
                         ) -> AuditReport:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -109,6 +110,89 @@ def privileged_reasons(conn: psycopg.Connection, role: str) -> list[str]:
 def bi_logins(conn: psycopg.Connection, client_id: int | None = None) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_query("bi_roles"), {"client_id": client_id}).fetchall()
+
+
+@dataclass(frozen=True)
+class BiUrl:
+    """How a client's BI tool connects: a TCP connection string for its login."""
+
+    client_id: int
+    login: str
+    host: str
+    port: int
+    database: str
+    sslmode: str
+    #: whether the login has a password (TCP logins need one); None: unknown (only a
+    #: superuser may look)
+    password_set: bool | None
+    #: ``postgresql://login[:password]@host:port/database?sslmode=...``; the password only
+    #: when one was passed
+    url: str
+
+
+#: listen_addresses that name no one address a BI tool could connect to
+_ANY_ADDRESS = frozenset({"", "*", "0.0.0.0", "::"})
+
+
+def tcp_address(conn_host: str, conn_port: int, listen_addresses: str, server_port: int,
+                host: str | None = None) -> tuple[str, int]:
+    """Where a BI tool reaches the server: (host, port).
+
+    Those of the connection pgml-flow uses when it is TCP; over a unix socket, the one
+    address of the server's ``listen_addresses`` and its port. ``host`` overrides the host.
+    """
+    if conn_host and not conn_host.startswith(("/", "@")):
+        return host or conn_host, conn_port
+    if host is None:
+        addresses = [a.strip() for a in listen_addresses.split(",")]
+        if len(addresses) != 1 or addresses[0] in _ANY_ADDRESS:
+            raise ConfigurationError(
+                "pgml-flow reaches the server through a unix socket and its listen_addresses "
+                f"({listen_addresses!r}) name no one address a BI tool could use; pass the "
+                "host the BI tool should connect to with --host")
+        host = addresses[0]
+    return host, server_port
+
+
+def bi_urls(conn: psycopg.Connection, client_id: int, *, password: str | None = None,
+            host: str | None = None) -> list[BiUrl]:
+    """The TCP connection string of each BI login of ``client_id``.
+
+    Host and port: those of ``conn`` when it is a TCP connection (``DATABASE_URL``'s); over
+    a unix socket (the embedded cluster's), the server's own ``listen_addresses`` (one
+    address, such as 127.0.0.1) and ``port``. ``host`` overrides the host. sslmode: the
+    one ``conn`` was given, else ``require`` when the server offers SSL, ``disable`` when
+    it does not. The password appears only when passed.
+    """
+    if conn.execute(_query("client_exists"), {"client_id": client_id}).fetchone() is None:
+        raise ClientNotFound(f"client {client_id} does not exist; see the clients table")
+    logins = [login for login in bi_logins(conn, client_id) if login["role_exists"]]
+    if not logins:
+        raise ConfigurationError(
+            f"client {client_id} has no BI login; create one with "
+            f"`pgml-flow bi grant --client {client_id} --password ...`")
+    with conn.cursor(row_factory=dict_row) as cur:
+        server = cur.execute(_query("server_address")).fetchone()
+    assert server is not None
+    host, port = tcp_address(conn.info.host, conn.info.port, str(server["listen_addresses"]),
+                             int(server["port"]), host)
+    sslmode = conn.info.get_parameters().get("sslmode") or (
+        "require" if server["ssl"] else "disable")
+    superuser = conn.execute(_query("is_superuser")).fetchone()
+    urls = []
+    for login in logins:
+        role = str(login["role_name"])
+        password_set = None
+        if superuser and superuser[0]:
+            found = conn.execute(_query("role_password_set"), {"role": role}).fetchone()
+            password_set = bool(found and found[0])
+        secret = "" if password is None else ":" + quote(password, safe="")
+        where = f"[{host}]" if ":" in host else host
+        url = (f"postgresql://{quote(role, safe='')}{secret}@{where}:{port}/"
+               f"{quote(str(server['database']), safe='')}?sslmode={sslmode}")
+        urls.append(BiUrl(client_id, role, host, port, str(server["database"]), sslmode,
+                          password_set, url))
+    return urls
 
 
 def revoke_bi_access(conn: psycopg.Connection, client_id: int | None = None) -> list[str]:

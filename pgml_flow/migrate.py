@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, create_engine, pool
 from sqlalchemy.exc import DBAPIError
 
 from pgml_flow import sqlfiles
-from pgml_flow.database import connect
+from pgml_flow.database import connect, error_text
 from pgml_flow.errors import ConfigurationError, MigrationError, SchemaOutdated
 
 logger = logging.getLogger(__name__)
@@ -399,7 +399,8 @@ def apply_idempotent(url: str) -> None:
             try:
                 conn.execute(path.read_text().encode())
             except psycopg.Error as exc:
-                raise MigrationError(f"applying {path.name} failed: {exc}") from exc
+                raise MigrationError(
+                    f"applying {path.name} failed: {error_text(exc)}") from exc
         conn.commit()
 
 

@@ -72,6 +72,17 @@ SELECT r.client_id, c.name AS client, r.role_name, r.created_at,
  WHERE %(client_id)s::bigint IS NULL OR r.client_id = %(client_id)s
  ORDER BY r.client_id, r.role_name;
 
+-- name: server_address
+-- Where the server listens for TCP (pgml-flow bi url): its port, listen_addresses, and
+-- whether it offers SSL.
+SELECT current_database() AS database, current_setting('port')::integer AS port,
+       current_setting('listen_addresses') AS listen_addresses,
+       current_setting('ssl') = 'on' AS ssl;
+
+-- name: role_password_set
+-- Only a superuser may read pg_authid.
+SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = %(role)s;
+
 -- name: unmap_role
 DELETE FROM client_bi_roles WHERE role_name = %(role)s;
 
@@ -164,7 +175,8 @@ SELECT name, context FROM pg_settings
 SELECT set_config(%(name)s, %(value)s, true);
 
 -- name: registered_models
-SELECT model_name FROM ml_model_registry ORDER BY 1;
+-- The models analytics.predictions serves (it refuses the others with an error).
+SELECT model_name FROM ml_model_registry WHERE feature_view IS NOT NULL ORDER BY 1;
 
 -- name: internal_relations
 -- What BI logins must never read: the pgml internals, the training views, the feature

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import psycopg
@@ -26,9 +28,10 @@ from cli.app import app
 from pgml_flow import migrate
 from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
-from pgml_flow.errors import ClientNotFound, IsolationBreach, SpecError
+from pgml_flow.errors import ClientNotFound, ConfigurationError, IsolationBreach, SpecError
+from pgml_flow.isolation import tcp_address
 from pgml_flow.seed import seed
-from pgml_flow.training import TrainingResult
+from pgml_flow.training import TrainingResult, train_client
 from pgml_models.specs import builtin_specs, load_specs, parse_spec, project_name
 from tests.conftest import TEMPLATE, flow_for
 
@@ -256,27 +259,48 @@ def test_bi_predictions_equal_pgml_predict(trained: Trained) -> None:
                 "SELECT issue_id, predicted_lead_time_days FROM analytics.epic_forecasts"))
             risks = {r[0]: r[1:] for r in bi.execute(
                 "SELECT pull_request_id, rework_probability, predicted_rework, rework_risk,"
-                " model_id, model_trained_at FROM analytics.pull_request_rework_risk")}
+                " model_id, model_trained_at, rework_score"
+                " FROM analytics.pull_request_rework_risk")}
             quality = {r[0]: r[1] for r in bi.execute(
                 "SELECT model_name, model_id FROM analytics.model_quality")}
         with psycopg.connect(trained.url, autocommit=True) as admin:
-            def expected(model: str, function: str, c: int = client) -> dict[int, Any]:
+            def expected(model: str, expression: str, c: int = client) -> dict[int, Any]:
+                """expression of {project} and {features}, per open item of the client."""
+                call = sql.SQL(expression).format(
+                    project=sql.SQL("pgml_flow.project_name(%s, client_id)"),
+                    features=sql.SQL("features"))
                 return dict(admin.execute(sql.SQL(
-                    "SELECT entity_id, {}(pgml_flow.project_name(%s, client_id), features)"
-                    "  FROM {} WHERE client_id = %s AND is_open").format(
-                    sql.SQL(function), sql.Identifier("pgml_flow", f"{model}_features")),
+                    "SELECT entity_id, {} FROM {} WHERE client_id = %s AND is_open").format(
+                    call, sql.Identifier("pgml_flow", f"{model}_features")),
                     (model, c)).fetchall())
+
+            # the views give pgml's real as double precision through numeric: its six
+            # significant digits (8.7, not 8.699999809265137)
+            as_double = "::numeric::double precision"
 
             deployed: dict[str, int] = dict(admin.execute(
                 "SELECT p.name, (SELECT model_id FROM pgml.deployments d"
                 "  WHERE d.project_id = p.id ORDER BY d.id DESC LIMIT 1) FROM pgml.projects p"))
-            assert points == expected("complexity", "pgml.predict")
-            assert epics == expected("trajectory", "pgml.predict")
-            probabilities = expected("rework", "pgml.predict_proba")
-            labels = expected("rework", "pgml.predict")
-        assert {k: v[0] for k, v in risks.items()} == {k: v[1] for k, v in probabilities.items()}
+            assert points == expected("complexity", "pgml.predict({project}, {features})"
+                                      + as_double)
+            assert epics == expected("trajectory", "pgml.predict({project}, {features})"
+                                     + as_double)
+            scores = expected("rework", "(pgml.predict_proba({project}, {features}))[2]"
+                              + as_double)
+            labels = expected("rework", "pgml.predict({project}, {features})")
+            (prior,) = admin.execute(
+                "SELECT target_mean FROM ml_model_baselines WHERE client_id = %s"
+                " AND model_id = %s", (client, deployed[f"rework__client_{client}"])).fetchone()
+        # the raw score is the model's; the probability is it with its odds times
+        # pi / (1 - pi): the balanced model's prior shifted back to the client's rework rate
+        odds = prior / (1 - prior)
+        assert {k: v[5] for k, v in risks.items()} == scores
+        for k, (probability, predicted, risk, *_) in risks.items():
+            score = scores[k]
+            assert probability == pytest.approx(score * odds / (score * odds + 1 - score),
+                                                rel=1e-12), k
+            assert risk == ("high" if probability >= 0.5 else "medium" if predicted else "low")
         assert {k: v[1] for k, v in risks.items()} == {k: v == 1 for k, v in labels.items()}
-        assert {v[2] for v in risks.values()} <= {"low", "medium", "high"}
         assert {v[3] for v in risks.values()} <= {deployed[f"rework__client_{client}"]}
         assert all(v[4] is not None for v in risks.values())
         assert quality == {m: deployed[f"{m}__client_{client}"] for m in MODELS}
@@ -284,6 +308,171 @@ def test_bi_predictions_equal_pgml_predict(trained: Trained) -> None:
         seen["epics"] += len(epics)
         seen["risks"] += len(risks)
     assert min(seen.values()) > 0, seen
+
+
+def _heldout_rework(conn: psycopg.Connection, client: int) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray, float]:
+    """The deployed rework model on its held-out test rows: labels, raw scores, served
+    (calibrated) probabilities, and the class prior pi the calibration uses.
+
+    The held-out rows are the last ``test_rows`` rows of the client's training view
+    (pgml.train's test_sampling 'last'); the model never saw them, and pi
+    (``ml_model_baselines.target_mean``) is their client's rework rate at training.
+    """
+    spec = builtin_specs()["rework"]
+    project = spec.project(client)
+    model_id, test_rows, prior, hyperparams = conn.execute(
+        "SELECT d.model_id, (s.analysis ->> 'test_rows')::integer, b.target_mean, m.hyperparams"
+        "  FROM pgml.projects p"
+        "  CROSS JOIN LATERAL (SELECT x.model_id FROM pgml.deployments x"
+        "                       WHERE x.project_id = p.id ORDER BY x.id DESC LIMIT 1) d"
+        "  JOIN pgml.models m ON m.id = d.model_id"
+        "  JOIN pgml.snapshots s ON s.id = m.snapshot_id"
+        "  JOIN ml_model_baselines b ON b.client_id = %s AND b.model_id = d.model_id"
+        " WHERE p.name = %s", (client, project)).fetchone()
+    assert hyperparams.get("class_weight") == "balanced", hyperparams
+    rows = conn.execute(sql.SQL(
+        "SELECT {target}::integer, s.score,"
+        "       pgml_flow.calibrated(s.score, pgml_flow.calibration_odds(%s, %s))"
+        "  FROM (SELECT row_number() OVER () AS n, count(*) OVER () AS total, v.*"
+        "          FROM pgml_flow_training.{view} v) t"
+        " CROSS JOIN LATERAL (SELECT (pgml.predict_proba(%s, ARRAY[{features}]::real[]))[2]"
+        "                            ::numeric::double precision AS score) s"
+        " WHERE t.n > t.total - %s").format(
+        target=sql.Identifier(spec.target), view=sql.Identifier(project),
+        features=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(f))
+                                    for f in spec.features)),
+        (psycopg.types.json.Jsonb(hyperparams), prior, model_id, test_rows)).fetchall()
+    assert len(rows) == test_rows > 100
+    labels, scores, probabilities = np.array(rows, dtype=float).T
+    return labels, scores, probabilities, float(prior)
+
+
+def test_rework_probability_is_calibrated(trained: Trained) -> None:
+    """The balanced rework model's score is no probability; the served one is.
+
+    On each client's held-out rows the mean served probability is the observed rework rate
+    (within three standard errors), the raw score's is far from it, and the Brier score of
+    the probability beats the raw score's and that of always predicting the rework rate.
+    """
+    for client in LEARNABLE:
+        with psycopg.connect(trained.url) as conn:
+            y, score, probability, prior = _heldout_rework(conn, client)
+        observed = y.mean()
+        error = math.sqrt(observed * (1 - observed) / len(y))
+        brier = {name: float(np.mean((p - y) ** 2)) for name, p in (
+            ("raw", score), ("calibrated", probability), ("prior", np.full(len(y), prior)))}
+        print(f"client {client}: {len(y)} held-out rows, rework rate {observed:.3f} "
+              f"(+-{error:.3f}), mean probability {probability.mean():.3f}, mean raw score "
+              f"{score.mean():.3f}, pi {prior:.3f}; Brier raw {brier['raw']:.4f}, calibrated "
+              f"{brier['calibrated']:.4f}, always pi {brier['prior']:.4f}")
+        assert abs(probability.mean() - observed) <= 3 * error, client
+        assert abs(score.mean() - observed) > 3 * error, client
+        assert brier["calibrated"] < brier["raw"], (client, brier)
+        assert brier["calibrated"] < brier["prior"], (client, brier)
+
+
+def test_calibration_is_the_identity_without_class_weights(trained: Trained) -> None:
+    """A classifier trained without class weights serves its own probability unchanged."""
+    cases = [  # hyperparams, pi, odds factor
+        ({"class_weight": "balanced", "max_iter": 5}, 0.2, 0.25),
+        ({"is_unbalance": True}, 0.2, 0.25),
+        ({"scale_pos_weight": 4}, 0.2, 0.25),
+        ({}, 0.2, 1.0), ({"class_weight": None}, 0.2, 1.0), ({"max_iter": 5}, None, 1.0),
+        ({"class_weight": "balanced"}, None, None), ({"class_weight": "balanced"}, 0.0, None),
+    ]
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        for hyperparams, prior, factor in cases:
+            (odds,) = conn.execute("SELECT pgml_flow.calibration_odds(%s, %s)",
+                                   (psycopg.types.json.Jsonb(hyperparams), prior)).fetchone()
+            assert odds == (None if factor is None else pytest.approx(factor)), hyperparams
+        # a balanced score at the decision boundary is the class prior; 0 and 1 stay
+        assert conn.execute("SELECT pgml_flow.calibrated(0.5, 0.25), pgml_flow.calibrated(0, 9),"
+                            " pgml_flow.calibrated(1, 9), pgml_flow.calibrated(0.3, 1)"
+                            ).fetchone() == (pytest.approx(0.2), 0, 1, 0.3)
+
+        base = builtin_specs()["rework"]
+        spec = dataclasses.replace(base, name="rework_unweighted", hyperparams={
+            k: v for k, v in base.hyperparams.items() if k != "class_weight"})
+        try:
+            result = train_client(conn, spec, 1)
+            assert result.status == "promoted", result
+            with as_client(trained.url, 1) as bi:
+                rows = bi.execute("SELECT probability, score, prediction"
+                                  " FROM analytics.predictions('rework_unweighted')").fetchall()
+            assert rows and all(p is not None and p == s for p, s, _ in rows)
+            assert all((p >= 0.5) == (y == 1) for p, _, y in rows)
+        finally:
+            conn.execute("DELETE FROM ml_model_registry WHERE model_name = %s", (spec.name,))
+            conn.execute("SELECT pgml.delete_project(%s)", (spec.project(1),))
+
+
+def test_predictions_of_an_unknown_model_is_an_error(trained: Trained) -> None:
+    with as_client(trained.url, 1) as bi:
+        with pytest.raises(psycopg.errors.UndefinedObject) as raised:
+            bi.execute("SELECT * FROM analytics.predictions('typo')")
+        message = raised.value.diag.message_primary or ""
+        assert "unknown model 'typo'" in message
+        assert all(model in message for model in MODELS), message
+        # as the views call it: a model not registered (not trained yet) has no rows
+        assert bi.execute("SELECT count(*) FROM analytics.predictions('typo', missing_ok => true)"
+                          ).fetchone() == (0,)
+
+
+def test_bi_url_is_a_tcp_connection_string_for_the_login(trained: Trained) -> None:
+    runner = CliRunner()
+    env = {"DATABASE_URL": trained.url, "COLUMNS": "200"}
+    with psycopg.connect(trained.url) as conn:
+        (role,) = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = 1"
+                               ).fetchone()
+        database, port = conn.execute("SELECT current_database(), current_setting('port')"
+                                      ).fetchone()
+    result = runner.invoke(app, ["bi", "url", "--client", "1", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(result.stdout)
+    # the suite's server is reached through its unix socket: the address it listens on
+    assert entry == {"client_id": 1, "login": role, "host": "127.0.0.1", "port": int(port),
+                     "database": database, "sslmode": "disable", "password_set": False,
+                     "url": f"postgresql://{role}@127.0.0.1:{port}/{database}?sslmode=disable"}
+    assert "has no password" in result.stderr
+    plain = entry["url"]
+
+    password = "p@ss w/rd:1"
+    trained.flow.grant_bi_access([1], password=password)
+    result = runner.invoke(app, ["bi", "url", "--client", "1", "--password-env", "BI_PW"],
+                           env={**env, "BI_PW": password})
+    assert result.exit_code == 0, result.output
+    url = result.stdout.strip()
+    assert url == plain.replace(f"//{role}@", f"//{role}:{quote(password, safe='')}@")
+    with psycopg.connect(url, autocommit=True) as bi:  # over TCP, as the BI login
+        assert bi.info.host == "127.0.0.1"
+        assert bi.execute("SELECT current_user").fetchone() == (role,)
+        assert bi.execute("SELECT count(*) FROM analytics.issue_story_points").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.UndefinedObject, match="unknown model 'typo'"):
+            bi.execute("SELECT * FROM analytics.predictions('typo')")
+    result = runner.invoke(app, ["bi", "url", "--client", "1"], env=env)
+    assert result.stdout.strip() == plain  # a password only when given
+
+    result = runner.invoke(app, ["bi", "url", "--client", "1", "--password-env", "NOPE_X"],
+                           env=env)
+    assert isinstance(result.exception, ConfigurationError)
+    assert "NOPE_X is not set" in str(result.exception)
+    result = runner.invoke(app, ["bi", "url", "--client", "99"], env=env)
+    assert isinstance(result.exception, ClientNotFound)
+
+
+def test_tcp_address_of_a_bi_url() -> None:
+    # DATABASE_URL over TCP: its host and port, whatever the server listens on
+    assert tcp_address("db.example.com", 6432, "*", 5432) == ("db.example.com", 6432)
+    assert tcp_address("db.example.com", 6432, "*", 5432, "bi.example.com") == (
+        "bi.example.com", 6432)
+    # a unix socket: the server's one listen address and its port
+    assert tcp_address("/run/pg", 5432, "127.0.0.1", 54329) == ("127.0.0.1", 54329)
+    assert tcp_address("/run/pg", 5432, "*", 54329, "db.example.com") == (
+        "db.example.com", 54329)
+    for listen in ("*", "0.0.0.0", "", "127.0.0.1, 10.0.0.5"):
+        with pytest.raises(ConfigurationError, match="--host"):
+            tcp_address("/run/pg", 5432, listen, 5432)
 
 
 def test_predictions_are_logged_with_latency_and_anomaly(trained: Trained) -> None:
@@ -426,6 +615,11 @@ data_freshness_days = 7
     assert result.exit_code == 0, result.output
     assert '"status": "promoted"' in result.output
     assert '"project": "bug_points__client_1"' in result.output
+    # without a feature_view the BI surface cannot serve it, and says so
+    with as_client(trained.url, 1) as bi, pytest.raises(
+            psycopg.errors.InvalidParameterValue,
+            match=r"'bug_points' has no feature_view.*serves: complexity, rework"):
+        bi.execute("SELECT * FROM analytics.predictions('bug_points')")
 
 
 def test_bi_views_show_unscorable_items_as_unknown(trained: Trained) -> None:

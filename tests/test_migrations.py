@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,4 +196,86 @@ def test_downgrade_drops_what_pgml_flow_made_and_upgrades_again(db_url: str) -> 
         conn.execute("CREATE VIEW pgml_flow_training.rework__client_9 AS "
                      "SELECT * FROM pgml_flow.rework_training WHERE client_id = 9")
         conn.commit()
+    assert dump_schema(db_url) == at_head
+
+
+# -- the analytics surface: described, double precision, upgraded without CASCADE -----------
+def test_every_analytics_column_has_a_comment_and_no_real(conn: psycopg.Connection) -> None:
+    """An analyst reads each column's unit in its comment; numbers are never real."""
+    columns = conn.execute(
+        """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), d.description
+             FROM pg_class c
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             LEFT JOIN pg_description d ON d.objoid = c.oid AND d.objsubid = a.attnum
+                                       AND d.classoid = 'pg_class'::regclass
+            WHERE c.relnamespace = 'analytics'::regnamespace AND c.relkind IN ('v', 'm', 'r')
+            ORDER BY 1, a.attnum""").fetchall()
+    assert {c[0] for c in columns} >= {
+        "issue_story_points", "epic_forecasts", "pull_request_rework_risk", "model_quality",
+        "training_summary", "prediction_log", "retraining_events"}
+    assert [c[:2] for c in columns if not (c[3] or "").strip()] == []
+    assert [c[:3] for c in columns if c[2] == "real"] == []
+    results = conn.execute("SELECT oid::regprocedure::text, pg_get_function_result(oid)"
+                           "  FROM pg_proc WHERE pronamespace = 'analytics'::regnamespace"
+                           ).fetchall()
+    assert results and [r for r in results if re.search(r"\breal\b", r[1])] == []
+
+
+#: the analytics objects of the previous release, in their shape (predictions as real,
+#: training_summary's target_avg in each model's unit): what an upgrade finds
+OLD_ANALYTICS = """
+DROP VIEW analytics.issue_story_points, analytics.epic_forecasts,
+          analytics.pull_request_rework_risk, analytics.training_summary;
+DROP FUNCTION analytics.predictions(text, boolean);
+CREATE FUNCTION analytics.predictions(model_name text)
+RETURNS TABLE(client_id bigint, model text, entity_id bigint, prediction real,
+              probability real, model_id bigint, model_trained_at timestamptz)
+LANGUAGE sql AS $$ SELECT NULL::bigint, NULL::text, NULL::bigint, NULL::real, NULL::real,
+                          NULL::bigint, NULL::timestamptz WHERE false $$;
+CREATE VIEW analytics.issue_story_points AS
+SELECT p.client_id, p.entity_id AS issue_id, p.prediction AS predicted_story_points
+  FROM analytics.predictions('complexity') p;
+CREATE VIEW analytics.training_summary AS
+SELECT client_id, model_type, training_records, latest_data, target_avg, target_stddev
+  FROM public.mv_ml_training_summary;
+DROP VIEW analytics.model_quality;
+DROP FUNCTION analytics.model_quality_rows();
+CREATE FUNCTION analytics.model_quality_rows()
+RETURNS TABLE(client_id bigint, model_name text, performance_threshold real)
+LANGUAGE sql AS $$ SELECT NULL::bigint, NULL::text, NULL::real WHERE false $$;
+CREATE VIEW analytics.model_quality AS SELECT * FROM analytics.model_quality_rows();
+"""
+
+
+def test_upgrade_retypes_analytics_and_never_drops_a_users_view(db_url: str,
+                                                                empty_db_url: str) -> None:
+    """Columns that change type need DROP + CREATE: done for pgml-flow's own objects only.
+
+    A view of the user's on one of them stops the upgrade, naming it, and nothing changes;
+    without it the upgrade ends at exactly the head schema (grants and comments included);
+    a user's view on the new views survives every later upgrade.
+    """
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(OLD_ANALYTICS)
+        conn.execute("CREATE VIEW public.my_points AS SELECT * FROM analytics.issue_story_points")
+        conn.execute("CREATE VIEW public.my_summary AS SELECT * FROM analytics.training_summary")
+    for view, mine in (("issue_story_points", "my_points"), ("training_summary", "my_summary")):
+        before = dump_schema(db_url)
+        with pytest.raises(MigrationError, match=rf"cannot upgrade view analytics\.{view}: this "
+                           rf"pgml-flow changes its columns.*view public\.{mine} depends on"):
+            migrate.apply_idempotent(db_url)
+        assert dump_schema(db_url) == before, "a refused upgrade changes nothing"
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(f"DROP VIEW public.{mine}")
+    migrate.apply_idempotent(db_url)
+    flow_for(empty_db_url).upgrade()
+    assert dump_schema(db_url) == dump_schema(empty_db_url)
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE VIEW public.my_points AS"
+                     " SELECT issue_key, round(predicted_story_points::numeric, 1) AS points"
+                     "   FROM analytics.issue_story_points")
+        conn.execute("CREATE VIEW public.my_risk AS SELECT * FROM analytics.predictions('rework')")
+    at_head = dump_schema(db_url)
+    migrate.apply_idempotent(db_url)
     assert dump_schema(db_url) == at_head

@@ -141,10 +141,71 @@ AS $$
                 ELSE pgml_flow.try_predict_proba(model_id, features) END
 $$;
 
+-- Calibration of a classifier trained with class weights. Weights that balance the classes
+-- (class_weight 'balanced', LightGBM's is_unbalance) make the model learn as if both
+-- classes were equally frequent: its probability of class 1 is a balanced score (0.5 is
+-- its decision boundary), whose odds are the true odds times (1 - pi) / pi, pi being the
+-- share of class 1 in the training rows. Multiplying the score's odds by pi / (1 - pi)
+-- undoes that (prior-shift correction); XGBoost's scale_pos_weight w multiplies the odds
+-- by w, undone by 1 / w. The factor for the odds of a model: 1 (the identity) for a model
+-- trained without such weights; NULL when it needs pi and pi is unknown or not in (0, 1).
+-- class_prior: ml_model_baselines.target_mean of the model (the mean of a 0/1 target).
+CREATE OR REPLACE FUNCTION pgml_flow.calibration_odds(hyperparams jsonb,
+                                                      class_prior double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN hyperparams ->> 'class_weight' = 'balanced'
+             OR hyperparams ->> 'is_unbalance' = 'true'
+            THEN CASE WHEN class_prior > 0 AND class_prior < 1
+                      THEN class_prior / (1 - class_prior) END
+        WHEN jsonb_typeof(hyperparams -> 'scale_pos_weight') = 'number'
+             AND (hyperparams ->> 'scale_pos_weight')::double precision > 0
+            THEN 1 / (hyperparams ->> 'scale_pos_weight')::double precision
+        ELSE 1 END
+$$;
+COMMENT ON FUNCTION pgml_flow.calibration_odds(jsonb, double precision) IS
+    'Odds factor that turns a class-weighted classifier''s score into a probability (1: none needed)';
+
+-- The calibrated probability of a score (a model's probability of class 1) with the odds
+-- factor of pgml_flow.calibration_odds: odds(p) = odds(score) * factor. Exactly the score
+-- when the factor is 1; NULL when the score or the factor is.
+CREATE OR REPLACE FUNCTION pgml_flow.calibrated(score double precision,
+                                                odds_factor double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE WHEN odds_factor = 1 THEN score
+                ELSE score * odds_factor / (score * odds_factor + (1 - score)) END
+$$;
+COMMENT ON FUNCTION pgml_flow.calibrated(double precision, double precision) IS
+    'A classifier''s score with its odds multiplied by odds_factor (prior-shift correction)';
+
+-- analytics.predictions(text) became analytics.predictions(text, boolean) with results in
+-- double precision and a score: the old function goes first, with the analytics views on
+-- it (300_bi.sql creates them again).
+SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text)');
+SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text, boolean)',
+    'TABLE(client_id bigint, model text, entity_id bigint, prediction double precision, '
+    'probability double precision, score double precision, model_id bigint, '
+    'model_trained_at timestamp with time zone)');
+
 -- Predictions of one model for the open entities of the caller's client (never another
 -- client's: the client is resolved here, not passed in). Regression: prediction is the
--- predicted value. Classification: prediction is the predicted class index and
--- probability the probability of class 1 (the positive class of a 0/1 label).
+-- predicted value, in the unit of the model's target. Classification: prediction is the
+-- predicted class index (the model's decision, argmax of its scores), score the model's
+-- own probability of class 1 (the positive class of a 0/1 label; pgml.predict_proba's) and
+-- probability that score calibrated (pgml_flow.calibration_odds: the same as score unless
+-- the model was trained with class weights; NULL when it was but the class prevalence of
+-- its training rows is unknown).
+-- pgml.predict gives real; the result is double precision, converted through numeric: the
+-- six significant digits a real holds (8.7, not 8.699999809265137); probability is
+-- computed from that score, so that it equals score exactly when no calibration applies.
+-- An unknown model name is an error (42704) that lists the models served, and so is a
+-- registered model without a feature_view (22023); with missing_ok (as the views of
+-- 300_bi.sql call it: a model is registered when it is first trained) such a model has no
+-- rows instead.
 -- Rows keep coming with NULL predictions when the client has no deployed model, and an
 -- item the model gives no number for (pgml_flow.predict_or_null) has NULL ones: never NaN.
 --
@@ -154,9 +215,11 @@ $$;
 -- when the client's prediction_logging is off, the transaction is read-only (BI tools,
 -- standbys) or logging fails (a failed log never fails the read). response_time_ms is the
 -- call's prediction time divided by its rows.
-CREATE OR REPLACE FUNCTION analytics.predictions(model_name text)
-RETURNS TABLE(client_id bigint, model text, entity_id bigint, prediction real,
-              probability real, model_id bigint, model_trained_at timestamptz)
+CREATE OR REPLACE FUNCTION analytics.predictions(model_name text,
+                                                  missing_ok boolean DEFAULT false)
+RETURNS TABLE(client_id bigint, model text, entity_id bigint, prediction double precision,
+              probability double precision, score double precision, model_id bigint,
+              model_trained_at timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -166,18 +229,41 @@ DECLARE
     m record;
     ids bigint[];
     ys real[];
+    scores real[];
     probas real[];
+    odds double precision := 1;
     feats text[];
     started timestamptz;
     per_row_ms real;
+    registered boolean;
+    servable boolean;
+    served text;
 BEGIN
+    SELECT true, r.feature_view IS NOT NULL INTO registered, servable
+      FROM public.ml_model_registry r WHERE r.model_name = predictions.model_name;
+    IF registered IS NULL OR NOT servable THEN
+        IF predictions.missing_ok THEN
+            RETURN;
+        END IF;
+        SELECT string_agg(r.model_name, ', ' ORDER BY r.model_name) INTO served
+          FROM public.ml_model_registry r WHERE r.feature_view IS NOT NULL;
+        IF registered THEN
+            RAISE EXCEPTION 'model % has no feature_view, so analytics.predictions cannot '
+                            'serve it; the models it serves: %',
+                            quote_literal(predictions.model_name), coalesce(served, '(none)')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Give the model''s spec a feature_view (docs/models.md).';
+        END IF;
+        RAISE EXCEPTION 'unknown model %; the models analytics.predictions serves: %',
+                        quote_literal(predictions.model_name),
+                        coalesce(served, '(none: no model is registered yet)')
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'The model_name column of analytics.model_quality lists them too.';
+    END IF;
     IF cid IS NULL THEN
         RETURN;
     END IF;
     SELECT * INTO m FROM pgml_flow.serving_model(cid, predictions.model_name);
-    IF NOT FOUND OR m.feature_view IS NULL THEN
-        RETURN;
-    END IF;
     started := clock_timestamp();
     IF m.task = 'classification' THEN
         EXECUTE format(
@@ -190,7 +276,13 @@ BEGIN
             '  FROM %s f CROSS JOIN LATERAL '
             '       (SELECT pgml_flow.predict_proba_or_null($2, f.features) AS proba) p '
             ' WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
-        INTO ids, ys, probas, feats USING cid, m.model_id;
+        INTO ids, ys, scores, feats USING cid, m.model_id;
+        IF m.model_id IS NOT NULL THEN
+            SELECT pgml_flow.calibration_odds(x.hyperparams, m.target_mean) INTO odds
+              FROM pgml.models x WHERE x.id = m.model_id;
+        END IF;
+        probas := ARRAY(SELECT pgml_flow.calibrated(u.s::numeric::double precision, odds)::real
+                          FROM unnest(scores) WITH ORDINALITY AS u(s, o) ORDER BY u.o);
     ELSE
         EXECUTE format(
             'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
@@ -198,7 +290,7 @@ BEGIN
             '       NULL::real[], '
             '       array_agg(f.features::text ORDER BY f.entity_id) '
             '  FROM %s f WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
-        INTO ids, ys, probas, feats USING cid, m.model_id;
+        INTO ids, ys, scores, feats USING cid, m.model_id;
     END IF;
     IF ids IS NULL THEN
         RETURN;
@@ -213,9 +305,11 @@ BEGIN
                                       m.feature_stddev, m.target_mean, m.target_stddev);
 
     RETURN QUERY
-        SELECT cid, predictions.model_name, u.id, u.y, u.p, m.model_id, m.trained_at
-          FROM unnest(ids, ys, probas) AS u(id, y, p);
+        SELECT cid, predictions.model_name, u.id, u.y::numeric::double precision,
+               pgml_flow.calibrated(u.s::numeric::double precision, odds),
+               u.s::numeric::double precision, m.model_id, m.trained_at
+          FROM unnest(ids, ys, scores) AS u(id, y, s);
 END;
 $$;
-COMMENT ON FUNCTION analytics.predictions(text) IS
+COMMENT ON FUNCTION analytics.predictions(text, boolean) IS
     'Predictions of a model for the caller''s client''s open entities, logged to ml_prediction_log';

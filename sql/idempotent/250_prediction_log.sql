@@ -139,7 +139,8 @@ BEGIN
                     prediction, response_time_ms, anomaly_score, is_anomaly, severity,
                     prediction_key)
             SELECT p_client, p_model_name, p_model_id, s.id, md5(s.f), to_jsonb(s.f::real[]),
-                   coalesce(s.p, s.y), p_response_time_ms, s.score,
+                   -- the six significant digits of the real (8.7, not 8.699999809265137)
+                   coalesce(s.p, s.y)::numeric::double precision, p_response_time_ms, s.score,
                    coalesce(s.score >= 3, false), pgml_flow.anomaly_severity(s.score), s.k
               FROM scored s
             ON CONFLICT (client_id, model_id, entity_id, prediction_key)

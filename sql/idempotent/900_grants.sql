@@ -3,7 +3,7 @@
 -- The SECURITY DEFINER functions run as the admin/ML role, never as a superuser.
 ALTER FUNCTION pgml_flow.current_client_id() OWNER TO pgml_flow_ml;
 ALTER FUNCTION pgml_flow.serving_model(bigint, text) OWNER TO pgml_flow_ml;
-ALTER FUNCTION analytics.predictions(text) OWNER TO pgml_flow_ml;
+ALTER FUNCTION analytics.predictions(text, boolean) OWNER TO pgml_flow_ml;
 ALTER FUNCTION analytics.model_quality_rows() OWNER TO pgml_flow_ml;
 
 -- Nothing is executable by PUBLIC; each role gets what it needs.
