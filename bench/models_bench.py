@@ -27,6 +27,7 @@ from psycopg import sql
 from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.settings import Settings
+from pgml_models.specs import metric_label
 
 VIEWS = ("issue_story_points", "epic_forecasts", "pull_request_rework_risk")
 DATABASE = "pgmlflow_bench_models"
@@ -83,7 +84,7 @@ def main() -> None:
         print(f"{'client':>6} {'model':<11} {'rows':>7} {'seconds':>8} {'metric':>12}")
         for r in results:
             metric = ("" if r.key_metric_value is None
-                      else f"{r.key_metric} {r.key_metric_value:.3f}")
+                      else f"{metric_label(r.key_metric)} {r.key_metric_value:.3f}")
             print(f"{r.client_id:>6} {r.model_name:<11} {r.training_rows:>7,} {r.seconds:>8.2f} "
                   f"{metric:>12}")
         by_model: dict[str, list[float]] = {}

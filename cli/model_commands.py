@@ -80,6 +80,13 @@ def report_runs(results: list[TrainingResult], as_json: bool, kind: str) -> None
                          f"{failed[0].project}: {failed[0].detail}")
 
 
+def _metric_label(metric: str) -> str:
+    """A key metric's name in tables (mae for mean_absolute_error)."""
+    from pgml_models.specs import metric_label  # pgml_models imports psycopg
+
+    return metric_label(metric)
+
+
 def training_table(results: list[TrainingResult]) -> Table:
     table = new_table(title="Training runs (ml_retraining_events)")
     for column in ("client", "model", "status", "rows", "model id", "key metric", "seconds",
@@ -87,7 +94,8 @@ def training_table(results: list[TrainingResult]) -> Table:
         table.add_column(column, justify="right" if column in (
             "rows", "model id", "key metric", "seconds") else "left")
     for r in results:
-        metric = "" if r.key_metric_value is None else f"{r.key_metric} {r.key_metric_value:.3f}"
+        metric = ("" if r.key_metric_value is None
+                  else f"{_metric_label(r.key_metric)} {r.key_metric_value:.3f}")
         style = {"failed": "red", "skipped": "yellow"}.get(r.status, "")
         table.add_row(f"{r.client_id} {r.client}", r.model_name, f"[{style}]{r.status}[/]"
                       if style else r.status, f"{r.training_rows:,}",
@@ -112,7 +120,7 @@ def models_list(
         table.add_row(s.name, s.task, s.training_view, s.target, str(len(s.features)),
                       s.algorithm + (f" ({s.search} search)" if s.search else ""),
                       str(s.min_training_rows), s.retraining.schedule,
-                      f"{s.key_metric} {s.retraining.performance_threshold:g}")
+                      f"{_metric_label(s.key_metric)} {s.retraining.performance_threshold:g}")
     console.print(table)
 
 
@@ -352,7 +360,7 @@ def status_table(rows: list[dict[str, Any]], title: str = "Models per client") -
                       "rows since", "next run", "last event", title=title)
     for r in rows:
         metric = ("" if r["key_metric_value"] is None
-                  else f"{r['key_metric']} {r['key_metric_value']:.3f}")
+                  else f"{_metric_label(r['key_metric'])} {r['key_metric_value']:.3f}")
         last = f"{r['last_event']} {cell(r['last_event_at'])}" if r["last_event"] else ""
         due = " (due)" if r["retrain_due"] else ""
         table.add_row(f"{r['client_id']} {r['client']}", r["model"],
@@ -376,7 +384,7 @@ def metrics_table(results: list[TrainingResult]) -> Table:
             if run is None or run.key_metric_value is None:
                 cells.append(run.status if run else "")
             else:
-                cells.append(f"{run.key_metric} {run.key_metric_value:.3f} "
+                cells.append(f"{_metric_label(run.key_metric)} {run.key_metric_value:.3f} "
                              f"({run.training_rows:,})")
         table.add_row(f"{cid} {name}", *cells)
     return table

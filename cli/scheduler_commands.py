@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.model_commands import SpecsOption, _spec_files, report_runs, status_table
+from cli.model_commands import (
+    SpecsOption,
+    _metric_label,
+    _spec_files,
+    report_runs,
+    status_table,
+)
 from cli.output import JsonOption, cell, console, err_console, flow, new_table, print_json
 from cli.progress import steps
 from pgml_flow.errors import ConfigurationError, Interrupted, ModelError
@@ -119,7 +125,7 @@ def retrain(
             f = d.facts
             table.add_row(f"{f.client_id} {f.client}", f.model_name, cell(f.deployed_model_id),
                           "" if f.key_metric_value is None
-                          else f"{f.key_metric} {f.key_metric_value:.3f}",
+                          else f"{_metric_label(f.key_metric)} {f.key_metric_value:.3f}",
                           f"{f.rows:,}", cell(f.rows_since), "[bold]yes[/]" if d.retrain
                           else "no", d.reason)
         console.print(table)

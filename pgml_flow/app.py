@@ -118,9 +118,13 @@ class PgmlFlow:
 
     # -- schema ---------------------------------------------------------------------------
     def upgrade(self, revision: str = "head") -> str | None:
-        from pgml_flow import migrate
+        from pgml_flow import migrate, training
 
-        return migrate.upgrade(self.url, revision)
+        result = migrate.upgrade(self.url, revision)
+        if revision == "head":  # registered models whose spec changed: served as it says now
+            with self.connect() as conn:
+                training.refresh_registry(conn, self.model_specs().values())
+        return result
 
     def downgrade(self, revision: str) -> str | None:
         from pgml_flow import migrate

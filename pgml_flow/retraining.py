@@ -3,13 +3,16 @@
 For each client and model, :func:`retrain` asks :func:`pgml_models.retraining.decide`
 whether to retrain; when yes, :func:`retrain_client`, in **one transaction**:
 
-1. recreates the client's training view ordered by a hash of each row, and trains the
+1. recreates the client's training view in the spec's split order, and trains the
    challenger with ``pgml.train(..., test_sampling => 'last', automatic_deploy => false)``,
-   so the held-out rows are the view's last ``test_size`` rows;
-2. scores the deployed champion and the challenger on those same rows
-   (``pgml.predict_batch``; r2 or f1 computed with scikit-learn);
+   so the held-out rows are the view's last ``test_size`` rows (the newest, for a spec
+   split by time);
+2. scores the deployed champion and the challenger on those same rows by the spec's key
+   metric (``pgml.predict``'s ROW form, the metric computed with scikit-learn:
+   :mod:`pgml_flow.holdout`);
 3. deploys the challenger (``pgml.deploy(model_id)``) only when its key metric beats the
-   champion's by more than ``margin``; otherwise the champion stays, and the event says why;
+   champion's by more than ``margin`` (lower is better for an error such as MAE);
+   otherwise the champion stays, and the event says why (:func:`training.challenge`);
 4. stores the challenger's training distribution and writes the ``ml_retraining_events``
    row (reason, status, metrics before and after, duration).
 
@@ -31,7 +34,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgml_flow import sqlfiles, training
@@ -46,7 +48,7 @@ from pgml_flow.errors import (
 from pgml_flow.training import TrainingResult
 from pgml_models.client import ModelInfo, PgmlClient
 from pgml_models.retraining import Decision, decide, gather
-from pgml_models.specs import ModelSpec, split_relation
+from pgml_models.specs import ModelSpec, lower_is_better, metric_label
 
 logger = logging.getLogger(__name__)
 SOURCE = "retraining"
@@ -56,8 +58,9 @@ SOURCE = "retraining"
 class RetrainOptions:
     """How a retraining run behaves (each is a setting, see docs/operations.md)."""
 
-    #: the challenger is promoted only when its key metric exceeds the champion's by more
-    #: (a finite number; negative lets a worse challenger win, -1 adopts it)
+    #: the challenger is promoted only when its key metric beats the champion's by more
+    #: (higher r2 / f1, lower MAE; in the metric's unit; a finite number: negative lets a
+    #: worse challenger win, -1 adopts it on r2 or f1)
     margin: float = 0.0
     #: retrain even when the policy says no
     force: bool = False
@@ -156,11 +159,13 @@ def plans(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids: Sequ
         if facts.deployed_model_id is None:
             promotion = "no champion: the challenger is deployed"
         else:
+            label = metric_label(facts.key_metric)
             stored = ("" if facts.key_metric_value is None
-                      else f", stored {facts.key_metric} {facts.key_metric_value:.3f}")
+                      else f", stored {label} {facts.key_metric_value:.3f}")
+            better = "lower" if lower_is_better(facts.key_metric) else "higher"
             promotion = (f"both scored on the same {holdout} held-out rows; deployed only if "
-                         f"its {facts.key_metric} beats model {facts.deployed_model_id}'s"
-                         f"{stored} by more than {options.margin:g}")
+                         f"its {label} ({better} is better) beats model "
+                         f"{facts.deployed_model_id}'s{stored} by more than {options.margin:g}")
         # the new challenger will count among the kept ones
         prune = [int(r[0]) for r in conn.execute(_query("stale_challengers"), {
             "project": facts.project, "keep": max(0, options.keep_challengers - 1)}).fetchall()]
@@ -272,58 +277,21 @@ def retrain_client(conn: psycopg.Connection, spec: ModelSpec, decision: Decision
     project = facts.project
     training.register(conn, spec)
     training.training_view(conn, spec, facts.client_id)
-    pgml = PgmlClient(conn)
-    champion = pgml.deployed_model(project)
-    pgml.train(
-        project, task=spec.task, relation=f"pgml_flow_training.{project}",
-        y_column=spec.target, algorithm=spec.algorithm, hyperparams=spec.hyperparams,
-        search=spec.search, search_params=spec.search_params, search_args=spec.search_args,
-        test_size=spec.test_size, test_sampling=training.HOLDOUT_SAMPLING,
-        preprocess=spec.preprocess,
-        automatic_deploy=False,
-    )
-    challenger = pgml.models(project)[-1]
-    champion_features = _features_of(conn, spec, facts.client_id, champion)
-    try:
-        with conn.transaction():
-            x, x_champion, y = _holdout(conn, spec, facts.client_id, champion_features)
-    except psycopg.errors.UndefinedColumn:  # the champion used columns the view lost
-        x, _, y = _holdout(conn, spec, facts.client_id, spec.features)
-        x_champion = []
-    after = _score(pgml, spec, challenger, x, y)
-    before = _score(pgml, spec, champion, x_champion, y) if champion and x_champion else None
-    if after is None:
-        promote, verdict = False, "the challenger could not be scored"
-    elif champion is None:
-        promote, verdict = True, "no champion was deployed"
-    elif before is None:
-        promote, verdict = True, f"the champion (model {champion.id}) cannot score these rows"
-    else:
-        promote = after > before + options.margin
-        comparison = "beats" if promote else "does not beat"
-        verdict = (f"{comparison} model {champion.id} ({spec.key_metric} {before:.3f}) "
-                   f"by more than the margin {options.margin:g}")
-    if promote:
-        pgml.deploy_model(challenger.id)
-    training._store_baseline(conn, spec, facts.client_id, challenger.id, facts.rows)
-    metric_text = "n/a" if after is None else f"{after:.3f}"
-    detail = (f"model {challenger.id}: {spec.key_metric} {metric_text} on {len(y)} held-out "
-              f"rows; {verdict}")
-    if after is not None and after < spec.retraining.performance_threshold:
-        detail += f"; below the threshold {spec.retraining.performance_threshold:g}"
+    outcome = training.challenge(conn, spec, facts.client_id, facts.rows, margin=options.margin)
+    champion, challenger = outcome.champion, outcome.challenger
+    detail = training.describe(spec, outcome)
     pruned = prune_challengers(conn, project, facts.client_id, options.keep_challengers,
                                spare=[challenger.id])
     if pruned:
         detail += (f"; pruned {len(pruned)} unpromoted challenger(s) "
                    f"(kept the newest {options.keep_challengers})")
-    holdout = {"holdout_rows": len(y)}
     return _event(
-        conn, spec, decision, reason, "promoted" if promote else "kept_champion", started,
-        options, detail=detail, champion=champion, challenger=challenger,
-        metrics_before=({spec.key_metric: before, **holdout, "model_id": champion.id,
-                         "trained": training._plain(champion.metrics)} if champion else None),
-        metrics_after={spec.key_metric: after, **holdout, "model_id": challenger.id,
-                       "trained": training._plain(challenger.metrics)},
+        conn, spec, decision, reason, "promoted" if outcome.promoted else "kept_champion",
+        started, options, detail=detail, champion=champion, challenger=challenger,
+        metrics_before=(training.metrics_of(spec, champion, outcome.before,
+                                            outcome.holdout_rows) if champion else None),
+        metrics_after=training.metrics_of(spec, challenger, outcome.after,
+                                          outcome.holdout_rows),
     )
 
 
@@ -341,56 +309,6 @@ def prune_challengers(conn: psycopg.Connection, project: str, client_id: int, ke
         conn.execute(_query("delete_challenger"), {"model_id": model_id})
         conn.execute(_query("delete_baseline"), {"client_id": client_id, "model_id": model_id})
     return ids
-
-
-def _features_of(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
-                 model: ModelInfo | None) -> Sequence[str]:
-    """The feature columns ``model`` was trained on (recorded at training), else the spec's."""
-    if model is None:
-        return spec.features
-    row = conn.execute(_query("model_features"),
-                       {"client_id": client_id, "model_id": model.id}).fetchone()
-    return tuple(row[0]) if row and row[0] else spec.features
-
-
-def _holdout(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
-             champion_features: Sequence[str],
-             ) -> tuple[list[list[float]], list[list[float]], list[float]]:
-    """The rows pgml.train held out (test_sampling 'last' over the hash-ordered view).
-
-    Returns the challenger's features, the champion's features and the target of each.
-    """
-    def array(columns: Sequence[str]) -> sql.Composable:
-        return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-
-    rows = conn.execute(sql.SQL(_query("holdout_rows")).format(
-        features=array(spec.features), champion=array(champion_features),
-        target=sql.Identifier(spec.target),
-        source=sql.Identifier(*split_relation(spec.training_view))),
-        {"client_id": client_id}).fetchall()
-    size = spec.test_size
-    n_test = math.ceil(len(rows) * size) if size <= 1 else int(size)
-    test = rows[len(rows) - n_test:]
-    return ([list(r[0]) for r in test], [list(r[1]) for r in test],
-            [float(r[2]) for r in test])
-
-
-def _score(pgml: PgmlClient, spec: ModelSpec, model: ModelInfo, x: list[list[float]],
-           y: list[float]) -> float | None:
-    """The key metric of ``model`` on the rows ``x``; None when it cannot predict them."""
-    from sklearn.metrics import f1_score, r2_score
-
-    if not y or spec.preprocess:
-        # the array form of pgml.predict does not preprocess: use the stored metric
-        return model.key_metric()
-    try:
-        with pgml.conn.transaction():
-            predicted = pgml.predict_batch(model.id, x)
-    except PgmlFlowError:
-        return None
-    if spec.task == "classification":
-        return float(f1_score(y, predicted, zero_division=0))
-    return float(r2_score(y, predicted))
 
 
 def _event(conn: psycopg.Connection, spec: ModelSpec, decision: Decision, reason: str,
@@ -463,24 +381,32 @@ def deploy(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: 
         facts = gather(conn, spec, client_id, client, ml_enabled)
         status = "rolled_back" if rollback else "deployed"
         word = "rolled back" if rollback else "deployed"
-        detail = (f"{word}: model {after.id} ({spec.key_metric} "
-                  f"{_fmt(after.key_metric())}) replaces model "
+        label = metric_label(spec.key_metric)
+        detail = (f"{word}: model {after.id} ({label} "
+                  f"{_fmt(after.metric(spec.key_metric))}) replaces model "
                   f"{before.id if before else '-'}"
-                  f" ({spec.key_metric} {_fmt(before.key_metric() if before else None)})")
+                  f" ({label} {_fmt(before.metric(spec.key_metric) if before else None)})")
         decision = Decision(facts, False, detail)
         return _event(conn, spec, decision, "operator", status, started, RetrainOptions(),
                       detail=detail, champion=before, challenger=after,
-                      metrics_before={"model_id": before.id, spec.key_metric: before.key_metric()}
+                      metrics_before={"model_id": before.id,
+                                      spec.key_metric: before.metric(spec.key_metric)}
                       if before else None,
-                      metrics_after={"model_id": after.id, spec.key_metric: after.key_metric()})
+                      metrics_after={"model_id": after.id,
+                                     spec.key_metric: after.metric(spec.key_metric)})
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _serving(conn: psycopg.Connection, model_id: int | None, native_scoring: str) -> str | None:
-    """How ``model_id`` answers pgml.predict: ``native``, or ``python (why)``."""
+def _serving(conn: psycopg.Connection, model_id: int | None, native_scoring: str,
+             reads_rows: bool = False) -> str | None:
+    """How ``model_id`` answers the BI surface: ``native``, or ``python (why)``.
+
+    ``reads_rows``: the spec's model is served by the ROW form (its spec has preprocess),
+    native only when the compiled form has a row section.
+    """
     if model_id is None:
         return None
     if native_scoring == "off":
@@ -488,7 +414,11 @@ def _serving(conn: psycopg.Connection, model_id: int | None, native_scoring: str
     if native_scoring != "installed":
         return "python (pgml_native not installed)"
     row = conn.execute(_query("native_file"), {"model_id": model_id}).fetchone()
-    return "native" if row and row[0] else "python (no native form)"
+    if not row or not row[0]:
+        return "python (no native form)"
+    if reads_rows and not row[1]:
+        return "python (ROW form: learned encodings)"
+    return "native"
 
 
 def events(conn: psycopg.Connection, *, model_name: str | None = None,
@@ -522,7 +452,8 @@ def status_rows(conn: psycopg.Connection, specs: Sequence[ModelSpec], client_ids
             "last_event": last[0] if last else None,
             "last_event_at": last[4] if last else None,
             "last_event_detail": (last[2] or last[3]) if last else None,
-            "serving": _serving(conn, facts.deployed_model_id, native_scoring),
+            "serving": _serving(conn, facts.deployed_model_id, native_scoring,
+                                next(s for s in specs if s.name == facts.model_name).reads_rows),
         })
     conn.rollback()
     return rows

@@ -3,22 +3,28 @@
 For a spec and a client, :func:`train_client`:
 
 1. makes the client's training view ``pgml_flow_training.<model>__client_<id>``:
-   the spec's feature columns and target from its training view, for that client only;
+   the spec's feature columns and target from its training view, for that client only,
+   in the spec's split order (``pgml_flow.holdout``);
 2. skips the client, with the reason, when ML is switched off for it or it has fewer
    rows than the spec's ``min_training_rows``;
-3. trains the pgml project ``<model>__client_<id>`` with ``pgml.train`` (which deploys
-   the new model unless it is worse than the deployed one);
-4. stores the training distribution of the features and target (``ml_model_baselines``),
-   which the BI surface scores predictions against;
+3. trains a challenger in the pgml project ``<model>__client_<id>`` with ``pgml.train``
+   (not deployed by it), scores it and the deployed champion on the same held-out rows by
+   the spec's key metric, and deploys it unless the champion does better
+   (:func:`challenge`, which scheduled retraining shares with a margin);
+4. stores the training distribution of the numeric features and the target
+   (``ml_model_baselines``), which the BI surface scores predictions against;
 5. records the run in ``ml_retraining_events`` (skipped, promoted, kept_champion, failed).
 
-A failure for one client is recorded and does not stop the others.
+Steps 3-5 are one transaction: a run that fails ends ``failed`` with the error, and
+leaves the champion deployed and no model behind. A failure for one client is recorded
+and does not stop the others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,15 +35,23 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgml_flow import sqlfiles
+from pgml_flow import holdout, sqlfiles
 from pgml_flow.errors import ClientNotFound, ModelError, PgmlFlowError
-from pgml_models.client import PgmlClient
-from pgml_models.specs import ModelSpec, split_relation
+from pgml_models.client import ModelInfo, PgmlClient
+from pgml_models.specs import (
+    ModelSpec,
+    beats,
+    lower_is_better,
+    meets_threshold,
+    metric_label,
+    split_relation,
+)
 
 logger = logging.getLogger(__name__)
 SOURCE = "models"
-#: the training view is hash-ordered, so 'last' holds out the same rows at every training,
-#: which is what lets a retrain compare champion and challenger fairly
+#: the training view is in split order, so 'last' holds out its newest (or the same
+#: hash-chosen) rows at every training: champion and challenger are judged on rows
+#: neither was trained on
 HOLDOUT_SAMPLING = "last"
 
 
@@ -76,15 +90,70 @@ def active_client_ids(conn: psycopg.Connection) -> list[int]:
     return [int(r[0]) for r in conn.execute(_query("active_client_ids")).fetchall()]
 
 
-def register(conn: psycopg.Connection, spec: ModelSpec) -> None:
-    """Record the spec in ``ml_model_registry`` (what the BI surface serves from)."""
-    conn.execute(_query("register_model"), {
+def register(conn: psycopg.Connection, spec: ModelSpec) -> str | None:
+    """Record the spec in ``ml_model_registry`` (what the BI surface serves from) and let
+    the BI surface read its feature view (:func:`grant_feature_view`); a note when it
+    cannot."""
+    _upsert(conn, spec)
+    return grant_feature_view(conn, spec)
+
+
+def _upsert(conn: psycopg.Connection, spec: ModelSpec) -> bool:
+    """The registry row of ``spec``; whether it changed."""
+    cursor = conn.execute(_query("register_model"), {
         "model_name": spec.name, "task": spec.task, "training_view": spec.training_view,
         "feature_view": spec.feature_view, "target": spec.target,
         "features": list(spec.features), "key_metric": spec.key_metric,
         "performance_threshold": spec.retraining.performance_threshold,
         "spec": Jsonb(spec.to_json()),
     })
+    return cursor.rowcount > 0
+
+
+def refresh_registry(conn: psycopg.Connection, specs: Iterable[ModelSpec]) -> list[str]:
+    """After an upgrade: the registered models whose spec changed (a built-in one, say),
+    registered as their spec is now, so that the BI surface serves them as it says (e.g.
+    with the ROW form) before they are retrained; their names."""
+    known = {str(r[0]) for r in conn.execute(_query("registered_models"))}
+    changed = [spec.name for spec in specs if spec.name in known and _upsert(conn, spec)]
+    conn.commit()
+    return changed
+
+
+def grant_feature_view(conn: psycopg.Connection, spec: ModelSpec) -> str | None:
+    """Make the spec's feature view readable by the BI surface, or say what is missing.
+
+    ``analytics.predictions`` reads feature views as its owner (``pgml_flow_ml``): a view
+    of yours needs ``GRANT SELECT ON <view> TO pgml_flow_ml``. It is given here when this
+    connection may give it (it owns the view, or is a superuser); otherwise the returned
+    note names the GRANT for the view's owner to run. None: nothing to do.
+    """
+    if spec.feature_view is None:
+        return None
+    row = conn.execute(_query("feature_view_access"), {"view": spec.feature_view}).fetchone()
+    if row is None:  # no analytics.predictions: nothing serves feature views
+        return None
+    found, owner, readable = bool(row[0]), str(row[1]), bool(row[2])
+    if not found:
+        return (f"feature_view {spec.feature_view} does not exist, so the BI surface "
+                "cannot serve this model; create it (docs/models.md) or fix the spec")
+    if readable:
+        return None
+    grant = sql.SQL("GRANT SELECT ON {} TO {}").format(
+        sql.Identifier(*split_relation(spec.feature_view)), sql.Identifier(owner))
+    try:
+        with conn.transaction():
+            conn.execute(grant)
+    except psycopg.errors.InsufficientPrivilege:
+        text = grant.as_string(conn)
+        logger.warning("the BI surface cannot read %s: %s", spec.feature_view, text,
+                       extra={"action": "feature_view_grant_missing"})
+        return (f"the BI surface (analytics.predictions, which runs as {owner}) cannot read "
+                f"{spec.feature_view}, and this role may not grant it: its owner runs "
+                f"`{text}`")
+    logger.info("granted SELECT on %s to %s", spec.feature_view, owner,
+                extra={"action": "feature_view_granted"})
+    return None
 
 
 def training_view(conn: psycopg.Connection, spec: ModelSpec, client_id: int) -> str:
@@ -99,16 +168,98 @@ def training_view(conn: psycopg.Connection, spec: ModelSpec, client_id: int) -> 
                 features=sql.SQL(", ").join(sql.Identifier(f) for f in spec.features),
                 target=sql.Identifier(spec.target),
                 source=sql.Identifier(*split_relation(spec.training_view)),
-                client_id=sql.Literal(int(client_id)),
+                client_id=sql.Literal(int(client_id)), order=holdout.order_by(spec),
             ))
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0]
         raise ModelError(
             f"cannot build the training view of {spec.name!r} from {spec.training_view}: "
-            f"{first}; check the spec's training_view, features and target (it needs a "
-            "client_id column)"
+            f"{first}; check the spec's training_view, features, target and split (it needs "
+            "a client_id column)"
         ) from exc
     return f"pgml_flow_training.{project}"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A challenger trained and judged against the champion on the same held-out rows."""
+
+    challenger: ModelInfo
+    champion: ModelInfo | None
+    #: the key metric of each on the held-out rows (None: it could not predict them)
+    after: float | None
+    before: float | None
+    holdout_rows: int
+    promoted: bool
+    #: why, in words
+    verdict: str
+
+
+def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: int, *,
+              margin: float = 0.0, ties_promote: bool = False) -> Challenge:
+    """Train a challenger (not deployed by pgml.train), score it and the deployed champion on
+    the held-out rows by the spec's key metric, deploy it when it wins, store its baseline.
+
+    It wins when there is no champion, when the champion cannot predict the held-out rows,
+    or when its key metric beats the champion's by more than ``margin`` (lower is better
+    for errors such as mean_absolute_error); with ``ties_promote``, also when it is equal.
+    The caller holds the transaction: nothing is kept if anything here fails.
+    """
+    project = spec.project(client_id)
+    pgml = PgmlClient(conn)
+    champion = pgml.deployed_model(project)
+    pgml.train(
+        project, task=spec.task, relation=f"pgml_flow_training.{project}",
+        y_column=spec.target, algorithm=spec.algorithm,
+        hyperparams=spec.hyperparams_with_seed(), search=spec.search,
+        search_params=spec.search_params, search_args=spec.search_args,
+        test_size=spec.test_size, test_sampling=HOLDOUT_SAMPLING,
+        preprocess=spec.preprocess, automatic_deploy=False,
+    )
+    challenger = pgml.models(project)[-1]
+    after, held_out = holdout.score(conn, spec, client_id, challenger.id, rows)
+    before = None
+    if champion is not None:
+        before, _ = holdout.score(conn, spec, client_id, champion.id, rows)
+    label = metric_label(spec.key_metric)
+    if after is None:
+        promoted, verdict = False, "the challenger could not predict the held-out rows"
+    elif champion is None:
+        promoted, verdict = True, "no champion was deployed"
+    elif before is None:
+        promoted, verdict = True, f"the champion (model {champion.id}) cannot predict these rows"
+    else:
+        better = beats(spec.key_metric, after, before, margin)
+        promoted = better or (ties_promote and after == before)
+        comparison = "beats" if better else "ties with" if promoted else "does not beat"
+        verdict = f"{comparison} model {champion.id} ({label} {before:.3f} on the same rows)"
+        if margin:
+            verdict += f" by more than the margin {margin:g}"
+    if promoted:
+        pgml.deploy_model(challenger.id)
+    _store_baseline(conn, spec, client_id, challenger.id, rows)
+    return Challenge(challenger, champion, after, before, held_out, promoted, verdict)
+
+
+def describe(spec: ModelSpec, outcome: Challenge) -> str:
+    """``model 12: mae 1.234 on 300 held-out rows; beats model 9 (...)``."""
+    value = "n/a" if outcome.after is None else f"{outcome.after:.3f}"
+    text = (f"model {outcome.challenger.id}: {metric_label(spec.key_metric)} {value} on "
+            f"{outcome.holdout_rows} held-out rows; {outcome.verdict}")
+    threshold = spec.retraining.performance_threshold
+    if outcome.after is not None and not meets_threshold(spec.key_metric, outcome.after,
+                                                         threshold):
+        side = "above" if lower_is_better(spec.key_metric) else "below"
+        text += f"; {side} the threshold {threshold:g}"
+    return text
+
+
+def metrics_of(spec: ModelSpec, model: ModelInfo, value: float | None,
+               held_out: int) -> dict[str, Any]:
+    """The event's metrics_before / metrics_after: the key metric on the held-out rows and
+    the model's stored metrics (JSON-safe: no NaN or infinity)."""
+    return _plain({spec.key_metric: value, "holdout_rows": held_out, "model_id": model.id,
+                   "trained": model.metrics})
 
 
 def train_client(
@@ -148,8 +299,8 @@ def train_client(
         conn.commit()
         return result("skipped", 0, detail, event_id)
 
-    register(conn, spec)
-    view = training_view(conn, spec, client_id)
+    note = register(conn, spec)
+    training_view(conn, spec, client_id)
     counted = conn.execute(_template("count_rows", view=sql.Identifier(project))).fetchone()
     rows = int(counted[0]) if counted else 0
     if rows < spec.min_training_rows:
@@ -160,43 +311,69 @@ def train_client(
         logger.info("skipped", extra={"action": "train_skipped", "project": project})
         return result("skipped", rows, detail, event_id)
 
-    pgml = PgmlClient(conn)
-    champion = pgml.deployed_model(project)
-    event_id = event("running", rows, None, champion)
-    conn.commit()
+    locked = _lock(conn, client_id, project)
     try:
-        outcome = pgml.train(
-            project, task=spec.task, relation=view, y_column=spec.target,
-            algorithm=spec.algorithm, hyperparams=spec.hyperparams, search=spec.search,
-            search_params=spec.search_params, search_args=spec.search_args,
-            test_size=spec.test_size, test_sampling=HOLDOUT_SAMPLING,
-            preprocess=spec.preprocess,
-        )
-        model = pgml.models(project)[-1]
-        _store_baseline(conn, spec, client_id, model.id, rows)
-        status = "promoted" if outcome.deployed else "kept_champion"
-        metric = model.key_metric()
-        detail = _describe(spec, model.id, metric, champion, outcome.deployed)
-        conn.execute(_query("finish_event"), {
-            "client_id": client_id, "id": event_id, "status": status,
-            "challenger_model_id": model.id, "metrics_after": Jsonb(_plain(model.metrics)),
-            "duration_seconds": time.perf_counter() - started, "detail": detail,
-            "error": None,
-        })
+        champion = PgmlClient(conn).deployed_model(project)
+        event_id = event("running", rows, None, champion)
         conn.commit()
-    except PgmlFlowError as exc:
-        conn.rollback()
-        conn.execute(_query("finish_event"), {
-            "client_id": client_id, "id": event_id, "status": "failed",
-            "challenger_model_id": None, "metrics_after": None,
-            "duration_seconds": time.perf_counter() - started, "detail": None,
-            "error": str(exc),
-        })
-        conn.commit()
-        logger.warning("training failed", extra={"action": "train_failed", "project": project})
-        return result("failed", rows, str(exc), event_id)
+        try:
+            with conn.transaction():
+                outcome = challenge(conn, spec, client_id, rows, ties_promote=True)
+                status = "promoted" if outcome.promoted else "kept_champion"
+                detail = describe(spec, outcome) + (f"; note: {note}" if note else "")
+                conn.execute(_query("finish_event"), {
+                    "client_id": client_id, "id": event_id, "status": status,
+                    "challenger_model_id": outcome.challenger.id,
+                    "metrics_before": None if outcome.champion is None else Jsonb(metrics_of(
+                        spec, outcome.champion, outcome.before, outcome.holdout_rows)),
+                    "metrics_after": Jsonb(metrics_of(spec, outcome.challenger, outcome.after,
+                                                      outcome.holdout_rows)),
+                    "duration_seconds": time.perf_counter() - started, "detail": detail,
+                    "error": None,
+                })
+            conn.commit()
+        except psycopg.OperationalError:
+            raise  # the connection is gone: the next run of the project records it failed
+        except Exception as exc:
+            # PgmlFlowError and psycopg.Error are the run's failures; anything else is a
+            # bug, recorded as well before it is raised: a run never stays 'running'
+            message = _first_line(exc)
+            conn.rollback()
+            conn.execute(_query("finish_event"), {
+                "client_id": client_id, "id": event_id, "status": "failed",
+                "challenger_model_id": None, "metrics_before": None, "metrics_after": None,
+                "duration_seconds": time.perf_counter() - started, "detail": None,
+                "error": message,
+            })
+            conn.commit()
+            logger.warning("training failed: %s", message,
+                           extra={"action": "train_failed", "project": project})
+            if not isinstance(exc, PgmlFlowError | psycopg.Error):
+                raise
+            return result("failed", rows, message, event_id)
+    finally:
+        if locked and not conn.closed and not conn.broken:
+            conn.execute(_query("unlock_project"), {"project": project})
+            conn.commit()
     logger.info("trained", extra={"action": "train", "project": project, "status": status})
-    return result(status, rows, detail, event_id, model.id, metric)
+    return result(status, rows, detail, event_id, outcome.challenger.id, outcome.after)
+
+
+def _lock(conn: psycopg.Connection, client_id: int, project: str) -> bool:
+    """Hold the project's run lock; when no other run holds it, runs still 'running' are
+    abandoned ones (their process ended first): record them failed."""
+    row = conn.execute(_query("lock_project"), {"project": project}).fetchone()
+    locked = bool(row and row[0])
+    if locked:
+        conn.execute(_query("fail_abandoned_runs"), {"client_id": client_id,
+                                                     "project": project})
+    conn.commit()
+    return locked
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def train(
@@ -231,43 +408,53 @@ def train(
 def _store_baseline(
     conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int, rows: int
 ) -> None:
-    columns = [sql.Identifier(f) for f in spec.features]
-    query = _template(
-        "feature_stats", view=sql.Identifier(spec.project(client_id)),
-        means=sql.SQL(", ").join(sql.SQL("avg({}::double precision)").format(c)
-                                 for c in columns),
-        stddevs=sql.SQL(", ").join(sql.SQL("stddev_pop({}::double precision)").format(c)
-                                   for c in columns),
-        target=sql.Identifier(spec.target),
-    )
+    """Mean and spread of the numeric features (as a feature view's features array holds
+    them: number and boolean columns, arrays flattened, in spec order) and of the target."""
+    project = spec.project(client_id)
+    numeric = conn.execute(_query("numeric_columns"),
+                           {"view": f"pgml_flow_training.{project}"}).fetchall()
+    columns = [(str(name), bool(is_array)) for name, is_array in numeric
+               if name in spec.features]
+    columns.sort(key=lambda c: spec.features.index(c[0]))
+
+    def element(name: str, is_array: bool) -> sql.Composable:
+        column = sql.SQL("v.{}").format(sql.Identifier(name))
+        if is_array:
+            return sql.SQL("coalesce({}::double precision[], '{{}}')").format(column)
+        return sql.SQL("ARRAY[{}::double precision]").format(column)
+
+    flat = (sql.SQL(" || ").join(element(n, a) for n, a in columns) if columns
+            else sql.SQL("ARRAY[]::double precision[]"))
+    widths = sql.SQL(", ").join(
+        sql.SQL("max(cardinality(v.{}))").format(sql.Identifier(n)) if a else sql.SQL("1")
+        for n, a in columns)
+    query = _template("feature_stats", view=sql.Identifier(project), flat=flat, widths=widths,
+                      target=sql.Identifier(spec.target))
     with conn.cursor(row_factory=dict_row) as cur:
         stats = cur.execute(query).fetchone()
     assert stats is not None
+    names: list[str] = []
+    for (name, is_array), width in zip(columns, stats.pop("widths"), strict=True):
+        names += [f"{name}[{k + 1}]" for k in range(width or 0)] if is_array else [name]
     conn.execute(_query("insert_baseline"), {
         "client_id": client_id, "model_id": model_id, "model_name": spec.name,
-        "project": spec.project(client_id), "training_rows": rows,
-        "feature_names": list(spec.features), **stats,
+        "project": project, "training_rows": rows, "feature_names": names, **stats,
     })
 
 
-def _describe(spec: ModelSpec, model_id: int, metric: float | None, champion: Any,
-              deployed: bool) -> str:
-    value = "n/a" if metric is None else f"{metric:.3f}"
-    text = f"model {model_id}: {spec.key_metric} {value}"
-    if champion is not None:
-        old = champion.key_metric()
-        old_text = "n/a" if old is None else f"{old:.3f}"
-        verdict = "replaces" if deployed else "does not beat"
-        text += f"; {verdict} model {champion.id} ({spec.key_metric} {old_text})"
-    if metric is not None and metric < spec.retraining.performance_threshold:
-        text += f"; below the threshold {spec.retraining.performance_threshold:g}"
-    return text
-
-
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics without the (large) search results, JSON-safe."""
-    return json.loads(json.dumps({k: v for k, v in metrics.items() if k != "search_results"},
-                                 default=str))
+    """Metrics without the (large) search results, JSON-safe: NaN and infinities (which
+    JSON cannot hold) become null."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): finite(v) for k, v in value.items() if k != "search_results"}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.loads(json.dumps(finite(metrics), default=str))
 
 
 def retraining_events(

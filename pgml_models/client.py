@@ -55,8 +55,13 @@ class ModelInfo:
     deployed: bool
 
     def key_metric(self) -> float | None:
+        """The task's default key metric (r2, f1, ...) as stored at training."""
         name = KEY_METRICS.get(self.task)
-        value = self.metrics.get(name) if name else None
+        return self.metric(name) if name else None
+
+    def metric(self, name: str) -> float | None:
+        """One metric as stored at training (on its test rows), e.g. mean_absolute_error."""
+        value = self.metrics.get(name)
         return None if value is None else float(value)
 
 
@@ -120,6 +125,12 @@ class PgmlClient:
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         with self._errors(), self.conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(sqlfiles.query(name), params).fetchall()
+
+    def fetch(self, statement: sql.Composed, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of one query over the API (e.g. ``pgml.predict`` of many rows), in a
+        savepoint of its own, errors translated like every call."""
+        with self._errors():
+            return self.conn.execute(statement, params).fetchall()
 
     def _value(self, statement: sql.SQL | sql.Composed, params: Sequence[Any]) -> Any:
         with self._errors():

@@ -10,7 +10,8 @@ at the deployed model's training, its key metric, the newest row, the drift sign
 3. The newest row is older than ``data_freshness_days``: no (the data is stale; retraining
    on it cannot help, the feed needs looking at).
 4. Yes when any of: at least ``min_new_records`` rows since the deployed model was trained;
-   its key metric below ``performance_threshold``; drift (at least
+   its key metric worse than ``performance_threshold`` (below it for a score such as r2
+   or f1, above it for an error such as mean_absolute_error); drift (at least
    :data:`DRIFT_MIN_LOGGED` logged predictions of which :data:`DRIFT_SHARE` or more were
    anomalies).  Otherwise no, saying which checks passed.
 
@@ -28,7 +29,13 @@ from psycopg import sql
 
 from pgml_flow import sqlfiles
 from pgml_models.client import PgmlClient
-from pgml_models.specs import ModelSpec, split_relation
+from pgml_models.specs import (
+    ModelSpec,
+    lower_is_better,
+    meets_threshold,
+    metric_label,
+    split_relation,
+)
 
 SOURCE = "retraining"
 #: drift signal: this many logged predictions of the deployed model at least ...
@@ -110,8 +117,11 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
     else:
         notes.append(f"{since} new rows (< min_new_records {policy.min_new_records})")
     metric = facts.key_metric_value
-    if metric is not None and metric < policy.performance_threshold:
-        below = (f"{facts.key_metric} {metric:.3f} below performance_threshold "
+    label = metric_label(facts.key_metric)
+    if metric is not None and not meets_threshold(facts.key_metric, metric,
+                                                  policy.performance_threshold):
+        side = "above" if lower_is_better(facts.key_metric) else "below"
+        below = (f"{label} {metric:.3f} {side} performance_threshold "
                  f"{policy.performance_threshold:g}")
         if facts.rows_at_last_attempt is not None and facts.rows == facts.rows_at_last_attempt:
             # Retraining on exactly the data the last attempt used cannot do better.
@@ -120,7 +130,8 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
         else:
             reasons.append(below)
     elif metric is not None:
-        notes.append(f"{facts.key_metric} {metric:.3f} >= {policy.performance_threshold:g}")
+        sign = "<=" if lower_is_better(facts.key_metric) else ">="
+        notes.append(f"{label} {metric:.3f} {sign} {policy.performance_threshold:g}")
     if facts.logged_predictions >= DRIFT_MIN_LOGGED:
         share = facts.anomalies / facts.logged_predictions
         text = f"{share:.0%} of {facts.logged_predictions} logged predictions are anomalies"
@@ -157,7 +168,7 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
     return Facts(
         client_id, client, spec.name, project, ml_enabled, int(rows),
         deployed_model_id=model.id, key_metric=spec.key_metric,
-        key_metric_value=model.key_metric(), trained_at=model.created_at,
+        key_metric_value=model.metric(spec.key_metric), trained_at=model.created_at,
         rows_at_training=int(baseline[0]) if baseline else None, newest_data=newest,
         logged_predictions=int(drift[0]) if drift else 0,
         anomalies=int(drift[1]) if drift else 0,

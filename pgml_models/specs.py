@@ -9,6 +9,7 @@ same name replaces a built-in one.  See docs/models.md.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,13 +18,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgml_flow.errors import SpecError
+from pgml_flow.errors import PgmlFlowError, SpecError
 
 BUILTIN_FILE = Path(__file__).resolve().parent / "specs" / "builtin.toml"
 #: environment variable naming extra spec files or directories (os.pathsep-separated)
 SPECS_ENV = "PGML_FLOW_MODEL_SPECS"
 TASKS = ("regression", "classification")
+#: the default key metric of each task
 KEY_METRICS = {"regression": "r2", "classification": "f1"}
+#: the metrics a spec may name as its key_metric (as pgml.models.metrics stores them)
+METRICS = {
+    "regression": ("r2", "mean_absolute_error", "mean_squared_error"),
+    "classification": ("f1", "precision", "recall", "accuracy", "mcc", "roc_auc", "log_loss"),
+}
+#: key metrics where a smaller value is better (errors); for all the others, larger is
+LOWER_IS_BETTER = frozenset({"mean_absolute_error", "mean_squared_error", "log_loss"})
+#: how tables print a metric
+_LABELS = {"mean_absolute_error": "mae", "mean_squared_error": "mse"}
+#: the split columns of a spec: ``hash`` (a hash of each row) or a column of its training view
+HASH_SPLIT = "hash"
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
@@ -61,8 +74,20 @@ class ModelSpec:
     search: str | None = None
     search_params: dict[str, Any] = field(default_factory=dict)
     search_args: dict[str, Any] = field(default_factory=dict)
-    #: held out as the last rows of the hash-ordered training view (see pgml_flow.training)
+    #: held out: the last rows of the client's training view in split order
     test_size: float = 0.25
+    #: the split order: ``{"by": "created"}`` holds out the newest rows by that column of
+    #: training_view (rows without a value count as the oldest), ``{"by": "hash"}`` (the
+    #: default) rows chosen by a hash of each row; either holds out the same rows at every
+    #: training, so champion and challenger are scored on rows neither was trained on
+    split: dict[str, str] = field(default_factory=lambda: {"by": HASH_SPLIT})
+    #: the metric that decides deployment and promotion (and performance_threshold's unit)
+    key_metric: str = ""
+    #: random seed of the algorithm (its random_state / seed), for reproducible trainings
+    seed: int | None = None
+    #: per-column preprocessing learned at training (pgml.train's preprocess): encodings of
+    #: text and text[] columns, imputation, scaling; a spec with it is served by the ROW
+    #: form of pgml.predict (the model reads the feature view's columns by name)
     preprocess: dict[str, Any] = field(default_factory=dict)
     #: fewer training rows than this for a client: that client is skipped
     min_training_rows: int = 50
@@ -74,9 +99,36 @@ class ModelSpec:
     timestamp_column: str | None = None
     description: str = ""
 
+    def __post_init__(self) -> None:
+        if not self.key_metric:
+            object.__setattr__(self, "key_metric", KEY_METRICS[self.task])
+
     @property
-    def key_metric(self) -> str:
-        return KEY_METRICS[self.task]
+    def split_by(self) -> str:
+        """The column whose order decides the held-out rows, or ``hash``."""
+        return self.split.get("by", HASH_SPLIT)
+
+    @property
+    def reads_rows(self) -> bool:
+        """The model reads named columns (ROW form), not a features array."""
+        return bool(self.preprocess)
+
+    def hyperparams_with_seed(self) -> dict[str, Any]:
+        """``hyperparams`` with the spec's seed as the algorithm's ``random_state`` (or
+        CatBoost's ``random_seed``), unless they set one or the algorithm has none."""
+        params = dict(self.hyperparams)
+        if self.seed is None or {"random_state", "seed", "random_seed"} & set(params):
+            return params
+        from pgml_flow.engine import algorithms  # the estimator classes: at training only
+
+        try:
+            if algorithms.spec_for(self.task, self.algorithm).library == "catboost":
+                params["random_seed"] = self.seed
+            elif "random_state" in algorithms.accepted_params(self.task, self.algorithm):
+                params["random_state"] = self.seed
+        except PgmlFlowError:
+            pass  # an unknown algorithm: pgml.train names it
+        return params
 
     def project(self, client_id: int) -> str:
         """The pgml project of this model for one client."""
@@ -86,6 +138,25 @@ class ModelSpec:
         data = asdict(self)
         data["features"] = list(self.features)
         return data
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER
+
+
+def beats(metric: str, new: float, old: float, margin: float = 0.0) -> bool:
+    """Is ``new`` better than ``old`` by more than ``margin`` on ``metric``?"""
+    return new < old - margin if lower_is_better(metric) else new > old + margin
+
+
+def meets_threshold(metric: str, value: float, threshold: float) -> bool:
+    """At most (errors) or at least (scores) the threshold."""
+    return value <= threshold if lower_is_better(metric) else value >= threshold
+
+
+def metric_label(metric: str) -> str:
+    """A metric's name in tables: ``mae`` for mean_absolute_error, ``r2`` as is."""
+    return _LABELS.get(metric, metric)
 
 
 def project_name(model: str, client_id: int) -> str:
@@ -191,23 +262,42 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
     if timestamp_column is not None and (not isinstance(timestamp_column, str)
                                          or not _COLUMN.match(timestamp_column)):
         raise fail(f"timestamp_column must be a column name, got {timestamp_column!r}")
-    if body.get("preprocess") and body.get("feature_view"):
-        raise fail("preprocess is applied by the ROW form of pgml.predict only, but the BI "
-                   "surface predicts with feature arrays; compute the feature in the view "
-                   "instead (or drop feature_view)")
+    if body.get("preprocess") and body.get("feature_view") and task != "regression":
+        raise fail("a spec with preprocess is served by the ROW form of pgml.predict, which "
+                   "gives no probabilities; for a classification spec with a feature_view, "
+                   "compute the features in the view instead (or drop feature_view)")
+    key_metric = body.get("key_metric", KEY_METRICS[task])
+    if key_metric not in METRICS[task]:
+        raise fail(f"key_metric of a {task} spec must be one of {', '.join(METRICS[task])} "
+                   f"(the names of pgml.models.metrics), got {key_metric!r}")
+    split = body.get("split", {"by": HASH_SPLIT})
+    if (not isinstance(split, Mapping) or set(split) != {"by"}
+            or not isinstance(split["by"], str) or not _COLUMN.match(split["by"])):
+        raise fail(f"split must be a table like {{ by = \"created\" }} (a timestamp column of "
+                   f"training_view: the newest rows are held out) or {{ by = \"hash\" }}, "
+                   f"got {split!r}")
+    if split["by"] in features or split["by"] == target:
+        raise fail(f"split.by {split['by']!r} is a feature or the target; name the column "
+                   "that orders the rows in time (e.g. created)")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise fail(f"seed must be a non-negative integer, got {seed!r}")
     min_rows = body.get("min_training_rows", 50)
     if not isinstance(min_rows, int) or min_rows < 4:
         raise fail(f"min_training_rows must be an integer >= 4, got {min_rows!r}")
     test_size = body.get("test_size", 0.25)
     if not isinstance(test_size, int | float) or test_size <= 0:
         raise fail(f"test_size must be a positive number, got {test_size!r}")
+    retraining = _policy(body["retraining"], fail)
+    _check_threshold(retraining, key_metric, fail)
     return ModelSpec(
         name=name, task=task, training_view=body["training_view"], target=target,
-        features=tuple(features), retraining=_policy(body["retraining"], fail),
+        features=tuple(features), retraining=retraining,
         algorithm=str(body.get("algorithm", "linear")),
         hyperparams=dict(body.get("hyperparams", {})), search=search,
         search_params=dict(body.get("search_params", {})),
         search_args=dict(body.get("search_args", {})), test_size=float(test_size),
+        split={"by": str(split["by"])}, key_metric=key_metric, seed=seed,
         preprocess=dict(body.get("preprocess", {})), min_training_rows=min_rows,
         feature_view=body.get("feature_view"), timestamp_column=timestamp_column,
         description=str(body.get("description", "")),
@@ -233,8 +323,20 @@ def _policy(body: Any, fail: Any) -> RetrainingPolicy:
         if not isinstance(body[key], int) or body[key] < 0:
             raise fail(f"retraining.{key} must be a non-negative integer, got {body[key]!r}")
     threshold = body["performance_threshold"]
-    if not isinstance(threshold, int | float) or not -1 <= threshold <= 1:
-        raise fail(f"retraining.performance_threshold must be between -1 and 1 (the key "
-                   f"metric: r2 or f1), got {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(
+            threshold):
+        raise fail(f"retraining.performance_threshold must be a number (on the key metric), "
+                   f"got {threshold!r}")
     return RetrainingPolicy(schedule, body["min_new_records"], float(threshold),
                             body["data_freshness_days"])
+
+
+def _check_threshold(policy: RetrainingPolicy, key_metric: str, fail: Any) -> None:
+    threshold = policy.performance_threshold
+    if lower_is_better(key_metric):
+        if threshold < 0:
+            raise fail(f"retraining.performance_threshold is a {key_metric} (lower is better, "
+                       f"in the target's unit) and cannot be negative, got {threshold!r}")
+    elif not -1 <= threshold <= 1:
+        raise fail(f"retraining.performance_threshold must be between -1 and 1 (the key "
+                   f"metric {key_metric}), got {threshold!r}")

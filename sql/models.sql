@@ -24,26 +24,91 @@ ON CONFLICT (model_name) DO UPDATE
        (excluded.task, excluded.training_view, excluded.feature_view, excluded.target,
         excluded.features, excluded.key_metric, excluded.performance_threshold, excluded.spec);
 
+-- name: feature_view_access
+-- Whether analytics.predictions (SECURITY DEFINER: it reads feature views as its owner)
+-- can read a spec's feature view; the owner's name for the GRANT that lets it.
+SELECT to_regclass(%(view)s) IS NOT NULL AS found, o.owner,
+       coalesce(has_table_privilege(o.owner, to_regclass(%(view)s), 'SELECT'), false)
+           AS readable
+  FROM (SELECT p.proowner::regrole::text AS owner FROM pg_proc p
+         WHERE p.proname = 'predictions' AND p.pronamespace = 'analytics'::regnamespace
+         ORDER BY p.oid LIMIT 1) o;
+
+-- name: registered_models
+SELECT model_name FROM ml_model_registry ORDER BY model_name;
+
 -- name: drop_training_view
 DROP VIEW IF EXISTS pgml_flow_training.{view};
 
 -- name: create_training_view
--- Ordered by a hash of each row: pgml.train's test_sampling 'last' then holds out the same
--- rows for the first model and every later challenger, so a retrain can score champion and
--- challenger on rows neither was trained on (see pgml_flow/retraining.py).
+-- In the spec's split order (pgml_flow.holdout.order_by: its split column, NULLs first, then
+-- a hash of each row; or the hash alone): pgml.train's test_sampling 'last' then holds out
+-- the newest rows, or the same hash-chosen rows at every training, and champion and
+-- challenger are scored on rows neither was trained on (pgml_flow/holdout.py).
 CREATE VIEW pgml_flow_training.{view} AS
 SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
- ORDER BY md5(s::text);
+ ORDER BY {order};
+
+-- name: holdout_predictions
+-- The rows pgml.train held out (the last of the training view's rows in split order), their
+-- targets and a model's predictions of them: the ROW form (the model reads its input
+-- columns by name), all rows in one call (pgml_flow.predict_rows; NULL: not scorable).
+SELECT array_agg(h.y ORDER BY h.n), pgml_flow.predict_rows(%(model_id)s::bigint,
+                                                          array_agg(h.row ORDER BY h.n))
+  FROM (SELECT {target}::double precision AS y, to_json(s) AS row,
+               row_number() OVER (ORDER BY {order}) AS n
+          FROM {source} AS s WHERE client_id = %(client_id)s) AS h
+ WHERE h.n > %(skip)s;
 
 -- name: count_rows
 SELECT count(*) FROM pgml_flow_training.{view};
 
+-- name: numeric_columns
+-- The number and boolean columns (and arrays of them) of a client's training view, in
+-- order: what the features array of a feature view holds (the prediction log's z-scores).
+SELECT a.attname, e.oid IS NOT NULL AS is_array
+  FROM pg_attribute a
+  JOIN pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+ WHERE a.attrelid = %(view)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+   AND (t.typcategory IN ('N', 'B') OR e.typcategory IN ('N', 'B'))
+ ORDER BY a.attnum;
+
 -- name: feature_stats
-SELECT ARRAY[{means}]::double precision[] AS feature_mean,
-       ARRAY[{stddevs}]::double precision[] AS feature_stddev,
+-- Mean and spread of each element of the numeric features (scalars and arrays flattened
+-- in order, as the features array of a feature view), each array's length, and the
+-- target's mean and spread.
+WITH elements AS (
+    SELECT u.i, avg(u.v) AS mean, stddev_pop(u.v) AS sd
+      FROM pgml_flow_training.{view} v
+     CROSS JOIN LATERAL unnest({flat}) WITH ORDINALITY AS u(v, i)
+     GROUP BY u.i
+)
+SELECT coalesce((SELECT array_agg(e.mean ORDER BY e.i) FROM elements e), '{{}}')
+           AS feature_mean,
+       coalesce((SELECT array_agg(e.sd ORDER BY e.i) FROM elements e), '{{}}')
+           AS feature_stddev,
+       ARRAY[{widths}]::integer[] AS widths,
        avg({target}::double precision) AS target_mean,
        stddev_pop({target}::double precision) AS target_stddev
-  FROM pgml_flow_training.{view};
+  FROM pgml_flow_training.{view} v;
+
+-- name: lock_project
+-- Held by a training run of a project for its whole run (released at its end, or when its
+-- session ends): a run that gets it knows no other run of the project is alive.
+SELECT pg_try_advisory_lock(hashtextextended('pgml_flow.train ' || %(project)s, 0));
+
+-- name: unlock_project
+SELECT pg_advisory_unlock(hashtextextended('pgml_flow.train ' || %(project)s, 0));
+
+-- name: fail_abandoned_runs
+-- Runs of a project still 'running' while no run of it is alive (lock_project): their
+-- process ended before it could record how they ended.
+UPDATE ml_retraining_events
+   SET status = 'failed', finished_at = now(),
+       error = 'the run ended without recording its outcome (its process stopped or lost '
+               'its connection); nothing it trained was deployed'
+ WHERE client_id = %(client_id)s AND project = %(project)s AND status = 'running';
 
 -- name: insert_event
 INSERT INTO ml_retraining_events (client_id, model_name, project, reason, status,
@@ -57,6 +122,7 @@ RETURNING id;
 -- name: finish_event
 UPDATE ml_retraining_events
    SET status = %(status)s, challenger_model_id = %(challenger_model_id)s,
+       metrics_before = coalesce(%(metrics_before)s, metrics_before),
        metrics_after = %(metrics_after)s, duration_seconds = %(duration_seconds)s,
        detail = %(detail)s, error = %(error)s, finished_at = now()
  WHERE client_id = %(client_id)s AND id = %(id)s;

@@ -40,17 +40,6 @@ SELECT 1 FROM ml_retraining_events
  WHERE client_id = %(client_id)s AND model_name = %(model_name)s AND job_run_id = %(job_run_id)s
  LIMIT 1;
 
--- name: holdout_rows
--- The client's rows in the order of its hash-ordered training view (models.sql), with the features of
--- the challenger and of the champion (which may differ when the spec changed).
-SELECT ARRAY[{features}]::real[] AS features, ARRAY[{champion}]::real[] AS champion,
-       {target}::double precision AS target
-  FROM {source} AS s WHERE client_id = %(client_id)s
- ORDER BY md5(s::text);
-
--- name: model_features
-SELECT feature_names FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
-
 -- name: insert_retrain_event
 INSERT INTO ml_retraining_events (client_id, model_name, project, reason, status,
                                   champion_model_id, challenger_model_id, metrics_before,
@@ -93,6 +82,10 @@ SELECT pgml.delete_model(%(model_id)s);
 DELETE FROM ml_model_baselines WHERE client_id = %(client_id)s AND model_id = %(model_id)s;
 
 -- name: native_file
--- Whether a model has a compiled form for the C scorer.
+-- Whether a model has a compiled form for the C scorer, and whether that form serves the
+-- ROW form too (a row section: the blob header's flags, a u32 at byte 36, bit 3).
 SELECT to_regclass('pgml.files') IS NOT NULL AND EXISTS (
-         SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native');
+         SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native'),
+       to_regclass('pgml.files') IS NOT NULL AND EXISTS (
+         SELECT 1 FROM pgml.files WHERE model_id = %(model_id)s AND path = 'native'
+            AND part = 0 AND (get_byte(data, 36) & 8) <> 0);

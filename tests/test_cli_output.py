@@ -106,7 +106,7 @@ def test_piped_tables_are_plain_and_never_cut(tflow: PgmlFlow, cli_env: dict[str
     assert status[1].split() == ["client", "model", "deployed", "metric", "serving", "trained",
                                  "at", "rows", "since", "next", "run", "last", "event"]
     assert len(status) == 2 + 2 * 3  # title, header, one line per client and model
-    assert re.search(r"^1 Acme +trajectory +\d+ +r2 0\.\d{3} ", status[2])
+    assert re.search(r"^1 Acme +trajectory +\d+ +mae \d+\.\d{3} ", status[2])
     dbname = psycopg.conninfo.conninfo_to_dict(tflow.url)["dbname"]
     url = cli("db", "status", env=env).stdout
     assert re.search(rf"^url +\S+/{dbname}$", url, re.MULTILINE), url

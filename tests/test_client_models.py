@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +31,16 @@ from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.errors import ClientNotFound, ConfigurationError, IsolationBreach, SpecError
 from pgml_flow.isolation import tcp_address
-from pgml_flow.seed import seed
+from pgml_flow.seed import COMPONENT_POOL, VERBS, seed
 from pgml_flow.training import TrainingResult, train_client
-from pgml_models.specs import builtin_specs, load_specs, parse_spec, project_name
+from pgml_models.specs import (
+    ModelSpec,
+    RetrainingPolicy,
+    builtin_specs,
+    load_specs,
+    parse_spec,
+    project_name,
+)
 from tests.conftest import TEMPLATE, flow_for
 
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -82,11 +90,20 @@ def test_builtin_specs() -> None:
     assert list(specs) == list(MODELS)
     policies = {n: dataclasses.astuple(s.retraining) for n, s in specs.items()}
     assert policies == {
-        "trajectory": ("0 2 * * 0", 100, 0.8, 30),
-        "complexity": ("0 3 * * 3", 200, 0.75, 14),
+        "trajectory": ("0 2 * * 0", 100, 45.0, 30),
+        "complexity": ("0 3 * * 3", 200, 3.0, 14),
         "rework": ("0 4 * * 6", 50, 0.7, 21),
     }
     assert specs["rework"].task == "classification" and specs["rework"].key_metric == "f1"
+    # story points and lead times are judged (deployed, promoted) by their absolute error,
+    # held out by time (the newest rows), with a seed
+    assert {n: (s.key_metric, s.split_by, s.seed) for n, s in specs.items()} == {
+        "trajectory": ("mean_absolute_error", "completed_at", 42),
+        "complexity": ("mean_absolute_error", "created", 42),
+        "rework": ("f1", "merged_at", 42),
+    }
+    assert specs["complexity"].hyperparams["objective"] == "reg:absoluteerror"
+    assert specs["complexity"].reads_rows and not specs["rework"].reads_rows
     assert project_name("complexity", 7) == specs["complexity"].project(7) == "complexity__client_7"
 
 
@@ -141,21 +158,68 @@ def test_invalid_specs_say_what_is_wrong(body: dict[str, Any], message: str) -> 
         parse_spec("Bad__Name", base)
 
 
-# -- features --------------------------------------------------------------------------------
-def test_spec_features_are_the_feature_views_arrays(trained: Trained) -> None:
-    """Training reads the spec's columns; the BI surface reads the features array: same."""
+# -- features ----------------------------------------------------------------------------------
+def test_spec_features_are_the_feature_views_columns(trained: Trained) -> None:
+    """Training reads the spec's columns; the BI surface reads the same columns by name
+    (ROW form) or the features array, which holds the numeric ones in spec order."""
     with psycopg.connect(trained.url) as conn:
         for spec in builtin_specs().values():
             assert spec.feature_view is not None
-            columns = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c))
-                                         for c in spec.features)
+            numeric = [c for c in spec.features if conn.execute(
+                "SELECT format_type(atttypid, NULL) IN ('real', 'double precision') FROM"
+                " pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+                (spec.training_view, c)).fetchone()[0]]
+            assert numeric == (list(spec.features) if not spec.reads_rows
+                               else ["title_length", "description_words"]), spec.name
+
+            def same(c: str) -> sql.Composable:
+                return sql.SQL("t.{0} IS NOT DISTINCT FROM f.{0}").format(sql.Identifier(c))
+
             query = sql.SQL(
                 "SELECT count(*), count(*) FILTER (WHERE ARRAY[{}]::real[] "
-                "IS DISTINCT FROM f.features) FROM {} t JOIN {} f USING (client_id, entity_id)"
-            ).format(columns, sql.Identifier(*spec.training_view.split(".")),
+                "IS DISTINCT FROM f.features OR NOT ({})) "
+                "FROM {} t JOIN {} f USING (client_id, entity_id)"
+            ).format(sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c))
+                                        for c in numeric),
+                     sql.SQL(" AND ").join(same(c) for c in spec.features),
+                     sql.Identifier(*spec.training_view.split(".")),
                      sql.Identifier(*spec.feature_view.split(".")))
             total, different = conn.execute(query).fetchone()
             assert total > 100 and different == 0, spec.name
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def test_no_builtin_spec_or_feature_view_names_a_generator_value() -> None:
+    """The synthetic generator's component names and title keywords appear nowhere in the
+    built-in specs' values or the feature views: which values matter is learned per client
+    (the complexity spec's preprocess), so real clients' components and words count too."""
+    keywords = {w.lower() for verb, _ in VERBS for w in verb.split() if len(w) > 2}
+    values = {c.lower() for c in COMPONENT_POOL} | keywords
+    assert {"api", "billing", "typo", "refactor", "migrate"} <= values
+    root = Path(__file__).resolve().parent.parent
+    features_sql = re.sub(r"--[^\n]*", "", (root / "sql/idempotent/100_features.sql").read_text())
+    assert not _words(features_sql) & values, _words(features_sql) & values
+
+    def strings(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [t for k, v in node.items() for t in (str(k), *strings(v))]
+        if isinstance(node, list):
+            return [t for v in node for t in strings(v)]
+        return [str(node)]
+
+    found = set()
+    for spec in builtin_specs().values():
+        body = spec.to_json()
+        # the spec's own keys (search, ...) are pgml-flow's words; everything in them counts
+        found |= {w for v in body.values() for t in strings(v) for w in _words(t)} & values
+    assert not found, found
+    toml = re.sub(r"#[^\n]*", "", (root / "pgml_models/specs/builtin.toml").read_text())
+    keys = {*ModelSpec.__dataclass_fields__, *RetrainingPolicy.__dataclass_fields__}
+    toml = re.sub(r"\b(?:" + "|".join(sorted(keys)) + r")\b\s*=", "=", toml)
+    assert not _words(toml) & values, _words(toml) & values
 
 
 # -- training --------------------------------------------------------------------------------
@@ -213,21 +277,25 @@ def test_per_client_models_beat_one_global_model(trained: Trained) -> None:
             spec = specs[model]
             conn.execute(
                 "SELECT * FROM pgml.train(%s, %s, %s, %s, %s::pgml.algorithm, %s::jsonb,"
-                " test_sampling => %s::pgml.sampling)",
+                " test_sampling => %s::pgml.sampling, preprocess => %s::jsonb)",
                 (f"{model}__global", spec.task, _global_view(conn, model), spec.target,
-                 spec.algorithm, psycopg.types.json.Jsonb(spec.hyperparams), "random"))
+                 spec.algorithm, psycopg.types.json.Jsonb(spec.hyperparams), "random",
+                 psycopg.types.json.Jsonb(spec.preprocess)))
             assert spec.feature_view is not None
+            # complexity reads its columns by name (the ROW form: the row f), the others
+            # their features array
+            features = sql.SQL("f" if spec.reads_rows else "f.features")
             rows = conn.execute(sql.SQL(
                 "SELECT client_id, {target}::float8,"
-                "  pgml.predict_proba(pgml_flow.project_name(%s, client_id), features),"
-                "  pgml.predict_proba(%s, features)"
-                "  FROM {view} WHERE is_training AND client_id = ANY(%s)"
+                "  pgml.predict_proba(pgml_flow.project_name(%s, client_id), {features}),"
+                "  pgml.predict_proba(%s, {features})"
+                "  FROM {view} f WHERE is_training AND client_id = ANY(%s)"
                 if spec.task == "classification" else
                 "SELECT client_id, {target}::float8,"
-                "  pgml.predict(pgml_flow.project_name(%s, client_id), features),"
-                "  pgml.predict(%s, features)"
-                "  FROM {view} WHERE is_training AND client_id = ANY(%s)").format(
-                target=sql.Identifier(spec.target),
+                "  pgml.predict(pgml_flow.project_name(%s, client_id), {features}),"
+                "  pgml.predict(%s, {features})"
+                "  FROM {view} f WHERE is_training AND client_id = ANY(%s)").format(
+                target=sql.Identifier(spec.target), features=features,
                 view=sql.Identifier(*spec.feature_view.split("."))),
                 (model, f"{model}__global", list(LEARNABLE))).fetchall()
             clients = np.array([r[0] for r in rows])
@@ -265,12 +333,14 @@ def test_bi_predictions_equal_pgml_predict(trained: Trained) -> None:
                 "SELECT model_name, model_id FROM analytics.model_quality")}
         with psycopg.connect(trained.url, autocommit=True) as admin:
             def expected(model: str, expression: str, c: int = client) -> dict[int, Any]:
-                """expression of {project} and {features}, per open item of the client."""
+                """expression of {project} and {features}, per open item of the client:
+                its features array, or its row f (the ROW form) for complexity."""
                 call = sql.SQL(expression).format(
                     project=sql.SQL("pgml_flow.project_name(%s, client_id)"),
-                    features=sql.SQL("features"))
+                    features=sql.SQL("f" if builtin_specs()[model].reads_rows
+                                     else "f.features"))
                 return dict(admin.execute(sql.SQL(
-                    "SELECT entity_id, {} FROM {} WHERE client_id = %s AND is_open").format(
+                    "SELECT entity_id, {} FROM {} f WHERE client_id = %s AND is_open").format(
                     call, sql.Identifier("pgml_flow", f"{model}_features")),
                     (model, c)).fetchall())
 
@@ -593,15 +663,15 @@ def test_cli_train_skip_reason_and_audit(trained: Trained) -> None:
 def test_a_user_spec_trains_without_code_changes(trained: Trained, tmp_path: Path) -> None:
     with psycopg.connect(trained.url, autocommit=True) as conn:
         conn.execute("CREATE VIEW public.bug_points_training AS"
-                     " SELECT client_id, title_length, description_words, kw_fix, story_points"
-                     "   FROM pgml_flow.complexity_training WHERE type_bug = 1")
+                     " SELECT client_id, title_length, description_words, story_points"
+                     "   FROM pgml_flow.complexity_training WHERE issue_type = 'Bug'")
     path = tmp_path / "bugs.toml"
     path.write_text("""
 [models.bug_points]
 task = "regression"
 training_view = "public.bug_points_training"
 target = "story_points"
-features = ["title_length", "description_words", "kw_fix"]
+features = ["title_length", "description_words"]
 min_training_rows = 20
 [models.bug_points.retraining]
 schedule = "0 1 * * *"
@@ -620,6 +690,94 @@ data_freshness_days = 7
             psycopg.errors.InvalidParameterValue,
             match=r"'bug_points' has no feature_view.*serves: complexity, rework"):
         bi.execute("SELECT * FROM analytics.predictions('bug_points')")
+
+
+ARRAY_SPECS = """
+[models.sized_points]
+task = "regression"
+training_view = "public.sized_points"
+feature_view = "public.sized_points_features"
+target = "story_points"
+features = ["sizes", "tags", "issue_type"]
+algorithm = "xgboost"
+hyperparams = { n_estimators = 20 }
+min_training_rows = 50
+[models.sized_points.preprocess]
+tags = { encode = "multi_hot", top_k = 5 }
+issue_type = { encode = "one_hot", impute = "zero" }
+[models.sized_points.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 0.1
+data_freshness_days = 7
+
+[models.sized_points_array]
+task = "regression"
+training_view = "public.sized_points"
+feature_view = "public.sized_points_features"
+target = "story_points"
+features = ["sizes", "title_length"]
+algorithm = "xgboost"
+hyperparams = { n_estimators = 20 }
+min_training_rows = 50
+[models.sized_points_array.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 0.1
+data_freshness_days = 7
+"""
+
+
+def test_array_features_train_and_predict(trained: Trained, tmp_path: Path) -> None:
+    """A number array (real[]) and a text[] feature in a user's spec: training stores the
+    baseline per array element (it used to fail casting real[] to double precision, after
+    deploying), and the BI surface serves both models from the user's feature view: the
+    one with preprocess reads its columns by name, the other its features array. The
+    view is the user's own: training grants the BI surface SELECT on it."""
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        conn.execute("""CREATE VIEW public.sized_points_features AS
+            SELECT f.client_id, f.entity_id, f.is_open, f.is_training, f.created,
+                   f.story_points, f.title_length, f.issue_type,
+                   ARRAY[f.title_length, f.description_words]::real[] AS sizes,
+                   f.components AS tags,
+                   ARRAY[f.title_length, f.description_words, f.title_length]::real[]
+                       AS features
+              FROM pgml_flow.complexity_features f""")
+        conn.execute("CREATE VIEW public.sized_points AS SELECT * FROM"
+                     " public.sized_points_features WHERE is_training")
+        (owner,) = conn.execute("SELECT DISTINCT proowner::regrole::text FROM pg_proc"
+                                " WHERE proname = 'predictions'"
+                                " AND pronamespace = 'analytics'::regnamespace").fetchone()
+        assert not conn.execute("SELECT has_table_privilege(%s, 'public.sized_points_features',"
+                                " 'SELECT')", (owner,)).fetchone()[0]
+    path = tmp_path / "arrays.toml"
+    path.write_text(ARRAY_SPECS)
+    result = CliRunner().invoke(app, ["train", "sized_points", "sized_points_array",
+                                      "--client", "1", "--specs", str(path), "--json"],
+                                env={"DATABASE_URL": trained.url})
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"status": "promoted"') == 2, result.output
+    with psycopg.connect(trained.url, autocommit=True) as conn:
+        assert conn.execute("SELECT has_table_privilege(%s, 'public.sized_points_features',"
+                            " 'SELECT')", (owner,)).fetchone()[0]
+        baselines: dict[str, list[str]] = dict(conn.execute(
+            "SELECT model_name, feature_names FROM ml_model_baselines"
+            " WHERE model_name LIKE 'sized_points%' AND client_id = 1").fetchall())
+        assert baselines == {"sized_points": ["sizes[1]", "sizes[2]"],
+                             "sized_points_array": ["sizes[1]", "sizes[2]", "title_length"]}
+        expected: dict[str, dict[int, float]] = {}
+        for model, features in (("sized_points", "f"), ("sized_points_array", "f.features")):
+            expected[model] = dict(conn.execute(
+                f"SELECT entity_id, pgml.predict('{model}__client_1', {features})"
+                " FROM public.sized_points_features f WHERE client_id = 1 AND is_open"
+            ).fetchall())
+    with as_client(trained.url, 1) as bi:
+        for model in expected:
+            served = {r[0]: r[1] for r in bi.execute(
+                "SELECT entity_id, prediction FROM analytics.predictions(%s)", (model,))}
+            assert served.keys() == expected[model].keys() and served, model
+            assert all(v is not None and math.isclose(v, expected[model][k], rel_tol=1e-5)
+                       for k, v in served.items()), (model, served, expected[model])
 
 
 def test_bi_views_show_unscorable_items_as_unknown(trained: Trained) -> None:

@@ -36,14 +36,16 @@ task = "regression"
 training_view = "pgml_flow.complexity_training"
 feature_view = "pgml_flow.complexity_features"
 target = "story_points"
-features = ["type_bug", "title_length"]
+features = ["title_length", "description_words"]
 algorithm = "xgboost"
 hyperparams = { n_estimators = 1, max_depth = 1, learning_rate = 0.01 }
+key_metric = "mean_absolute_error"
+split = { by = "created" }
 min_training_rows = 100
 [models.complexity.retraining]
 schedule = "0 3 * * 3"
 min_new_records = 200
-performance_threshold = 0.75
+performance_threshold = 3.0
 data_freshness_days = 14
 """
 
@@ -72,24 +74,26 @@ def pretend_new_rows(flow: PgmlFlow, model: str, rows: int) -> None:
 def facts(**changes: Any) -> Facts:
     base: dict[str, Any] = dict(
         client_id=1, client="Acme", model_name="complexity", project="complexity__client_1",
-        ml_enabled=True, rows=1000, deployed_model_id=5, key_metric="r2", key_metric_value=0.9,
+        ml_enabled=True, rows=1000, deployed_model_id=5, key_metric="mean_absolute_error",
+        key_metric_value=1.2,
         rows_at_training=1000, newest_data=AS_OF)
     return Facts(**{**base, **changes})
 
 
 def test_decide_rules() -> None:
-    spec = builtin_specs()["complexity"]  # min 100 rows, 200 new, r2 0.75, 14 days
+    spec = builtin_specs()["complexity"]  # min 100 rows, 200 new, mae 3.0, 14 days
     now = AS_OF + dt.timedelta(days=2)
     cases = {
         "quiet": (facts(), False, "0 new rows"),
         "new rows": (facts(rows=1250), True, "250 new rows since model 5"),
-        "metric": (facts(key_metric_value=0.5), True, "r2 0.500 below performance_threshold"),
+        "metric": (facts(key_metric_value=4.5), True, "mae 4.500 above performance_threshold"),
         "metric, same data as the last attempt": (
-            facts(key_metric_value=0.5, rows_at_last_attempt=1000), False,
+            facts(key_metric_value=4.5, rows_at_last_attempt=1000), False,
             "the last retrain already tried these 1000 rows"),
         "metric, data changed since the last attempt": (
-            facts(key_metric_value=0.5, rows=1010, rows_at_last_attempt=1000), True,
-            "r2 0.500 below performance_threshold"),
+            facts(key_metric_value=4.5, rows=1010, rows_at_last_attempt=1000), True,
+            "mae 4.500 above performance_threshold"),
+        "metric met": (facts(key_metric_value=2.5), False, "mae 2.500 <= 3"),
         "no model": (facts(deployed_model_id=None), True, "no deployed model"),
         "stale": (facts(rows=5000, newest_data=AS_OF - dt.timedelta(days=30)), False,
                   "data is stale: newest row 32 days old"),
@@ -131,8 +135,10 @@ def test_worse_challenger_is_not_promoted(tflow: PgmlFlow, tmp_path: Path) -> No
     [event] = tflow.events(model="complexity", client_id=1, limit=1)
     assert event["champion_model_id"] == champion
     assert event["challenger_model_id"] == result.model_id != champion
-    before, after = event["metrics_before"]["r2"], event["metrics_after"]["r2"]
-    assert after < before
+    # judged by the spec's key metric, MAE: lower is better
+    before = event["metrics_before"]["mean_absolute_error"]
+    after = event["metrics_after"]["mean_absolute_error"]
+    assert after > before
     assert event["metrics_before"]["holdout_rows"] == event["metrics_after"]["holdout_rows"] > 100
     assert f"does not beat model {champion}" in event["detail"]
     assert event["reason"].startswith("manual: forced")
@@ -142,9 +148,9 @@ def test_better_challenger_is_promoted_and_rollback(tflow: PgmlFlow, tmp_path: P
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_COMPLEXITY)
     good = deployed(tflow, "complexity__client_2")
-    # a weak model deployed on purpose (a negative margin promotes anything) ...
+    # a weak model deployed on purpose (a margin of -100 points of MAE promotes it) ...
     [weak] = tflow.retrain(["complexity"], [2], now=SOON, spec_files=[str(bad)],
-                           options=RetrainOptions(force=True, margin=-1.0))
+                           options=RetrainOptions(force=True, margin=-100.0))
     assert weak.status == "promoted" and deployed(tflow, "complexity__client_2") == weak.model_id
     # ... is replaced by the real spec's challenger, which beats it on the same rows
     [strong] = tflow.retrain(["complexity"], [2], now=SOON,
@@ -283,9 +289,12 @@ def test_cli_check_json_and_exit_codes(tflow: PgmlFlow) -> None:
     assert {s["model"]: s["next_run"][:16] for s in status if s["client_id"] == 1} == {
         "trajectory": "2026-06-07 02:00", "complexity": "2026-06-10 03:00",
         "rework": "2026-06-06 04:00"}
-    # every built-in model compiles, so each is served natively; without its compiled file
-    # the same model answers through Python, and status says so
-    assert {s["serving"] for s in status} == {"native"}
+    # every built-in model compiles, so each is served natively, except the ROW form of
+    # complexity (its learned encodings: the C scorer leaves them to Python); without its
+    # compiled file a model answers through Python, and status says so
+    assert {s["model"]: s["serving"] for s in status if s["client_id"] == 1} == {
+        "trajectory": "native", "rework": "native",
+        "complexity": "python (ROW form: learned encodings)"}
     with tflow.connect() as conn:
         conn.execute("DELETE FROM pgml.files WHERE model_id = %s AND path = 'native'",
                      (status[0]["deployed_model_id"],))
@@ -333,3 +342,200 @@ def test_cli_and_run_job_refuse_a_non_finite_margin(flow: PgmlFlow,
                              (value,))
         assert conn.execute("SELECT count(*) FROM ml_job_runs").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM ml_retraining_events").fetchone()[0] == 0
+
+
+# -- what a spec judges and holds out; failures ------------------------------------------------
+OUTLIERS = """
+CREATE TABLE public.outlier_points AS
+SELECT c.client_id, g AS entity_id,
+       timestamptz '2026-01-01' + g * interval '1 hour' AS created,
+       ((g * 37) % 100) / 100.0 AS x,
+       -- one row in ten is ten times x, the others 0: least squares fits x (mean of the
+       -- rows), least absolute error fits 0 (their median): lower MAE, lower r2
+       CASE WHEN g % 10 = 0 THEN 10 * ((g * 37) % 100) / 100.0 ELSE 0 END AS y
+  FROM generate_series(1, 400) g CROSS JOIN (VALUES (1), (2)) c(client_id)
+"""
+
+
+def _spec(name: str, body: str, key_metric: str, threshold: float) -> str:
+    return f"""
+[models.{name}]
+task = "regression"
+training_view = "public.outlier_points"
+target = "y"
+features = ["x"]
+{body}
+key_metric = "{key_metric}"
+split = {{ by = "created" }}
+min_training_rows = 50
+[models.{name}.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = {threshold}
+data_freshness_days = 7
+"""
+
+
+def test_the_key_metric_decides_promotion(tflow: PgmlFlow, tmp_path: Path) -> None:
+    """A challenger with a lower MAE but a lower r2 than the champion, both scored on the
+    same held-out rows: kept out by a spec keyed on r2, deployed by one keyed on MAE."""
+    with tflow.connect() as conn:
+        conn.execute(OUTLIERS)
+        conn.commit()
+    least_squares = 'algorithm = "linear"'
+    absolute = ('algorithm = "xgboost"\nhyperparams = { objective = "reg:absoluteerror", '
+                'n_estimators = 20, max_depth = 2 }')
+    specs = {name: tmp_path / f"{name}.toml" for name in ("ols", "l1_r2", "l1_mae")}
+    specs["ols"].write_text(_spec("outliers", least_squares, "r2", 0.0))
+    specs["l1_r2"].write_text(_spec("outliers", absolute, "r2", 0.0))
+    specs["l1_mae"].write_text(_spec("outliers", absolute, "mean_absolute_error", 5.0))
+    [champion] = tflow.train(["outliers"], [1], spec_files=[str(specs["ols"])])
+    assert champion.status == "promoted", champion.detail
+    [by_r2] = tflow.train(["outliers"], [1], spec_files=[str(specs["l1_r2"])])
+    assert by_r2.status == "kept_champion", by_r2.detail
+    assert f"does not beat model {champion.model_id}" in (by_r2.detail or "")
+    assert deployed(tflow, "outliers__client_1") == champion.model_id
+    [by_mae] = tflow.train(["outliers"], [1], spec_files=[str(specs["l1_mae"])])
+    assert by_mae.status == "promoted", by_mae.detail
+    assert deployed(tflow, "outliers__client_1") == by_mae.model_id
+    event = tflow.events(model="outliers", client_id=1, limit=1)[0]
+    assert event["champion_model_id"] == champion.model_id
+    before, after = event["metrics_before"], event["metrics_after"]
+    assert before["holdout_rows"] == after["holdout_rows"] == 100
+    assert after["mean_absolute_error"] < before["mean_absolute_error"]
+    # the same 100 rows (time split, unchanged data): the models' stored test metrics
+    assert after["trained"]["r2"] < before["trained"]["r2"]
+    assert math.isclose(after["trained"]["mean_absolute_error"], after["mean_absolute_error"],
+                        rel_tol=1e-6)
+    # scheduled retraining judges the same way (MAE, lower is better, with the margin)
+    [again] = tflow.retrain(["outliers"], [1], now=SOON, spec_files=[str(specs["l1_mae"])],
+                            options=RetrainOptions(force=True, margin=0.01))
+    assert again.status == "kept_champion" and "mae" in (again.detail or "")
+
+
+def test_the_time_split_holds_out_the_newest_rows(tflow: PgmlFlow, tmp_path: Path) -> None:
+    """split = { by = "created" }: the newest 25 % are held out (rows without a date count
+    as the oldest). Their target is 100, every older row's 0: a model trained on the older
+    rows predicts 0, so its held-out MAE is exactly 100 only if they are all held out."""
+    with tflow.connect() as conn:
+        conn.execute("""CREATE TABLE public.dated_points AS
+            SELECT 1 AS client_id, g AS entity_id,
+                   CASE WHEN g % 7 = 0 THEN NULL
+                        ELSE timestamptz '2026-01-01' + (g * 11 % 400) * interval '1 day' END
+                       AS created,
+                   (g % 13)::real AS x,
+                   CASE WHEN g % 7 <> 0 AND (g * 11 % 400) >= 300 THEN 100 ELSE 0 END AS y
+              FROM generate_series(1, 400) g""")
+        newest = conn.execute("SELECT count(*) FROM public.dated_points WHERE y = 100").fetchone()
+        conn.commit()
+    assert newest is not None and newest[0] > 50
+    for by, expected in (("created", 100.0), ("hash", None)):
+        path = tmp_path / f"{by}.toml"
+        path.write_text(f"""
+[models.dated_{by}]
+task = "regression"
+training_view = "public.dated_points"
+target = "y"
+features = ["x"]
+key_metric = "mean_absolute_error"
+split = {{ by = "{by}" }}
+test_size = {newest[0]}
+min_training_rows = 50
+[models.dated_{by}.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 200
+data_freshness_days = 7
+""")
+        [result] = tflow.train([f"dated_{by}"], [1], spec_files=[str(path)])
+        assert result.status == "promoted", result.detail
+        assert result.key_metric_value is not None
+        if expected is None:  # a hash-chosen sample mixes old and new rows
+            assert result.key_metric_value < 90
+        else:
+            assert result.key_metric_value == pytest.approx(expected)
+
+
+def test_a_run_that_fails_after_training_ends_failed(tflow: PgmlFlow) -> None:
+    """A failure after pgml.train (here: storing the baseline) ends the run 'failed' with
+    the error; the champion stays deployed and the challenger is not kept. A run whose
+    process died ('running' with no live run) is marked failed by the next run."""
+    project = "complexity__client_1"
+    champion = deployed(tflow, project)
+    models = project_models(tflow, project)
+    with tflow.connect() as conn:
+        conn.execute("""CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS
+                        $$ BEGIN RAISE EXCEPTION 'baselines are read-only today'; END $$""")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON ml_model_baselines"
+                     " FOR EACH ROW EXECUTE FUNCTION public.refuse()")
+        abandoned = conn.execute(
+            "INSERT INTO ml_retraining_events (client_id, model_name, project, reason, status)"
+            " VALUES (1, 'complexity', %s, 'manual', 'running') RETURNING id",
+            (project,)).fetchone()
+        conn.commit()
+    assert abandoned is not None
+    [result] = tflow.train(["complexity"], [1])
+    assert result.status == "failed" and "baselines are read-only today" in (result.detail or "")
+    assert deployed(tflow, project) == champion
+    assert project_models(tflow, project) == models
+    with tflow.connect() as conn:
+        statuses: dict[int, str] = dict(conn.execute(
+            "SELECT id, status FROM ml_retraining_events WHERE project = %s AND id >= %s",
+            (project, abandoned[0])).fetchall())
+        error = conn.execute("SELECT error FROM ml_retraining_events WHERE id = %s",
+                             (abandoned[0],)).fetchone()
+    assert statuses == {abandoned[0]: "failed", result.event_id: "failed"}
+    assert error is not None and "ended without recording its outcome" in error[0]
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    ("'Infinity'::real", "column 'tl' contains 1 Infinity value(s)"),
+    ("'-Infinity'::real", "column 'tl' contains 1 -Infinity value(s)"),
+    ("NULL::real", "column 'tl' contains NULL values; add an impute rule"),
+])
+def test_unusable_feature_values_name_their_column(tflow: PgmlFlow, tmp_path: Path,
+                                                   value: str, words: str) -> None:
+    with tflow.connect() as conn:
+        conn.execute(f"""CREATE VIEW public.odd_points AS
+            SELECT client_id, created, CASE WHEN entity_id = (SELECT min(entity_id) FROM
+                   pgml_flow.complexity_training) THEN {value} ELSE title_length END AS tl,
+                   story_points FROM pgml_flow.complexity_training""")
+        conn.commit()
+    path = tmp_path / "odd.toml"
+    path.write_text("""
+[models.odd]
+task = "regression"
+training_view = "public.odd_points"
+target = "story_points"
+features = ["tl"]
+min_training_rows = 20
+[models.odd.retraining]
+schedule = "0 1 * * *"
+min_new_records = 10
+performance_threshold = 0.5
+data_freshness_days = 7
+""")
+    first = scalar(tflow, "SELECT client_id FROM pgml_flow.complexity_training"
+                          " ORDER BY entity_id LIMIT 1")
+    [result] = tflow.train(["odd"], [first], spec_files=[str(path)])
+    assert result.status == "failed" and words in (result.detail or ""), result.detail
+    assert scalar(tflow, "SELECT status FROM ml_retraining_events WHERE id = %s",
+                  result.event_id) == "failed"
+
+
+def test_an_upgrade_registers_changed_specs_again(tflow: PgmlFlow) -> None:
+    """A registered model whose spec changed with pgml-flow (a built-in one) is registered
+    as its spec is now at `db upgrade`, so the BI surface serves it as that says (complexity
+    reads rows: its preprocess) even before it is retrained."""
+    with tflow.connect() as conn:
+        conn.execute("UPDATE ml_model_registry SET spec = spec - 'preprocess'"
+                     " WHERE model_name = 'complexity'")
+        conn.commit()
+        assert not conn.execute("SELECT pgml_flow.reads_rows('complexity')").fetchone()[0]
+    tflow.upgrade()
+    with tflow.connect() as conn:
+        spec = conn.execute("SELECT spec FROM ml_model_registry"
+                            " WHERE model_name = 'complexity'").fetchone()
+        assert conn.execute("SELECT pgml_flow.reads_rows('complexity')").fetchone()[0]
+    assert spec is not None and spec[0] == json.loads(
+        json.dumps(builtin_specs()["complexity"].to_json()))

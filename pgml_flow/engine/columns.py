@@ -31,7 +31,13 @@ _TEXT_TYPES = {
     "text", "varchar", "character varying", "bpchar", "character", "char", "name", "citext",
 }  # fmt: skip
 
-ENCODINGS = ("native", "target", "one_hot", "ordinal")
+ENCODINGS = ("native", "target", "one_hot", "ordinal", "multi_hot", "words")
+#: encodings that learn a vocabulary from the train rows (``top_k``, ``min_count``): one
+#: indicator per value of a ``text[]`` column (multi_hot) or word of a text column (words)
+VOCABULARY_ENCODINGS = ("multi_hot", "words")
+#: the default vocabulary size and least number of train rows a value must occur in
+DEFAULT_TOP_K = {"multi_hot": 20, "words": 50}
+DEFAULT_MIN_COUNT = 3
 IMPUTES = ("error", "mean", "median", "mode", "min", "max", "zero")
 SCALES = ("preserve", "standard", "min_max", "max_abs", "robust")
 
@@ -66,12 +72,27 @@ class Preprocess:
     scale: str = "preserve"
     #: the category order for ``{"encode": {"ordinal": [...]}}``
     ordinal: tuple[str, ...] | None = None
+    #: multi_hot / words: at most this many values (words) are kept ...
+    top_k: int | None = None
+    #: ... each in at least this many train rows
+    min_count: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         encode: Any = (
             {"ordinal": list(self.ordinal or ())} if self.encode == "ordinal" else self.encode
         )
-        return {"encode": encode, "impute": self.impute, "scale": self.scale}
+        out: dict[str, Any] = {"encode": encode, "impute": self.impute, "scale": self.scale}
+        if self.encode in VOCABULARY_ENCODINGS:
+            out.update(top_k=self.vocabulary_size, min_count=self.least_count)
+        return out
+
+    @property
+    def vocabulary_size(self) -> int:
+        return self.top_k or DEFAULT_TOP_K.get(self.encode, 0)
+
+    @property
+    def least_count(self) -> int:
+        return self.min_count or DEFAULT_MIN_COUNT
 
 
 def parse_rule(column: str, rule: Any) -> Preprocess:
@@ -81,11 +102,11 @@ def parse_rule(column: str, rule: Any) -> Preprocess:
             f'preprocess for column {column!r} must be an object like {{"impute": "mean"}}, '
             f"got {rule!r}"
         )
-    unknown = set(rule) - {"encode", "impute", "scale"}
+    unknown = set(rule) - {"encode", "impute", "scale", "top_k", "min_count"}
     if unknown:
         raise InvalidPreprocess(
             f"preprocess for column {column!r} has unknown key(s) {sorted(unknown)}; "
-            "valid keys: encode, impute, scale"
+            "valid keys: encode, impute, scale, top_k and min_count (multi_hot, words)"
         )
     encode: Any = rule.get("encode", "native")
     ordinal: tuple[str, ...] | None = None
@@ -109,7 +130,23 @@ def parse_rule(column: str, rule: Any) -> Preprocess:
                 f"preprocess {key} {value!r} for column {column!r} is not valid; "
                 f"choose one of: {', '.join(allowed)}"
             )
-    return Preprocess(encode, rule.get("impute", "error"), rule.get("scale", "preserve"), ordinal)
+    sizes: dict[str, int | None] = {}
+    for key in ("top_k", "min_count"):
+        value = rule.get(key)
+        if value is not None and encode not in VOCABULARY_ENCODINGS:
+            raise InvalidPreprocess(
+                f"preprocess {key} for column {column!r} applies to the encodings "
+                f"{' and '.join(VOCABULARY_ENCODINGS)} only, not {encode!r}"
+            )
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InvalidPreprocess(
+                f"preprocess {key} for column {column!r} must be a positive integer, "
+                f"got {value!r}"
+            )
+        sizes[key] = value
+    return Preprocess(encode, rule.get("impute", "error"), rule.get("scale", "preserve"), ordinal,
+                      sizes["top_k"], sizes["min_count"])
 
 
 @dataclass(frozen=True)
@@ -156,19 +193,33 @@ def describe_columns(
         rule = parse_rule(name, rules[name]) if name in rules else Preprocess()
         column = Column(name, pg_type, kind, is_array, position, rule)
         is_label = name in labels_wanted
-        if kind == "unsupported" or (kind == "text" and is_array) or (is_label and is_array):
+        text_array = kind == "text" and is_array
+        if kind == "unsupported" or (text_array and rule.encode != "multi_hot") or (
+                is_label and is_array):
             role = "label" if is_label else "feature"
             raise DataError(
                 f"column {name!r} has type {pg_type}, which pgml-flow cannot use as a {role}; "
                 "supported: bool, smallint, integer, bigint, real, double precision, numeric"
                 + (", text" if not is_array else "")
                 + (" and fixed-length arrays of the numeric ones" if not is_label else "")
-                + "; cast it or select other columns through a view"
+                + ("; a text[] feature needs the encoding multi_hot, e.g. preprocess => "
+                   f'\'{{"{name}": {{"encode": "multi_hot"}}}}\'' if text_array and not is_label
+                   else "; cast it or select other columns through a view")
             )
         if not is_label and kind != "text" and rule.encode != "native":
             raise InvalidPreprocess(
                 f"preprocess encode {rule.encode!r} applies to text columns; column {name!r} "
                 f"is {pg_type} (cast it to text to treat it as categorical)"
+            )
+        if not is_label and rule.encode == "multi_hot" and not text_array:
+            raise InvalidPreprocess(
+                f"preprocess encode 'multi_hot' applies to text[] columns (one indicator per "
+                f"value); column {name!r} is {pg_type}: use one_hot for one value per row"
+            )
+        if not is_label and rule.encode == "words" and is_array:
+            raise InvalidPreprocess(
+                f"preprocess encode 'words' applies to text columns; column {name!r} is "
+                f"{pg_type}: use multi_hot for the values of a text[] column"
             )
         (labels if is_label else features).append(column)
     labels.sort(key=lambda c: labels_wanted.index(c.name))

@@ -112,8 +112,10 @@ def _read_labels(
 
 def _feature_names(encoder: Encoder) -> list[str]:
     column = encoder.column
-    if column.preprocess.encode == "one_hot" and encoder.categories is not None:
+    if column.preprocess.encode in ("one_hot", "multi_hot") and encoder.categories is not None:
         return [f"{column.name}={c}" for c in encoder.categories]
+    if column.preprocess.encode == "words" and encoder.categories is not None:
+        return [f"{column.name}:{c}" for c in encoder.categories]
     if column.is_array:
         return [f"{column.name}[{i + 1}]" for i in range(encoder.width)]
     return [column.name]

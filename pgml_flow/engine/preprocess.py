@@ -15,16 +15,29 @@ An unseen category is treated like NULL when the column has an impute rule; with
 ``impute: error`` it gets the dedicated unknown code -1 (native, ordinal), all-zero
 indicators (one_hot) or the overall train label mean (target) instead of failing the
 prediction.  A NULL with ``impute: error`` is always an error naming the column.
+
+Vocabulary encodings learn which values matter from the train rows: ``multi_hot`` (a
+``text[]`` column: one indicator per value, e.g. components or labels) and ``words`` (a
+text column: one indicator per word, :func:`words`).  The vocabulary is the values found in
+at least ``min_count`` train rows; when there are more than ``top_k`` of them, the
+``top_k`` whose rows differ most in the label (|mean with - mean without| weighted by
+sqrt(n_with * n_without / n), a t statistic; by frequency without a label).  It is
+stored, sorted, as the column's categories, so a prediction encodes the same way.  A NULL
+(array, element or text) and an unseen value add no indicator: these never need imputing.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from pgml_flow.engine.columns import (
+    VOCABULARY_ENCODINGS,
     Column,
     Preprocess,
     non_finite,
@@ -35,6 +48,61 @@ from pgml_flow.engine.columns import (
 from pgml_flow.engine.errors import DataError
 
 _STATS = ("mean", "std_dev", "min", "max", "median", "mode")
+#: a word: two or more letters or digits (any script), lower-cased
+_WORD = re.compile(r"[^\W_]{2,}")
+
+
+def words(text: Any) -> set[str]:
+    """The distinct words of a text (the ``words`` encoding): runs of 2+ letters or digits,
+    lower-cased; ``"Fix the login-form (v2)"`` has fix, the, login, form, v2."""
+    return set() if text is None else set(_WORD.findall(str(text).lower()))
+
+
+def _values(value: Any) -> set[str]:
+    """The distinct non-NULL values of one ``text[]`` cell (a NULL array has none)."""
+    if value is None:
+        return set()
+    if isinstance(value, str):  # not an array: one value
+        return {value}
+    out: set[str] = set()
+    for item in value:
+        if isinstance(item, list | tuple):
+            out |= _values(item)
+        elif item is not None:
+            out.add(str(item))
+    return out
+
+
+def select_vocabulary(sets: Sequence[set[str]], target: np.ndarray | None, top_k: int,
+                      min_count: int) -> list[str]:
+    """The values (words) of at least ``min_count`` rows; the ``top_k`` that matter most.
+
+    With a label: ranked by how far the label's mean over the rows with the value is from
+    its mean over the rows without it, times sqrt(n_with * n_without / n) (a t statistic,
+    up to the label's spread), so that a frequent value that changes nothing loses to a
+    rarer one that does; then by frequency.  Without a label, by frequency.  Sorted.
+    """
+    counts = Counter(v for s in sets for v in s)
+    candidates = [v for v, c in counts.items() if c >= min_count]
+    if len(candidates) <= top_k:
+        return sorted(candidates)
+    score: dict[str, float] = {}
+    if target is not None and len(target) == len(sets):
+        n, total = len(sets), float(np.sum(target))
+        sums: dict[str, float] = dict.fromkeys(candidates, 0.0)
+        for row, values in enumerate(sets):
+            for v in values:
+                if v in sums:
+                    sums[v] += float(target[row])
+        for v in candidates:
+            inside, outside = counts[v], n - counts[v]
+            if outside == 0:
+                score[v] = 0.0
+                continue
+            gap = sums[v] / inside - (total - sums[v]) / outside
+            score[v] = abs(gap) * math.sqrt(inside * outside / n)
+    ranked = sorted(candidates, key=lambda v: (-score.get(v, 0.0), -counts[v], v))
+    return sorted(ranked[:top_k])
 
 
 def _nan_to_none(values: np.ndarray) -> list[float | None]:
@@ -94,6 +162,7 @@ class Encoder:
         self.scale = np.ones(0)
         self.statistics: dict[str, Any] = {}
         self._index: dict[str, int] | None = None  # category -> code, built on first use
+        self._seen: int | None = None  # vocabulary encodings: distinct values in training
 
     # -- encode --------------------------------------------------------------------------
     def _codes(self, values: Sequence[Any]) -> np.ndarray:
@@ -106,8 +175,26 @@ class Encoder:
             [-1 if v is None else index.get(str(v), -2) for v in values], dtype=np.int64
         )
 
+    def _sets(self, values: Sequence[Any]) -> list[set[str]]:
+        """Per row, the values (multi_hot) or words (words) a vocabulary encoding reads."""
+        if self.column.preprocess.encode == "words":
+            return [words(v) for v in values]
+        return [_values(v) for v in values]
+
     def _encode(self, values: Sequence[Any]) -> np.ndarray:
         column = self.column
+        if column.preprocess.encode in VOCABULARY_ENCODINGS:
+            assert self.categories is not None
+            if self._index is None or len(self._index) != len(self.categories):
+                self._index = {c: i for i, c in enumerate(self.categories)}
+            index = self._index
+            block = np.zeros((len(values), len(self.categories)))
+            for row, found in enumerate(self._sets(values)):
+                for value in found:
+                    code = index.get(value)
+                    if code is not None:
+                        block[row, code] = 1.0
+            return block
         if column.kind != "text":
             return numeric_block(column, values, self.width or None)
         codes = self._codes(values)
@@ -137,7 +224,13 @@ class Encoder:
     def fit(self, values: Sequence[Any], target: np.ndarray | None) -> np.ndarray:
         """Learn statistics from the train rows; returns their transformed block."""
         column, rule = self.column, self.column.preprocess
-        if column.kind == "text":
+        if rule.encode in VOCABULARY_ENCODINGS:
+            sets = self._sets(values)
+            self.categories = select_vocabulary(sets, target, rule.vocabulary_size,
+                                                rule.least_count)
+            self.width = len(self.categories)
+            self._seen = len({v for s in sets for v in s})
+        elif column.kind == "text":
             present = sorted({str(v) for v in values if v is not None})
             if rule.encode == "ordinal":
                 assert rule.ordinal is not None
@@ -176,6 +269,8 @@ class Encoder:
             "rows": len(block),
             "missing": int(nan.any(axis=1).sum()),
             **({"distinct": len(self.categories)} if self.categories is not None else {}),
+            **({"distinct": self._seen, "vocabulary": len(self.categories or [])}
+               if self._seen is not None else {}),
             **{name: _nan_to_none(values) for name, values in stats.items()},
         }
         impute = self.column.preprocess.impute

@@ -626,6 +626,41 @@ def predict_row(plpy: Any, GD: dict[str, Any], key: int | str, row: Any) -> floa
 
 
 @sql_errors
+def predict_rows(plpy: Any, GD: dict[str, Any], key: int | str,
+                 rows: Sequence[Any]) -> list[float | None]:
+    """Many rows of the ``ROW(...)`` form at once (``pgml_flow.predict_rows``, the BI
+    surface's read of a model with preprocessing): each row ``to_json(row)``; one transform
+    and one prediction for all of them. A row the model cannot score (a value it refuses,
+    a missing column: the ROW form's error) and a NaN or infinite prediction give None.
+    """
+    from pgml_flow.errors import ModelError
+
+    model_id = _model_id(plpy, GD, key)
+    cached = _cached(plpy, GD, model_id)
+    transformer = _transformer(plpy, GD, model_id, cached)
+    labels = transformer.feature_labels()
+    values = [json.loads(r) if isinstance(r, str) else r for r in rows]
+
+    def score(batch: list[Any]) -> list[float]:
+        x = transformer.transform(batch)
+        cached.model.check(x, labels)
+        return _reals(cached.model.predict(x))
+
+    if not values:
+        return []
+    try:
+        out: list[float | None] = list(score(values))
+    except ModelError:  # one row or more cannot be scored: find them, row by row
+        out = []
+        for value in values:
+            try:
+                out.append(score([value])[0])
+            except ModelError:
+                out.append(None)
+    return [None if v is None or not math.isfinite(v) else v for v in out]
+
+
+@sql_errors
 def predict_proba(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:

@@ -1,83 +1,113 @@
 -- Features of the three built-in models, computed in SQL so that training (pgml.train on
 -- a per-client view of the *_training views) and prediction (the BI surface reading the
--- *_features views) use exactly the same numbers.
+-- *_features views) read the same values.
 --
--- Every *_features view has: client_id, entity_id, the named feature columns (real), a
--- features real[] array of the same columns in the spec's order, the target, is_training
--- (the row is a training example) and is_open (the BI surface predicts it).
--- pgml_models/specs/builtin.toml lists the feature columns in the same order; a test
--- checks that ARRAY[<spec features>] equals the features column.
+-- Every *_features view has: client_id, entity_id, the named feature columns, the target,
+-- is_training (the row is a training example), is_open (the BI surface predicts it) and
+-- a features real[] array: the spec's numeric features in its order, which the prediction
+-- log records and scores against the training distribution. trajectory and rework are
+-- read as that array; complexity reads the named columns (the ROW form of pgml.predict),
+-- because its model learns per client which values of its text columns matter (the spec's
+-- preprocess). Each *_training view also has the column the spec's split orders the rows
+-- by (the newest rows are held out). pgml_models/specs/builtin.toml lists the feature
+-- columns; a test checks the views against it.
 
--- complexity: story points of a standard issue from its type, components, priority and
--- its title and description (keyword flags, lengths).
-CREATE OR REPLACE VIEW pgml_flow.complexity_features AS
+-- A feature view and the training view on it, created again when their columns changed
+-- (CREATE OR REPLACE VIEW cannot rename, retype or drop a column): then the per-client
+-- training views pgml-flow made from them (pgml_flow_training, made again at every
+-- training) go first, and the two views are dropped without CASCADE
+-- (pgml_flow.drop_for_upgrade, 005_upgrade.sql): a view of yours on them stops the upgrade
+-- with an error that names it, and nothing changes.
+CREATE OR REPLACE FUNCTION pgml_flow.replace_views(names text[], definitions text[])
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    rel regclass;
+    stale text;
+BEGIN
+    BEGIN
+        FOR i IN 1 .. cardinality(names) LOOP
+            EXECUTE format('CREATE OR REPLACE VIEW %s %s', names[i], definitions[i]);
+        END LOOP;
+        RETURN;
+    EXCEPTION WHEN invalid_table_definition OR undefined_column THEN
+        -- their columns changed
+    END;
+    FOR i IN REVERSE cardinality(names) .. 1 LOOP
+        rel := to_regclass(names[i]);
+        CONTINUE WHEN rel IS NULL;
+        SELECT string_agg(DISTINCT v.oid::regclass::text, ', ') INTO stale
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+          JOIN pg_catalog.pg_class v ON v.oid = r.ev_class
+         WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass
+           AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = rel
+           AND v.oid <> rel AND v.relnamespace = 'pgml_flow_training'::regnamespace;
+        IF stale IS NOT NULL THEN
+            EXECUTE 'DROP VIEW ' || stale;
+        END IF;
+        PERFORM pgml_flow.drop_for_upgrade(format('DROP VIEW %s', rel), 'view ' || rel::text);
+    END LOOP;
+    FOR i IN 1 .. cardinality(names) LOOP
+        EXECUTE format('CREATE VIEW %s %s', names[i], definitions[i]);
+    END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION pgml_flow.replace_views(text[], text[]) IS
+    'CREATE OR REPLACE VIEW each, or (columns changed) drop them and their per-client training views, then create them';
+
+-- complexity: story points of a standard issue (or one without a type: imported data)
+-- from what the issue says, as it says it: its type and priority (names), components and
+-- labels (text[]), title and description (text), and their lengths. Which types,
+-- components, labels and words matter is learned per client at training (the spec's
+-- preprocess: one_hot, multi_hot and words encodings) and stored with the model; nothing
+-- here names a value. A NULL title or description has length 0; a NULL type, priority,
+-- components or labels adds no indicator.
+SELECT pgml_flow.replace_views(
+    ARRAY['pgml_flow.complexity_features', 'pgml_flow.complexity_training'],
+    ARRAY[$view$ AS
 SELECT f.*,
-       ARRAY[f.type_story, f.type_task, f.type_bug, f.priority_rank, f.n_components,
-             f.comp_api, f.comp_frontend, f.comp_backend, f.comp_database, f.comp_infra,
-             f.comp_mobile, f.comp_auth, f.comp_billing, f.comp_search, f.comp_reporting,
-             f.comp_notifications, f.comp_integrations,
-             f.kw_typo, f.kw_tweak, f.kw_update, f.kw_fix, f.kw_add, f.kw_improve,
-             f.kw_implement, f.kw_refactor, f.kw_migrate, f.kw_redesign,
-             f.title_length, f.description_words]::real[] AS features
+       ARRAY[f.title_length, f.description_words]::real[] AS features
   FROM (
     SELECT i.client_id,
            i.issue_id AS entity_id,
            i.story_points::real AS story_points,
-           (i.active AND t.hierarchy_level = 0 AND i.story_points IS NOT NULL) AS is_training,
-           (i.active AND t.hierarchy_level = 0 AND i.status_category <> 'done') AS is_open,
-           (t.original_name = 'Story')::integer::real AS type_story,
-           (t.original_name = 'Task')::integer::real AS type_task,
-           (t.original_name = 'Bug')::integer::real AS type_bug,
-           (CASE i.priority WHEN 'Highest' THEN 2 WHEN 'High' THEN 1 WHEN 'Low' THEN -1
-                            WHEN 'Lowest' THEN -2 ELSE 0 END)::real AS priority_rank,
-           cardinality(i.components)::real AS n_components,
-           ('api' = ANY (i.components))::integer::real AS comp_api,
-           ('frontend' = ANY (i.components))::integer::real AS comp_frontend,
-           ('backend' = ANY (i.components))::integer::real AS comp_backend,
-           ('database' = ANY (i.components))::integer::real AS comp_database,
-           ('infra' = ANY (i.components))::integer::real AS comp_infra,
-           ('mobile' = ANY (i.components))::integer::real AS comp_mobile,
-           ('auth' = ANY (i.components))::integer::real AS comp_auth,
-           ('billing' = ANY (i.components))::integer::real AS comp_billing,
-           ('search' = ANY (i.components))::integer::real AS comp_search,
-           ('reporting' = ANY (i.components))::integer::real AS comp_reporting,
-           ('notifications' = ANY (i.components))::integer::real AS comp_notifications,
-           ('integrations' = ANY (i.components))::integer::real AS comp_integrations,
-           (i.title ~* '\mtypo\M')::integer::real AS kw_typo,
-           (i.title ~* '\mtweak')::integer::real AS kw_tweak,
-           (i.title ~* '\mupdate')::integer::real AS kw_update,
-           (i.title ~* '\mfix')::integer::real AS kw_fix,
-           (i.title ~* '\madd')::integer::real AS kw_add,
-           (i.title ~* '\mimprove')::integer::real AS kw_improve,
-           (i.title ~* '\mimplement')::integer::real AS kw_implement,
-           (i.title ~* '\mrefactor')::integer::real AS kw_refactor,
-           (i.title ~* '\mmigrat')::integer::real AS kw_migrate,
-           (i.title ~* '\mredesign')::integer::real AS kw_redesign,
-           length(i.title)::real AS title_length,
-           (CASE WHEN btrim(i.description) = '' THEN 0
-                 ELSE length(btrim(i.description))
-                      - length(replace(btrim(i.description), ' ', '')) + 1 END)::real
-               AS description_words
+           (i.active AND coalesce(t.hierarchy_level, 0) = 0 AND i.story_points IS NOT NULL)
+               AS is_training,
+           (i.active AND coalesce(t.hierarchy_level, 0) = 0 AND i.status_category <> 'done')
+               AS is_open,
+           i.created,
+           t.original_name AS issue_type,
+           i.priority,
+           i.components,
+           i.labels,
+           i.title,
+           i.description,
+           coalesce(length(i.title), 0)::real AS title_length,
+           (CASE WHEN coalesce(btrim(i.description), '') = '' THEN 0
+                 ELSE array_length(regexp_split_to_array(btrim(i.description), '\s+'), 1)
+            END)::real AS description_words
       FROM public.issues i
-      JOIN public.issuetypes t ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
-  ) f;
-
-CREATE OR REPLACE VIEW pgml_flow.complexity_training AS
-SELECT client_id, entity_id,
-       type_story, type_task, type_bug, priority_rank, n_components,
-       comp_api, comp_frontend, comp_backend, comp_database, comp_infra, comp_mobile,
-       comp_auth, comp_billing, comp_search, comp_reporting, comp_notifications,
-       comp_integrations,
-       kw_typo, kw_tweak, kw_update, kw_fix, kw_add, kw_improve, kw_implement, kw_refactor,
-       kw_migrate, kw_redesign, title_length, description_words,
+      LEFT JOIN public.issuetypes t
+             ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
+  ) f
+$view$, $view$ AS
+SELECT client_id, entity_id, created,
+       issue_type, priority, components, labels, title, description, title_length,
+       description_words,
        story_points
   FROM pgml_flow.complexity_features
- WHERE is_training;
+ WHERE is_training
+$view$]);
 
 -- trajectory: an epic's total lead time (days) from its size and composition (its
 -- children's points and counts by type) and the team's load when it started (epics
 -- started in the 30 days before; for an epic not started yet, the 30 days before now).
-CREATE OR REPLACE VIEW pgml_flow.trajectory_features AS
+-- Held out: the most recently completed epics (completed_at).
+SELECT pgml_flow.replace_views(
+    ARRAY['pgml_flow.trajectory_features', 'pgml_flow.trajectory_training'],
+    ARRAY[$view$ AS
 SELECT f.*,
        ARRAY[f.child_count, f.child_points, f.child_stories, f.child_tasks, f.child_bugs,
              f.unestimated_children, f.avg_child_points, f.max_child_points,
@@ -89,6 +119,7 @@ SELECT f.*,
            (e.active AND e.total_lead_time_seconds > 0) AS is_training,
            (e.active AND e.status_category <> 'done') AS is_open,
            e.work_first_started_at,
+           e.work_last_completed_at AS completed_at,
            coalesce(c.child_count, 0)::real AS child_count,
            coalesce(c.child_points, 0)::real AS child_points,
            coalesce(c.child_stories, 0)::real AS child_stories,
@@ -104,7 +135,7 @@ SELECT f.*,
             END)::real AS team_load_30d,
            (CASE e.priority WHEN 'Highest' THEN 2 WHEN 'High' THEN 1 WHEN 'Low' THEN -1
                             WHEN 'Lowest' THEN -2 ELSE 0 END)::real AS priority_rank,
-           cardinality(e.components)::real AS n_components
+           coalesce(cardinality(e.components), 0)::real AS n_components
       FROM public.issues e
       JOIN public.issuetypes et ON et.client_id = e.client_id AND et.issuetype_id = e.issuetype_id
       LEFT JOIN LATERAL (
@@ -125,23 +156,26 @@ SELECT f.*,
      WHERE et.hierarchy_level = 1
     WINDOW started AS (PARTITION BY e.client_id ORDER BY e.work_first_started_at
                        RANGE BETWEEN interval '30 days' PRECEDING AND CURRENT ROW)
-  ) f;
-
-CREATE OR REPLACE VIEW pgml_flow.trajectory_training AS
-SELECT client_id, entity_id,
+  ) f
+$view$, $view$ AS
+SELECT client_id, entity_id, completed_at,
        child_count, child_points, child_stories, child_tasks, child_bugs,
        unestimated_children, avg_child_points, max_child_points, team_load_30d,
        priority_rank, n_components,
        lead_time_days
   FROM pgml_flow.trajectory_features
- WHERE is_training;
+ WHERE is_training
+$view$]);
 
 -- rework: will a pull request need rework (review_cycles > 2 OR rework_commit_count > 3)?
 -- Only what is known when review starts: size, files, the commits before rework, tests,
 -- reviewers, and the author's history (merged pull requests created before this one,
 -- and how many of those were reworked, smoothed towards 25 %). Comments and review
--- comments accumulate during review, so they are not features.
-CREATE OR REPLACE VIEW pgml_flow.rework_features AS
+-- comments accumulate during review, so they are not features. Held out: the most
+-- recently merged pull requests (merged_at).
+SELECT pgml_flow.replace_views(
+    ARRAY['pgml_flow.rework_features', 'pgml_flow.rework_training'],
+    ARRAY[$view$ AS
 SELECT f.*,
        ARRAY[f.log_size, f.log_additions, f.log_deletions, f.changed_files,
              f.log_changed_files, f.initial_commits, f.reviewers, f.has_tests,
@@ -152,6 +186,7 @@ SELECT f.*,
            (p.review_cycles > 2 OR p.rework_commit_count > 3)::integer AS reworked,
            (p.active AND p.merged_at IS NOT NULL) AS is_training,
            (p.active AND p.state = 'open') AS is_open,
+           p.merged_at,
            ln(1 + p.additions + p.deletions)::real AS log_size,
            ln(1 + p.additions)::real AS log_additions,
            ln(1 + p.deletions)::real AS log_deletions,
@@ -169,12 +204,12 @@ SELECT f.*,
     WINDOW prior AS (PARTITION BY p.client_id, p.author_id
                      ORDER BY p.created_at, p.pull_request_id
                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-  ) f;
-
-CREATE OR REPLACE VIEW pgml_flow.rework_training AS
-SELECT client_id, entity_id,
+  ) f
+$view$, $view$ AS
+SELECT client_id, entity_id, merged_at,
        log_size, log_additions, log_deletions, changed_files, log_changed_files,
        initial_commits, reviewers, has_tests, author_prior_prs, author_prior_rework_rate,
        reworked
   FROM pgml_flow.rework_features
- WHERE is_training;
+ WHERE is_training
+$view$]);

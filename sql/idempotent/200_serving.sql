@@ -286,10 +286,17 @@ BEGIN
     ELSE
         EXECUTE format(
             'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
-            '       array_agg(pgml_flow.predict_or_null($2, f.features) ORDER BY f.entity_id), '
+            '       %s, '
             '       NULL::real[], '
             '       array_agg(f.features::text ORDER BY f.entity_id) '
-            '  FROM %s f WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
+            '  FROM %s f WHERE f.client_id = $1 AND f.is_open',
+            -- a spec with preprocess: its model reads the view's columns (the ROW form),
+            -- all rows in one call (190_row_form.sql)
+            CASE WHEN pgml_flow.reads_rows(predictions.model_name)
+                 THEN 'pgml_flow.predict_rows($2, array_agg(to_json(f) ORDER BY f.entity_id))'
+                 ELSE 'array_agg(pgml_flow.predict_or_null($2, f.features) '
+                      'ORDER BY f.entity_id)' END,
+            m.feature_view::regclass)
         INTO ids, ys, scores, feats USING cid, m.model_id;
     END IF;
     IF ids IS NULL THEN

@@ -25,7 +25,7 @@ SELECT i.client_id,
        p.model_trained_at
   FROM analytics.predictions('complexity', missing_ok => true) p
   JOIN public.issues i ON i.client_id = p.client_id AND i.issue_id = p.entity_id
-  JOIN public.issuetypes t ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
+  LEFT JOIN public.issuetypes t ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
 $view$);
 COMMENT ON VIEW analytics.issue_story_points IS
     'Predicted story points of every open standard issue (model: complexity)';
@@ -164,8 +164,11 @@ AS $$
     SELECT c.cid, r.model_name, pgml_flow.project_name(r.model_name, c.cid), r.task,
            d.model_id, m.algorithm, r.key_metric, (m.metrics ->> r.key_metric)::double precision,
            r.performance_threshold::numeric::double precision,
-           (m.metrics ->> r.key_metric)::double precision
-               >= r.performance_threshold::numeric::double precision,
+           CASE WHEN r.key_metric IN ('mean_absolute_error', 'mean_squared_error')
+                THEN (m.metrics ->> r.key_metric)::double precision
+                     <= r.performance_threshold::numeric::double precision
+                ELSE (m.metrics ->> r.key_metric)::double precision
+                     >= r.performance_threshold::numeric::double precision END,
            m.metrics - 'search_results', b.training_rows, b.trained_at,
            e.status, coalesce(e.finished_at, e.started_at), coalesce(e.detail, e.error)
       FROM (SELECT pgml_flow.current_client_id() AS cid) c
@@ -198,13 +201,13 @@ COMMENT ON COLUMN analytics.model_quality.model_id IS
     'The deployed model (pgml.models id); NULL: none (last_run_detail says why)';
 COMMENT ON COLUMN analytics.model_quality.algorithm IS 'The deployed model''s algorithm (text)';
 COMMENT ON COLUMN analytics.model_quality.key_metric IS
-    'The metric the model is judged on: r2 (regression) or f1 (classification)';
+    'The metric the model is judged on (its spec''s key_metric): r2 or mean_absolute_error (regression), f1 (classification), ...';
 COMMENT ON COLUMN analytics.model_quality.key_metric_value IS
-    'The deployed model''s key metric on its held-out test rows, unitless (r2: at most 1, 1 is perfect, may be negative; f1: 0..1)';
+    'The deployed model''s key metric on its held-out test rows (r2: unitless, at most 1, 1 is perfect, may be negative; mean_absolute_error: in the target''s unit, lower is better; f1: 0..1)';
 COMMENT ON COLUMN analytics.model_quality.performance_threshold IS
-    'The spec''s minimum key metric, in the unit of key_metric_value';
+    'The spec''s threshold on the key metric, in the unit of key_metric_value: its minimum, or its maximum for an error (mean_absolute_error, mean_squared_error)';
 COMMENT ON COLUMN analytics.model_quality.meets_threshold IS
-    'key_metric_value >= performance_threshold (boolean)';
+    'key_metric_value >= performance_threshold, or <= for an error such as mean_absolute_error (boolean)';
 COMMENT ON COLUMN analytics.model_quality.metrics IS
     'Every test-split metric of the deployed model (jsonb; regression errors in the target''s unit, classification scores 0..1)';
 COMMENT ON COLUMN analytics.model_quality.training_rows IS

@@ -344,3 +344,81 @@ def test_plpy_style_mapping_rows_equal_tuple_rows():
 def test_empty_relation():
     with pytest.raises(DataError, match="has no rows"):
         prepare_dataset("regression", COLUMNS, [], "y")
+
+
+# -- vocabulary encodings: multi_hot (text[]) and words (text) ---------------------------------
+VOCAB_COLUMNS = [("title", "text"), ("tags", "text[]"), ("n", "int4"), ("y", "float8")]
+
+
+def vocab_rows(n: int = 120) -> list[tuple]:
+    """The title word 'big' and the tag 'slow' make y large; 'the' and 'misc' are common
+    and change nothing; 'rare' is in fewer than min_count rows."""
+    rows = []
+    for i in range(n):
+        words = ["the", "big" if i % 3 == 0 else "small", "rare" if i == 5 else "item"]
+        tags = None if i % 11 == 0 else ["misc", *(["slow"] if i % 4 == 0 else [])]
+        y = 10.0 * (i % 3 == 0) + 5.0 * (i % 4 == 0 and i % 11 != 0) + (i % 5) * 0.1
+        rows.append((" ".join(words).title() + "!", tags, i % 7, y))
+    return rows
+
+
+def test_vocabulary_encodings_learn_which_values_matter():
+    pre = {"title": {"encode": "words", "top_k": 2}, "tags": {"encode": "multi_hot",
+                                                              "top_k": 1, "min_count": 5}}
+    data = prepare_dataset("regression", VOCAB_COLUMNS, vocab_rows(), "y",
+                           test_sampling="last", preprocess=pre)
+    # the two words that move y most ('the' and 'item' are in nearly every row); one tag
+    assert data.feature_names == ["title:big", "title:small", "tags=slow", "n"]
+    by_name = {c["name"]: c for c in data.columns["features"]}
+    assert by_name["title"]["categories"] == ["big", "small"]
+    assert by_name["title"]["preprocess"] == {"encode": "words", "impute": "error",
+                                              "scale": "preserve", "top_k": 2, "min_count": 3}
+    assert by_name["tags"]["statistics"]["distinct"] == 2
+    # stored with the snapshot: a prediction encodes the same way; NULL and unseen values
+    # add no indicator (never an error)
+    rows = [("A BIG one", ["slow", "new"], 1, 0.0), (None, None, 2, 0.0),
+            ("small", [None, "misc"], 3, 0.0)]
+    x = transform(data.columns, [r[:3] for r in rows])
+    np.testing.assert_array_equal(x, [[1, 0, 1, 1], [0, 0, 0, 2], [0, 1, 0, 3]])
+    result = train("regression", "xgboost", data, {"n_estimators": 20})
+    assert result.metrics["r2"] > 0.5
+
+
+def test_without_a_label_the_vocabulary_is_the_most_frequent():
+    data = prepare_dataset("clustering", VOCAB_COLUMNS[:1], [r[:1] for r in vocab_rows()],
+                           preprocess={"title": {"encode": "words", "top_k": 2}})
+    assert data.feature_names[:2] == ["title:item", "title:the"]
+
+
+@pytest.mark.parametrize(
+    ("preprocess", "message"),
+    [
+        ({"tags": {"encode": "one_hot"}}, r"text\[\] feature needs the encoding multi_hot"),
+        ({"title": {"encode": "multi_hot"}, "tags": {"encode": "multi_hot"}},
+         "multi_hot' applies to text\\[\\] columns"),
+        ({"title": {"encode": "words", "top_k": 0}}, "top_k for column 'title' must be a "
+                                                     "positive integer"),
+        ({"title": {"encode": "one_hot", "top_k": 3}}, "top_k for column 'title' applies to"),
+        ({"n": {"encode": "words"}, "tags": {"encode": "multi_hot"}},
+         "applies to text columns; column 'n' is int4"),
+    ],
+)
+def test_invalid_vocabulary_preprocess(preprocess, message):
+    with pytest.raises((InvalidPreprocess, DataError), match=message):
+        prepare_dataset("regression", VOCAB_COLUMNS, vocab_rows(), "y", preprocess=preprocess)
+
+
+def test_vocabulary_encodings_stay_on_the_python_row_path():
+    """The C scorer's row section does not compile multi_hot and words: the model's ROW
+    form is served by Python (its array form stays native)."""
+    from sklearn.linear_model import Ridge
+
+    from pgml_flow.engine import native
+
+    data = prepare_dataset("regression", VOCAB_COLUMNS, vocab_rows(), "y",
+                           preprocess={"title": {"encode": "words"},
+                                       "tags": {"encode": "multi_hot"}})
+    est = Ridge().fit(data.x_train, data.y_train)
+    with pytest.raises(native.NotCompilable, match="encoding 'words'"):
+        native.compile_model(est, columns=data.columns)
+    assert native.compile_model(est)[8] == native.FORMAT_VERSION

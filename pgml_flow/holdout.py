@@ -1,0 +1,105 @@
+"""The rows a client's model is judged on, and the key metric of any model on them.
+
+A client's training view (``pgml_flow_training.<model>__client_<id>``) lists its rows in
+the spec's split order: by the split column (``split = { by = "created" }``: rows without
+a value first, as the oldest) or, by default, by a hash of each row; ties by the hash.
+``pgml.train(..., test_sampling => 'last')`` holds out its last ``test_size`` rows: the
+newest rows, or the same hash-chosen rows at every training.
+
+:func:`score` predicts those rows with a model through the ROW form of ``pgml.predict``
+(``pgml_flow.predict_rows``: the model reads its input columns by name from the training
+view's rows, whatever its features or preprocessing were) and computes the spec's key
+metric, so that a champion and a challenger are always compared on the same rows, on the
+metric the spec names.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgml_flow import sqlfiles
+from pgml_flow.errors import PgmlFlowError
+from pgml_models.specs import HASH_SPLIT, ModelSpec, split_relation
+
+SOURCE = "models"
+
+
+def order_by(spec: ModelSpec) -> sql.Composable:
+    """The split order of the training view's rows (alias ``s``), for ORDER BY."""
+    digest = sql.SQL("md5(s::text)")
+    if spec.split_by == HASH_SPLIT:
+        return digest
+    return sql.SQL("s.{} NULLS FIRST, {}").format(sql.Identifier(spec.split_by), digest)
+
+
+def test_rows(rows: int, test_size: float) -> int:
+    """How many of ``rows`` pgml.train holds out (as pgml_flow.engine.split counts them)."""
+    return math.ceil(rows * test_size) if test_size <= 1 else int(test_size)
+
+
+def predictions(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
+                rows: int) -> tuple[list[float], list[float | None]]:
+    """The held-out rows' targets and ``model_id``'s predictions of them (one query; None
+    where the model cannot score a row).
+
+    Raises :class:`~pgml_flow.errors.ModelError` when the model cannot be used at all.
+    """
+    from pgml_models.client import PgmlClient
+
+    query = sql.SQL(sqlfiles.query("holdout_predictions", SOURCE)).format(
+        target=sql.Identifier(spec.target),
+        source=sql.Identifier(*split_relation(spec.training_view)),
+        order=order_by(spec),
+    )
+    skip = rows - test_rows(rows, spec.test_size)
+    found = PgmlClient(conn).fetch(query, {"client_id": client_id, "model_id": model_id,
+                                           "skip": max(skip, 0)})
+    y, predicted = found[0] if found else (None, None)
+    return [float(v) for v in y or []], list(predicted or [])
+
+
+def metric(name: str, task: str, y: Sequence[float], predicted: Sequence[Any]) -> float | None:
+    """``name`` (as pgml.models.metrics names it) of ``predicted`` against ``y``; None when
+    it is undefined (no rows, a row without a prediction, a NaN or infinite one)."""
+    if not y or len(predicted) != len(y) or any(p is None for p in predicted):
+        return None  # a row the model cannot score: it cannot be judged on these rows
+    if task == "regression":
+        values = [float(p) for p in predicted]
+        if not all(math.isfinite(v) for v in values):
+            return None
+        from sklearn import metrics as m
+
+        scorer = {"r2": m.r2_score, "mean_absolute_error": m.mean_absolute_error,
+                  "mean_squared_error": m.mean_squared_error}[name]
+        value = float(scorer(y, values))
+        return value if math.isfinite(value) else None
+    from sklearn import metrics as m
+
+    classes = sorted({*y, *(float(p) for p in predicted)})
+    binary = len(classes) <= 2
+    kwargs: dict[str, Any] = {"zero_division": 0, "average": "binary" if binary else "macro"}
+    if binary:
+        kwargs["pos_label"] = max(classes)
+    labels = [float(p) for p in predicted]
+    if name == "accuracy":
+        return float(m.accuracy_score(y, labels))
+    if name == "mcc":
+        return float(m.matthews_corrcoef(y, labels))
+    scorer = {"f1": m.f1_score, "precision": m.precision_score, "recall": m.recall_score}[name]
+    return float(scorer(y, labels, **kwargs))
+
+
+def score(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
+          rows: int) -> tuple[float | None, int]:
+    """The spec's key metric of ``model_id`` on the held-out rows, and how many there are;
+    None when the model cannot predict them."""
+    try:
+        y, predicted = predictions(conn, spec, client_id, model_id, rows)
+    except PgmlFlowError:
+        return None, test_rows(rows, spec.test_size)
+    return metric(spec.key_metric, spec.task, y, predicted), len(y)
