@@ -619,10 +619,28 @@ def predict_row(plpy: Any, GD: dict[str, Any], key: int | str, row: Any) -> floa
     model_id = _model_id(plpy, GD, key)
     cached = _cached(plpy, GD, model_id)
     transformer = _transformer(plpy, GD, model_id, cached)
-    x = transformer.transform([row])
+    x = _as_native(cached.model, transformer.transform([row]))
     # an infinity the model refuses is named by its column, not its feature number
     cached.model.check(x, transformer.feature_labels())
     return _reals(cached.model.predict(x))[0]
+
+
+def _as_native(model: Any, x: Any) -> Any:
+    """The ROW form's features as the native scorer's trees read them.
+
+    The C scorer walks trees on float32 features (preprocessing done in double first);
+    XGBoost and scikit-learn's trees convert to float32 themselves, but LightGBM compares
+    float64 inputs with its double thresholds, so a double column's value within float32
+    rounding of a split went the other way on the two paths. Rounding LightGBM's inputs to
+    float32 here makes both paths take the same branch (real[] inputs are float32 already).
+    """
+    import numpy as np
+
+    from pgml_flow.engine.predict import LightGBMBackend
+
+    if isinstance(model.backend, LightGBMBackend):
+        return np.asarray(x, dtype=np.float64).astype(np.float32).astype(np.float64)
+    return x
 
 
 @sql_errors
@@ -642,7 +660,7 @@ def predict_rows(plpy: Any, GD: dict[str, Any], key: int | str,
     values = [json.loads(r) if isinstance(r, str) else r for r in rows]
 
     def score(batch: list[Any]) -> list[float]:
-        x = transformer.transform(batch)
+        x = _as_native(cached.model, transformer.transform(batch))
         cached.model.check(x, labels)
         return _reals(cached.model.predict(x))
 
