@@ -1,0 +1,1 @@
+-- Undo revision 0010_monitoring: (placeholder, nothing yet)

@@ -1,0 +1,1 @@
+-- Revision 0010_monitoring: (placeholder, nothing yet)

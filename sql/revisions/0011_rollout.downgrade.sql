@@ -1,0 +1,1 @@
+-- Undo revision 0011_rollout: (placeholder, nothing yet)

@@ -1,0 +1,1 @@
+-- Revision 0011_rollout: (placeholder, nothing yet)

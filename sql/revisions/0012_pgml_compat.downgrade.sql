@@ -1,0 +1,1 @@
+-- Undo revision 0012_pgml_compat: (placeholder, nothing yet)

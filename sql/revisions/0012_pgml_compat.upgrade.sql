@@ -1,0 +1,1 @@
+-- Revision 0012_pgml_compat: (placeholder, nothing yet)

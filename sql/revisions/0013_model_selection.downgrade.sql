@@ -1,0 +1,1 @@
+-- Undo revision 0013_model_selection: (placeholder, nothing yet)

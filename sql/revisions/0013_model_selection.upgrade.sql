@@ -1,0 +1,1 @@
+-- Revision 0013_model_selection: (placeholder, nothing yet)
