@@ -16,27 +16,28 @@ CREATE FUNCTION pgml.native_eval_proba(model bytea, features real[]) RETURNS rea
 
 -- Serving: read pgml.deployments / pgml.files, so STABLE (not IMMUTABLE: the
 -- planner must not fold a prediction into a cached plan across redeploys).
--- Models without a native blob are delegated to pgml._py_predict* (plpython).
+-- Models without a native blob are delegated to pgml._py_predict* (plpython), so
+-- PARALLEL UNSAFE: PL/Python cannot run SPI in a parallel query (sql/pgml/030_serving.sql).
 CREATE FUNCTION pgml._native_predict(project_name text, features real[]) RETURNS real
     AS 'MODULE_PATHNAME', 'pgml_native_predict_project'
-    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 CREATE FUNCTION pgml._native_predict(model_id bigint, features real[]) RETURNS real
     AS 'MODULE_PATHNAME', 'pgml_native_predict_model'
-    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 CREATE FUNCTION pgml._native_predict_proba(project_name text, features real[]) RETURNS real[]
     AS 'MODULE_PATHNAME', 'pgml_native_predict_proba_project'
-    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 CREATE FUNCTION pgml._native_predict_proba(model_id bigint, features real[]) RETURNS real[]
     AS 'MODULE_PATHNAME', 'pgml_native_predict_proba_model'
-    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 -- features = rows flattened; one prediction per row
 CREATE FUNCTION pgml._native_predict_batch(model_id bigint, features real[]) RETURNS real[]
     AS 'MODULE_PATHNAME', 'pgml_native_predict_batch_model'
-    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+    LANGUAGE C STABLE STRICT PARALLEL UNSAFE;
 
 -- The deployed model of a project as the serving functions see it (same
 -- per-statement cache), for SQL wrappers such as predict_batch(text, ...).

@@ -23,7 +23,7 @@ COMMENT ON FUNCTION pgml_flow.reads_rows(text) IS
 -- its feature view changed; a NaN or infinite prediction).
 CREATE OR REPLACE FUNCTION pgml_flow.predict_rows(model_id bigint, "rows" json[])
 RETURNS real[]
-LANGUAGE plpython3u STABLE STRICT PARALLEL SAFE
+LANGUAGE plpython3u STABLE STRICT PARALLEL UNSAFE
 AS $$
 if "pgml_flow.api" not in GD:
     plpy.execute("SELECT pgml._bootstrap()")

@@ -18,7 +18,7 @@ BEGIN
         BEGIN
             CREATE OR REPLACE FUNCTION pgml._load_settings() RETURNS boolean
             AS '$libdir/pgml_native', 'pgml_native_settings_loaded'
-            LANGUAGE C STABLE PARALLEL SAFE;
+            LANGUAGE C STABLE PARALLEL UNSAFE;
         EXCEPTION WHEN undefined_file OR undefined_function THEN
             RAISE WARNING 'pgml_native is older than this pgml-flow (no settings entry point); '
                           'rebuild it (./dev setup) so that pgml.venv is superuser-only';
@@ -31,7 +31,7 @@ $$;
 -- its path ('' when the server's own Python is used). Raises when pgml.venv is set but
 -- cannot be trusted, naming what to do.
 CREATE OR REPLACE FUNCTION pgml._python_path() RETURNS text
-LANGUAGE plpython3u PARALLEL SAFE
+LANGUAGE plpython3u PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
 import site
@@ -69,7 +69,7 @@ COMMENT ON FUNCTION pgml._python_path() IS
 -- only) and imports pgml-flow's in-database modules once per session (GD is shared by all
 -- plpython3u functions).
 CREATE OR REPLACE FUNCTION pgml._bootstrap() RETURNS void
-LANGUAGE plpython3u PARALLEL SAFE AS $$
+LANGUAGE plpython3u PARALLEL UNSAFE AS $$
 if "pgml_flow.api" in GD:
     return
 import os

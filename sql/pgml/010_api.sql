@@ -62,7 +62,7 @@ BEGIN
         LOOP
             EXECUTE format(
                 'CREATE OR REPLACE FUNCTION pgml.%I(%I %s, features real[]) RETURNS %s '
-                'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS %L',
+                'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL UNSAFE AS %L',
                 '_py_' || fn.name, key.name, key.type, fn.returns,
                 prologue || format('return GD["pgml_flow.api"].%s(plpy, GD, %s, features)',
                                    fn.name, key.name));
@@ -70,7 +70,7 @@ BEGIN
 
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION pgml.predict_joint(%I %s, features real[]) RETURNS real[] '
-            'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            'LANGUAGE sql IMMUTABLE STRICT PARALLEL UNSAFE AS %L',
             key.name, key.type, format('SELECT pgml._py_predict_joint(%I, features)', key.name));
 
         FOR fn IN SELECT * FROM (VALUES ('predict', 'real'), ('predict_proba', 'real[]'),
@@ -86,7 +86,7 @@ BEGIN
             LOOP
                 EXECUTE format(
                     'CREATE OR REPLACE FUNCTION pgml.%I(%I %s, features %s) RETURNS %s '
-                    'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+                    'LANGUAGE sql IMMUTABLE STRICT PARALLEL UNSAFE AS %L',
                     fn.name, key.name, key.type, arr.type, fn.returns,
                     format('SELECT pgml.%I(%I, %s)', fn.name, key.name, arr.cast_expr));
             END LOOP;
@@ -94,13 +94,13 @@ BEGIN
 
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION pgml._py_predict_row(%I %s, "row" json) RETURNS real '
-            'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            'LANGUAGE plpython3u IMMUTABLE STRICT PARALLEL UNSAFE AS %L',
             key.name, key.type,
             prologue || format('return GD["pgml_flow.api"].predict_row(plpy, GD, %s, row)',
                                key.name));
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION pgml.predict(%I %s, "row" anyelement) RETURNS real '
-            'LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS %L',
+            'LANGUAGE sql IMMUTABLE STRICT PARALLEL UNSAFE AS %L',
             key.name, key.type, format('SELECT pgml._py_predict_row(%I, to_json("row"))', key.name));
     END LOOP;
 END
@@ -142,7 +142,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION pgml.version()
 RETURNS text
-LANGUAGE plpython3u IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpython3u IMMUTABLE PARALLEL UNSAFE AS $$
 if "pgml_flow.api" not in GD:
     plpy.execute("SELECT pgml._bootstrap()")
 return GD["pgml_flow.api"].version()
@@ -185,13 +185,13 @@ $$;
 -- a composite type with the same columns. The prediction functions stay plpython3u: an
 -- exception block costs a subtransaction per call and rules out parallel plans.
 CREATE OR REPLACE FUNCTION pgml._error_message(message text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL UNSAFE
 AS $$ SELECT regexp_replace(message, '^(plpy\.(Error|Fatal|SPIError)|spiexceptions\.\w+): ', '') $$;
 
 -- The HINT of an error raised again: its own, or for an invalid value of one of the pgml
 -- enums (task, algorithm, ... given as text) the valid values.
 CREATE OR REPLACE FUNCTION pgml._error_hint(message text, hint text) RETURNS text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL UNSAFE
 AS $$
 SELECT coalesce(nullif(hint, ''), (
     SELECT 'valid values: ' || string_agg(e.enumlabel, ', ' ORDER BY e.enumsortorder)

@@ -31,10 +31,6 @@ def _rows(n: int, seed: int = 42, nan: bool = False) -> np.ndarray:
     return x
 
 
-def _lit(row: np.ndarray) -> list[float | None]:
-    return [None if np.isnan(v) else float(v) for v in row]
-
-
 def test_predict_by_project_and_id_matches_library(native_db):
     est = _xgb_regressor()
     x = _rows(50, nan=True)
@@ -42,9 +38,9 @@ def test_predict_by_project_and_id_matches_library(native_db):
     with native_db.connect() as conn:
         mid = native_db.add_model(conn, "proj", compile_model(est))
         for row, want in zip(x, expected, strict=True):
-            # NULL elements are missing values, like NaN
+            # NaN elements are missing values
             (by_name,) = conn.execute(
-                "SELECT pgml._native_predict('proj', %s::real[])", (_lit(row),)
+                "SELECT pgml._native_predict('proj', %s::real[])", (row.tolist(),)
             ).fetchone()
             (by_id,) = conn.execute(
                 "SELECT pgml._native_predict(%s::bigint, %s::real[])", (mid, row.tolist())
@@ -112,7 +108,7 @@ def test_scan_over_table_matches_library(native_db):
         conn.execute("CREATE TABLE t(id int PRIMARY KEY, f real[])")
         with conn.cursor().copy("COPY t(id, f) FROM STDIN") as copy:
             for i, row in enumerate(x):
-                copy.write_row((i, [None if np.isnan(v) else float(v) for v in row]))
+                copy.write_row((i, [float(v) for v in row]))  # NaN: missing
         (got,) = conn.execute(
             "SELECT array_agg(pgml._native_predict('scan', f) ORDER BY id) FROM t"
         ).fetchone()
@@ -310,7 +306,12 @@ def test_cache_bound_and_reset(native_db):
         )
 
 
-def test_parallel_query_same_sum(native_db):
+def test_parallel_settings_keep_scoring_in_the_leader(native_db):
+    """The scorer may fall back to PL/Python, which cannot run in a parallel query.
+
+    So every scoring entry point is PARALLEL UNSAFE (sql/pgml/030_serving.sql): however
+    cheap parallel plans are made, the scan stays serial and gives the same sum.
+    """
     est = _xgb_regressor(seed=3, n_estimators=50, depth=6)
     with native_db.connect() as conn:
         native_db.add_model(conn, "par", compile_model(est))
@@ -329,7 +330,7 @@ def test_parallel_query_same_sum(native_db):
             "SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0"
         )
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + q).fetchall())
-        assert "Workers Launched: 2" in plan or "Workers Launched: 1" in plan, plan
+        assert "Workers" not in plan, plan
         parallel = conn.execute(q).fetchone()
         assert parallel[1] == serial[1] == 200000
         assert parallel[0] == pytest.approx(serial[0], rel=1e-9)
