@@ -1,1 +1,2 @@
--- Undo revision 0013_model_selection: (placeholder, nothing yet)
+-- Undo revision 0013_model_selection.
+DROP TABLE ml_model_candidates;

@@ -1,0 +1,54 @@
+/*
+ * text.h -- the text encodings of the row form (multi_hot, words, tfidf,
+ * hashing), PostgreSQL-independent like model.c.
+ *
+ * The tokenizer is defined in pgml_flow/engine/text.py and reproduced here
+ * byte for byte: word characters, the lower-casing table, tokens of 2+ code
+ * points, n-grams joined by one space, MurmurHash3 x86_32 (seed 0) for
+ * hashing, tf-idf weighting and the l2 norm summed in column order.
+ */
+#ifndef PGML_NATIVE_TEXT_H
+#define PGML_NATIVE_TEXT_H
+
+#include "model.h"
+
+#define PGMLN_TEXT_SUBLINEAR_TF 0x1u
+#define PGMLN_TEXT_ALTERNATE_SIGN 0x2u
+#define PGMLN_TEXT_KNOWN_FLAGS (PGMLN_TEXT_SUBLINEAR_TF | PGMLN_TEXT_ALTERNATE_SIGN)
+#define PGMLN_TEXT_TOKENIZER 1	/* the tokenizer version this build reproduces */
+#define PGMLN_MAX_NGRAM 4
+
+/* a fitted text encoding of one column, pointing into the parsed model */
+typedef struct
+{
+	uint32_t	encode;			/* PGMLN_ENC_MULTI_HOT .. PGMLN_ENC_HASHING */
+	uint32_t	lo, hi, flags;	/* n-gram range, PGMLN_TEXT_* */
+	uint32_t	width;
+	uint32_t	ncat;			/* vocabulary (categories), none for hashing */
+	char	  **cat;
+	uint32_t   *cat_len;
+	uint32_t   *slots;			/* model.c's open-addressing table: index + 1, 0 empty */
+	uint32_t	mask;
+	double	   *idf;			/* tfidf */
+	uint32_t	maxlen;			/* longest vocabulary term, bytes */
+} pgmln_text;
+
+/* the hash model.c builds the category tables with (FNV-1a) */
+uint32_t	pgmln_text_fnv1a(const char *p, size_t len);
+
+/*
+ * The encoding's width values for one value into out: indicators (multi_hot,
+ * words), l2-normalised tf-idf or hashed counts; zeros for NULL.  scratch
+ * holds at least maxlen + 1 bytes.  Cannot fail.
+ */
+void		pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out,
+							  char *scratch);
+
+/* signed MurmurHash3 x86_32 of bytes, seed 0 (exported for the tests) */
+int32_t		pgmln_murmur3(const void *data, size_t len);
+
+/* the tokens of a UTF-8 text, lower-cased, each followed by '\n', into out
+ * (at most cap bytes); returns the bytes needed (exported for the tests) */
+size_t		pgmln_tokens(const char *s, size_t len, char *out, size_t cap);
+
+#endif
