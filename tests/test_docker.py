@@ -113,13 +113,20 @@ def _check_cli_args(args: list[str]) -> None:
 
 def test_services_and_builds() -> None:
     services = _services()
-    assert {"db", "migrate", "scheduler", "demo"} <= set(services)
+    assert {"db", "migrate", "scheduler", "demo", "exporter"} <= set(services)
     built = _built_services()
-    assert set(built) == set(services), "every service builds its image from this repository"
+    # Prometheus and Grafana run their upstream images, pinned (tests/test_exporter.py
+    # checks what they mount); everything else builds from this repository
+    upstream = {name for name in services if name not in built}
+    assert upstream == {"prometheus", "grafana"}, upstream
+    for name in upstream:
+        image = services[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
     for name, (context, dockerfile) in built.items():
         assert context == ROOT, name
         assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
-    app_images = {services[name].get("image") for name in ("migrate", "scheduler", "demo")}
+    app_images = {services[name].get("image")
+                  for name in ("migrate", "scheduler", "demo", "exporter")}
     assert len(app_images) == 1, "the app services share one image"
     assert built["scheduler"][1].name == "app.Dockerfile"
     assert built["db"][1].name == "db.Dockerfile"
@@ -205,7 +212,7 @@ def test_db_server_preloads_pg_cron_and_pgml_native() -> None:
 
 def test_long_running_services_have_health_checks() -> None:
     services = _services()
-    for name in ("db", "scheduler"):
+    for name in ("db", "scheduler", "exporter", "prometheus", "grafana"):
         check = services[name].get("healthcheck")
         assert check and check.get("test"), f"{name} has no health check"
         assert services[name].get("restart") == "unless-stopped"
@@ -224,12 +231,12 @@ def test_service_commands_are_pgml_flow_commands() -> None:
     services = _services()
     assert services["scheduler"]["command"][:2] == ["scheduler", "run"]
     assert "--once" not in services["scheduler"]["command"], "the service, not one pass"
-    for name in ("migrate", "scheduler", "demo"):
+    for name in ("migrate", "scheduler", "demo", "exporter"):
         _check_cli_args(list(services[name]["command"]))
 
 
 def test_app_services_reach_the_db_service() -> None:
-    for name in ("migrate", "scheduler", "demo"):
+    for name in ("migrate", "scheduler", "demo", "exporter"):
         url = _services()[name]["environment"]["DATABASE_URL"]
         assert "@db:5432/pgmlflow" in url, (name, url)
 
