@@ -17,10 +17,14 @@ import typer
 
 from cli import (
     bench_commands,
+    evaluate_commands,
     import_commands,
     log_commands,
+    metrics_commands,
     model_commands,
+    monitor_commands,
     pgml_commands,
+    rollout_commands,
     scheduler_commands,
 )
 from cli.output import JsonOption, console, err_console, flow, new_table, print_json
@@ -58,7 +62,14 @@ app.command("events")(scheduler_commands.events)
 app.add_typer(scheduler_commands.scheduler_app, name="scheduler")
 app.add_typer(scheduler_commands.cron_app, name="cron")
 app.add_typer(log_commands.app, name="log")
+app.command("drift")(monitor_commands.drift)
+app.command("monitor")(monitor_commands.monitor)
+app.command("report")(monitor_commands.report)
+app.add_typer(rollout_commands.rollout_app, name="rollout")
+app.add_typer(rollout_commands.abtest_app, name="abtest")
 app.add_typer(import_commands.app, name="import")
+app.add_typer(metrics_commands.app, name="metrics")
+app.command("evaluate")(evaluate_commands.evaluate)
 _state: dict[str, Any] = {"debug": False}
 
 
@@ -112,11 +123,14 @@ def db_stop(as_json: JsonOption = False) -> None:
 
 @db_app.command("status")
 def db_status(as_json: JsonOption = False) -> None:
-    """Where the database is, whether it runs, and the schema revision."""
+    """Where the database is, whether it runs, the schema revision, and how models are served
+    (native scoring; CatBoost: installed, and why not native)."""
     pf = flow()
     info = pf.database_info()
     current: str | None = None
     head: str | None = None
+    from pgml_flow.server_venv import catboost_status
+
     running = info.status.running if info.status else True
     if running:
         current, head = pf.schema_revision()
@@ -129,6 +143,7 @@ def db_status(as_json: JsonOption = False) -> None:
         "log_file": str(info.status.log_file) if info.status else None,
         "server_venv": info.server_venv,
         "native_scoring": info.native_scoring,
+        "catboost": catboost_status(info.server_venv),
         "schema_revision": current,
         "head_revision": head,
     }
@@ -163,6 +178,61 @@ def db_url() -> None:
     Only the URL, whatever PGML_FLOW_JSON says, so that `psql "$(pgml-flow db url)"` works.
     """
     typer.echo(flow().url)
+
+
+replica_app = typer.Typer(
+    help="A local hot standby of the embedded cluster (read replica for tests and demos).",
+    no_args_is_help=True)
+db_app.add_typer(replica_app, name="replica")
+
+
+@replica_app.command("start")
+def replica_start(as_json: JsonOption = False) -> None:
+    """Clone the running embedded cluster with pg_basebackup -R (first time) and start it.
+
+    Models, deployments and schema arrive by streaming replication; point BI tools or
+    DATABASE_READ_URL at `pgml-flow db replica url`.
+    """
+    _show_replica(flow().start_replica(), as_json)
+
+
+@replica_app.command("stop")
+def replica_stop(
+    remove: Annotated[bool, typer.Option(
+        "--remove", help="also delete the standby's files (the primary is untouched)")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop the standby (fast shutdown)."""
+    _show_replica(flow().stop_replica(remove=remove), as_json)
+
+
+@replica_app.command("status")
+def replica_status(as_json: JsonOption = False) -> None:
+    """Whether the standby runs, its URL and how far it is behind the primary."""
+    status = flow().replica.replica_status()
+    _show_replica(status, as_json)
+    if not status.running:
+        raise typer.Exit(3)
+
+
+@replica_app.command("url")
+def replica_url() -> None:
+    """Print the standby's libpq URL (only the URL, for DATABASE_READ_URL and psql)."""
+    typer.echo(flow().replica.url())
+
+
+def _show_replica(status: Any, as_json: bool) -> None:
+    data = {k: (str(v) if k in ("data_dir", "log_file") else v)
+            for k, v in asdict(status).items()}
+    if as_json:
+        print_json(data)
+        return
+    table = new_table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
 
 
 @db_app.command("upgrade")

@@ -158,6 +158,25 @@ def cold_start(rows: Rows = 10_000, out: Out = RESULTS, as_json: JsonOption = Fa
         run.sections["cold_start"] = benchmarks.cold_start(work, progress=run.progress)
 
 
+@app.command("train")
+def train(
+    repeat: Annotated[int, typer.Option(envvar="PGML_FLOW_BENCH_REPEAT",
+                                        help="Runs of each single training (median).")] = 3,
+    grid: Annotated[bool, typer.Option(help="Also the 6x4 grid search against "
+                                            "GridSearchCV(n_jobs=-1).")] = True,
+    sequential: Annotated[bool, typer.Option(help="Also the grid search with "
+                                                  "pgml.max_parallel_fits 1.")] = False,
+    out: Out = RESULTS, as_json: JsonOption = False,
+) -> None:
+    """pgml.train against the same library's fit outside, idle and with a busy process."""
+    from pgml_flow.benchmarks import training
+
+    with _bench("train", out, as_json) as run:
+        figures = training.train_speed(_url(), repeat, grid, sequential, run.progress)
+        run.sections["train"] = figures
+        run.sections["targets"] = training.targets(figures)
+
+
 @app.command("memory")
 def memory(models: Models = 100, small_cache_mb: CacheMb = 4, model: Model = "xgboost",
            out: Out = RESULTS, as_json: JsonOption = False) -> None:
@@ -227,6 +246,9 @@ def _report(run: Run, name: str, out: Path, as_json: bool, *, interrupted: bool)
         _print_latency(found["concurrency"], run.model)
     if "memory" in found:
         _print_memory(found["memory"])
+    if "train" in found:
+        _print_figures("Training XGBoost on digits: pgml.train vs the same fit outside "
+                       "(rows = training rows)", found["train"])
     if found.get("targets"):
         _print_targets(found["targets"])
     console.print(f"saved {path}")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.output import JsonOption, console, flow, new_table, print_json
-from pgml_flow.errors import ModelError
+from pgml_flow.errors import ConfigurationError, ModelError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -18,15 +18,33 @@ app = typer.Typer(help="The pgml SQL API from the shell: train, predict, deploy,
                   no_args_is_help=True)
 
 
+#: an example of each JSON option, for its error message
+_JSON_EXAMPLES = {
+    "--hyperparams": '{"max_depth": 3}',
+    "--search-params": '{"max_depth": [2, 4]}',
+    "--search-args": '{"cv": 3}',
+    "--preprocess": '{"column": {"impute": "mean"}}',
+}
+
+
 def _json_option(text: str | None, name: str) -> dict[str, Any] | None:
+    """The JSON object an option holds, checked before anything connects to the server.
+
+    A ConfigurationError (exit code 2) rather than Typer's BadParameter: the CLI then
+    prints one ``error:`` line naming the option, as for every other error.
+    """
     if text is None:
         return None
+    example = _JSON_EXAMPLES.get(name, "{}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{name} must be a JSON object: {exc}") from None
+        raise ConfigurationError(
+            f"{name} is not valid JSON ({exc}); pass a JSON object, e.g. '{example}'") from None
     if not isinstance(value, dict):
-        raise typer.BadParameter(f"{name} must be a JSON object, e.g. '{{\"max_depth\": 3}}'")
+        raise ConfigurationError(
+            f"{name} must be a JSON object, e.g. '{example}', not {type(value).__name__} "
+            f"{text.strip()[:40]!r}")
     return value
 
 
@@ -52,14 +70,15 @@ def train(
     y: str | list[str] | None = None
     if y_column:
         y = y_column[0] if len(y_column) == 1 else y_column
+    options = {"hyperparams": _json_option(hyperparams, "--hyperparams"),
+               "search_params": _json_option(search_params, "--search-params"),
+               "search_args": _json_option(search_args, "--search-args"),
+               "preprocess": _json_option(preprocess, "--preprocess")}
     with flow().pgml() as client:
         outcome = client.train(
             project, task=task, relation=relation, y_column=y, algorithm=algorithm,
-            hyperparams=_json_option(hyperparams, "--hyperparams"), search=search,
-            search_params=_json_option(search_params, "--search-params"),
-            search_args=_json_option(search_args, "--search-args"), test_size=test_size,
-            test_sampling=test_sampling, automatic_deploy=deploy,
-            preprocess=_json_option(preprocess, "--preprocess"),
+            search=search, test_size=test_size, test_sampling=test_sampling,
+            automatic_deploy=deploy, **options,
         )
         model = client.models(project)[-1]
     if as_json:

@@ -63,6 +63,10 @@ KeepOption = Annotated[int, typer.Option(
 WebhookOption = Annotated[str | None, typer.Option(
     "--webhook", envvar="PGML_FLOW_WEBHOOK_URL",
     help="POST every retraining event to this URL as JSON.")]
+ParallelismOption = Annotated[int, typer.Option(
+    "--parallelism", envvar="PGML_FLOW_RETRAIN_PARALLELISM", min=1, max=64,
+    help="Clients retrained at once, each in its own database connection (1: one after "
+         "another); each takes a core of the server from the BI reads while it trains.")]
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -96,6 +100,7 @@ def retrain(
     backoff: BackoffOption = 1.0,
     webhook: WebhookOption = None,
     keep_challengers: KeepOption = 3,
+    parallelism: ParallelismOption = 1,
     now: NowOption = None,
     specs: SpecsOption = None,
     as_json: JsonOption = False,
@@ -108,7 +113,7 @@ def retrain(
     when = _now(now)
     options = RetrainOptions(margin=margin, force=force, attempts=attempts,
                              backoff_seconds=backoff, webhook_url=webhook, reason="manual",
-                             keep_challengers=keep_challengers)
+                             keep_challengers=keep_challengers, parallelism=parallelism)
     if dry_run:
         _print_plans(pf.retrain_plans(model, ids, now=when, options=options,
                                       spec_files=_spec_files(specs)), as_json)
@@ -275,28 +280,40 @@ def scheduler_run(
     backoff: BackoffOption = 1.0,
     webhook: WebhookOption = None,
     keep_challengers: KeepOption = 3,
+    parallelism: ParallelismOption = 1,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", envvar="PGML_FLOW_SCHEDULER_METRICS_PORT", min=0, max=65535,
+        help="Service: serve /metrics, /health and /health/ready on this port (the same as "
+             "`metrics serve`; 0 picks a free one). Default: none.")] = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", envvar="PGML_FLOW_METRICS_HOST",
+        help="Address the metrics listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     as_json: JsonOption = False,
 ) -> None:
     """Run scheduled retrain checks and refreshes; exactly once per slot across replicas.
 
-    Every job's start, outcome and duration are logged at INFO (without --debug).
+    The service logs its start, its jobs and next runs, and every run's outcome at INFO
+    (without --debug).
     """
     from pgml_flow.retraining import RetrainOptions
 
-    jobs_log = logging.getLogger("scheduler")
-    if jobs_log.getEffectiveLevel() > logging.INFO:
-        jobs_log.setLevel(logging.INFO)
+    for name in ("scheduler", "pgml_flow.exporter"):
+        jobs_log = logging.getLogger(name)
+        if jobs_log.getEffectiveLevel() > logging.INFO:
+            jobs_log.setLevel(logging.INFO)
     pf = flow()
     tz = timezone(tz_name)
     options = RetrainOptions(margin=margin, attempts=attempts, backoff_seconds=backoff,
-                             webhook_url=webhook, keep_challengers=keep_challengers)
+                             webhook_url=webhook, keep_challengers=keep_challengers,
+                             parallelism=parallelism)
     if not once:
         from scheduler.service import Service
 
         if now is not None:
             raise ConfigurationError("--now only applies with --once")
         pf.require_current_schema()
-        Service(pf, _jobs(pf, job), tz, options, sweep_seconds=sweep).start()
+        Service(pf, _jobs(pf, job), tz, options, sweep_seconds=sweep,
+                metrics_host=metrics_host, metrics_port=metrics_port).start()
         return
     stop = {"flag": False}
 

@@ -21,11 +21,16 @@ from pgml_flow.settings import Settings
 # Imported where used, so that a command imports only what it needs: psycopg costs a tenth
 # of a second, Alembic with SQLAlchemy a third, numpy (the seed) a tenth.
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import psycopg
 
+    from pgml_flow import monitoring
+    from pgml_flow.evaluation import Evaluation
     from pgml_flow.imports import ImportReport
     from pgml_flow.imports import Source as ImportSource
     from pgml_flow.isolation import AuditReport, BiLogin, BiUrl
+    from pgml_flow.replica import Replica, ReplicaStatus
     from pgml_flow.retraining import Plan, RetrainOptions
     from pgml_flow.seed import SeedReport
     from pgml_flow.training import TrainingResult
@@ -88,6 +93,40 @@ class PgmlFlow:
 
     def stop_database(self) -> Status:
         return self.cluster.stop()
+
+    @cached_property
+    def replica(self) -> Replica:
+        """The embedded cluster's local hot standby (``pgml-flow db replica``)."""
+        from pgml_flow.replica import Replica
+
+        return Replica(self.cluster)
+
+    def start_replica(self) -> ReplicaStatus:
+        """Make (first time) and start a hot standby of the running embedded cluster."""
+        from pgml_flow import server_venv
+
+        venv = server_venv.resolve(self.settings.home, self.settings.server_venv,
+                                   self.cluster.server_user())
+        self.replica.start(server_venv=venv)
+        return self.replica.replica_status()
+
+    def stop_replica(self, *, remove: bool = False) -> ReplicaStatus:
+        if remove:
+            self.replica.remove()
+        else:
+            self.replica.stop()
+        return self.replica.replica_status()
+
+    @property
+    def read_url(self) -> str:
+        """Where reads go: DATABASE_READ_URL (a standby) when set, else :attr:`url`."""
+        return self.settings.read_url or self.url
+
+    def read_connect(self) -> psycopg.Connection:
+        """A connection for reads only (status, monitoring), to the standby when there is one."""
+        from pgml_flow import database
+
+        return database.connect(self.read_url)
 
     def database_info(self) -> DatabaseInfo:
         status = None if self.settings.external else self.cluster.status()
@@ -245,6 +284,27 @@ class PgmlFlow:
             self._check_model(conn, model)
             return training.retraining_events(conn, model, limit)
 
+    def evaluate(self, task: str, dataset: str, path: Path, *, projects: Sequence[str] = (),
+                 spec_files: Iterable[str] = (), in_place: bool = False, keep: bool = False,
+                 scratch: str = "pgmlflow_evaluate",
+                 progress: Callable[[str], None] | None = None) -> Evaluation:
+        """Judge a built-in model on a public dataset against its published numbers
+        (pgml_flow.evaluation): in a scratch database on this server (dropped after, unless
+        ``keep``), or, ``in_place``, in this database (a scratch one of yours)."""
+        from pgml_flow import evaluation
+        from pgml_models.specs import get_spec
+
+        benchmark = evaluation.find(task, dataset)  # an unsupported pair fails first
+        own = [str(benchmark.spec_file)] if benchmark.spec_file else []
+        spec = get_spec(self.model_specs([*own, *spec_files]), benchmark.spec or task)
+        if in_place:
+            self.require_current_schema()
+            return evaluation.evaluate(self.url, task, dataset, path, spec,
+                                       projects=projects, progress=progress)
+        with evaluation.scratch_database(self.url, scratch, keep=keep) as url:
+            return evaluation.evaluate(url, task, dataset, path, spec, projects=projects,
+                                       progress=progress)
+
     # -- retraining and scheduling -----------------------------------------------------------
     def _specs(self, models: Sequence[str] | None, spec_files: Iterable[str]) -> list[ModelSpec]:
         from pgml_models.specs import get_spec
@@ -353,20 +413,28 @@ class PgmlFlow:
                      client_ids: Sequence[int] | None = None, *, now: dt.datetime | None = None,
                      tz: dt.tzinfo = dt.UTC,
                      spec_files: Iterable[str] = ()) -> list[dict[str, Any]]:
-        """Per client and model: deployed model, metric, rows since, next run, last event."""
-        from pgml_flow import retraining
+        """Per client and model: deployed model, metric, rows since, next run, last event.
+
+        ``next_run`` is set only when something actually schedules the model's retrain job
+        (``scheduled_by``: a running scheduler service and/or an active pg_cron job); a cron
+        expression in a spec that nothing runs is not a next run.
+        """
+        from pgml_flow import metrics, retraining
         from scheduler.jobs import next_slot
 
         specs = self._specs(models, spec_files)
         now = now or dt.datetime.now(dt.UTC)
         jobs = {j.target: j for j in self.scheduled_jobs(spec_files) if j.kind == "retrain"}
         self.require_current_schema()
-        with self.connect() as conn:
+        with self.read_connect() as conn:  # a standby when DATABASE_READ_URL says so
             _, native = _server_facts(conn)
             rows = retraining.status_rows(conn, specs, self._ids(conn, client_ids), now, native)
+        with self.connect() as conn:  # the primary: its locks say which services run
+            active = metrics.schedulers(conn, self.url, jobs.values())
         for row in rows:
             job = jobs.get(row["model"])
-            row["next_run"] = next_slot(job, now, tz) if job else None
+            row["scheduled_by"] = active.get(job.name, []) if job else []
+            row["next_run"] = next_slot(job, now, tz) if job and row["scheduled_by"] else None
         return rows
 
     def scheduled_jobs(self, spec_files: Iterable[str] = ()) -> list[Job]:
@@ -424,6 +492,120 @@ class PgmlFlow:
                 self._ids(conn, client_ids)
             return prediction_log.prune(conn, client_ids, dry_run=dry_run,
                                         batch_size=batch_size or prediction_log.BATCH_SIZE)
+
+    # -- monitoring and drift (pgml_flow.monitoring) ----------------------------------------
+    def check_drift(self, client_id: int | None = None, *, window: str | None = None
+                    ) -> list[dict[str, Any]]:
+        """Check drift now for every active client (or one), store and return the rows."""
+        from pgml_flow import monitoring
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_id is not None:
+                self._ids(conn, [client_id])
+            return monitoring.check_drift(conn, client_id, window)
+
+    def latest_drift(self, client_id: int | None = None) -> list[dict[str, Any]]:
+        """The latest stored drift check per client, model and feature."""
+        from pgml_flow import monitoring
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_id is not None:
+                self._ids(conn, [client_id])
+            return monitoring.latest_drift(conn, client_id)
+
+    def monitor(self, client_id: int | None = None, since: str = "24h") -> monitoring.Snapshot:
+        """The monitoring functions' figures over the last ``since``."""
+        from pgml_flow import monitoring
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_id is not None:
+                self._ids(conn, [client_id])
+            return monitoring.snapshot(conn, client_id, since)
+
+    def report(self, out: str, client_id: int | None = None, since: str = "7d"
+               ) -> monitoring.Report:
+        """Write the static HTML monitoring report into directory ``out``."""
+        from pathlib import Path
+
+        from pgml_flow import monitoring
+
+        return monitoring.write_report(self.monitor(client_id, since), Path(out))
+
+    # -- kill switch, rollout, A/B tests (pgml_flow.rollout, pgml_flow.abtest) ---------------
+    def set_rollout(self, state: str, *, model: str = "*", client_id: int | None = None,
+                    percent: int | None = None, reason: str | None = None) -> str | None:
+        """Flip a kill switch or a rollout; the BI surface's next query applies it."""
+        from pgml_flow import rollout
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            return rollout.set_switch(conn, state, model=model, client_id=client_id,
+                                      percent=percent, reason=reason)
+
+    def rollout_status(self, client_ids: Sequence[int] | None = None,
+                       model: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """``states``: per client and model what BI gets now and why; ``switches``: set."""
+        from pgml_flow import rollout
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_ids is not None:
+                self._ids(conn, client_ids)
+            return {"states": rollout.status(conn, client_ids, model),
+                    "switches": rollout.switches(conn)}
+
+    def abtest_start(self, model: str, client_id: int, challenger: int, *,
+                     mode: str = "shadow", split_percent: int = 50, min_pairs: int = 30,
+                     max_pairs: int = 1000, alpha: float = 0.05,
+                     spec_files: Iterable[str] = ()) -> dict[str, Any]:
+        """Attach a challenger to a client's deployed model (shadow or split)."""
+        from pgml_flow import abtest
+
+        spec = self._specs([model], spec_files)[0]
+        self.require_current_schema()
+        with self.connect() as conn:
+            self._ids(conn, [client_id])
+            return abtest.start(conn, spec, client_id, challenger, mode=mode,
+                                split_percent=split_percent, min_pairs=min_pairs,
+                                max_pairs=max_pairs, alpha=alpha)
+
+    def abtest_status(self, client_ids: Sequence[int] | None = None, model: str | None = None,
+                      *, apply: bool = True, limit: int = 50,
+                      spec_files: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Each test with the paired test's verdict now; with ``apply``, running tests are
+        decided: promote (deploy the challenger), keep the champion, or continue."""
+        from pgml_flow import abtest
+
+        _check_limit(limit)
+        specs = self.model_specs(spec_files)
+        self.require_current_schema()
+        with self.connect() as conn:
+            if client_ids is not None:
+                self._ids(conn, client_ids)
+            self._check_model(conn, model)
+            return [abtest.review(conn, specs, t, apply=apply)
+                    for t in abtest.tests(conn, client_ids, model, limit=limit)]
+
+    def abtest_stop(self, model: str, client_id: int) -> dict[str, Any]:
+        """End the client's running test of ``model``; the champion stays deployed."""
+        from pgml_flow import abtest
+
+        self.require_current_schema()
+        with self.connect() as conn:
+            self._ids(conn, [client_id])
+            running = abtest.tests(conn, [client_id], model, limit=1, running=True)
+            if not running:
+                from pgml_flow.errors import ModelError
+
+                raise ModelError(f"client {client_id} has no running A/B test of {model}; "
+                                 f"see `pgml-flow abtest status --client {client_id}`")
+            verdict = abtest.evaluate(conn, running[0])
+            abtest.record(conn, running[0], "stopped", verdict,
+                          f"stopped by the operator; at that point {verdict.detail}")
+            return abtest.tests(conn, [client_id], model, limit=1)[0]
 
     def run_scheduled(self, *, now: dt.datetime | None = None, tz: dt.tzinfo = dt.UTC,
                       options: RetrainOptions | None = None, claimed_by: str | None = None,

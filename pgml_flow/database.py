@@ -8,6 +8,7 @@ that says what to do, instead of a libpq traceback.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -107,12 +108,21 @@ def connect(url: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.
         ) from exc
 
 
+_PLPY_PREFIX = re.compile(r"^(?:(?:plpy\.Error|spiexceptions\.\w+): )+")
+
+
+def server_message(text: str) -> str:
+    """A server error's message without the class names PL/Python prefixes it with, once per
+    PL/Python level it passed through (``spiexceptions.DiskFull: spiexceptions.DiskFull: ...``)."""
+    return _PLPY_PREFIX.sub("", text)
+
+
 def error_text(exc: psycopg.Error) -> str:
     """The server's message of a driver error with its DETAIL and HINT, on one line."""
     diag = exc.diag
     lines = str(exc).strip().splitlines()
-    text = (diag.message_primary or (lines[0] if lines else type(exc).__name__)).removeprefix(
-        "plpy.Error: ")
+    text = server_message(diag.message_primary or (lines[0] if lines else
+                                                   type(exc).__name__))
     if diag.message_detail:
         text += f" ({diag.message_detail})"
     if diag.message_hint:
@@ -140,6 +150,26 @@ def translate_error(exc: BaseException) -> PgmlFlowError | None:
         code = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
         return DatabaseError(f"the database refused: {error_text(exc)}{code}")
     return None
+
+
+#: SQLSTATEs of a server going away: admin_shutdown, crash_shutdown, cannot_connect_now
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` means the server went away (restart, crash, network), so that the same
+    work on a new connection may succeed: that is what retries with backoff are for.
+
+    psycopg files a statement timeout (57014), a full disk (53100) and out of memory (53200)
+    under ``OperationalError`` too, but those failed on a live connection and would fail the
+    same way again: they are the statement's failure, recorded as such, never retried.
+    """
+    if isinstance(exc, DatabaseUnreachable):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    code = exc.sqlstate
+    return code is None or code.startswith("08") or code in _SERVER_GONE
 
 
 @contextlib.contextmanager

@@ -227,7 +227,9 @@ class Check:
     client_id: int | None
     object: str
     kind: str  # bi (must show own rows only), internal (must be unreadable), structure
-    verdict: str  # ok, LEAK, MISSING, READABLE, ERROR, NO RLS, NO POLICY, PRIVILEGED
+    # ok, LEAK, MISSING, READABLE, ERROR, NO RLS, NO POLICY, PRIVILEGED, UNSCOPED, DEFINER,
+    # UNTRUSTED, SEARCH_PATH, WRITABLE, SETTABLE, PLACEHOLDER
+    verdict: str
     rows: int | None = None
     expected: int | None = None
     other_clients: tuple[int, ...] = ()
@@ -320,6 +322,7 @@ def audit(conn: psycopg.Connection,
                 report.checks.append(_check_internal(conn, role, client_id, label, relation))
             report.checks.extend(_writable(conn, role, client_id))
             report.checks.extend(_settings(conn, role, client_id))
+            report.checks.append(_client_setting(conn, role, client_id, spoof))
             if progress:
                 progress(role, len(logins))
     finally:
@@ -359,10 +362,14 @@ def _reachable_functions(
     checks = []
     for f in functions:
         signature = str(f["signature"])
-        if f["schema"] == "analytics" and f["set_returning"]:
-            function = sql.Identifier("analytics", f["name"])
+        if f["definer"]:
+            checks.append(_check_search_path(role, client_id, signature, f["search_path"]))
+        # the BI surface: analytics, and the monitoring functions (sql/idempotent/400_monitoring)
+        if f["schema"] in ("analytics", "monitoring") and f["set_returning"]:
+            function = sql.Identifier(f["schema"], f["name"])
             if f["required_args"] == 0:
-                checks.append(_check_bi(conn, role, client_id, spoof, f"analytics.{f['name']}()",
+                checks.append(_check_bi(conn, role, client_id, spoof,
+                                        f"{f['schema']}.{f['name']}()",
                                         sql.SQL("{}()").format(function), True))
                 continue
             if f["required_args"] == 1 and f["first_arg"] == "model_name":
@@ -385,6 +392,53 @@ def _reachable_functions(
             verdict, detail = "ok", ""  # runs with the login's rights: RLS applies
         checks.append(Check(role, client_id, signature, "function", verdict, detail=detail))
     return checks
+
+
+def _check_search_path(role: str, client_id: int, signature: str,
+                       search_path: str | None) -> Check:
+    """A SECURITY DEFINER function must pin its search_path, with pg_temp last.
+
+    Otherwise the caller chooses what its unqualified names mean: its own ``search_path``
+    setting, or temporary tables and functions (every login may create them, and ``pg_temp``
+    is searched first unless it is listed) shadow the objects the function meant, and run
+    with the owner's rights, which read every client.
+    """
+    label = f"{signature} search_path"
+    schemas = [s.strip().strip('"') for s in (search_path or "").split(",") if s.strip()]
+    if schemas and schemas[-1] == "pg_temp":
+        return Check(role, client_id, label, "function", "ok")
+    why = ("has no fixed search_path (SET search_path = pg_catalog, pg_temp)"
+           if not schemas else f"search_path {search_path!r} does not end with pg_temp")
+    return Check(role, client_id, label, "function", "SEARCH_PATH",
+                 detail=f"SECURITY DEFINER and {why}: the caller's search_path or temporary "
+                        "objects choose what it reads with its owner's rights")
+
+
+def _client_setting(conn: psycopg.Connection, role: str, client_id: int,
+                    spoof: int) -> Check:
+    """The setting that names a client (``pgml_flow.client_id``) must not move a login.
+
+    As the login, with the setting naming another client (set the way a BI tool could:
+    ``set_config`` in its own session), ``pgml_flow.current_client_id()``, which every
+    policy and analytics function trusts, must still be the login's own client.
+    """
+    label = "setting pgml_flow.client_id (naming another client)"
+    try:
+        with conn.transaction():
+            _as_role(conn, role)
+            conn.execute(_query("set_admin_client"), {"client_id": str(spoof)})
+            row = conn.execute(_query("caller_client")).fetchone()
+            conn.execute(_query("reset_session_authorization"))
+    except psycopg.Error as exc:
+        return Check(role, client_id, label, "setting", "ERROR",
+                     detail=str(exc).strip().splitlines()[0])
+    seen = row[0] if row else None
+    if seen == client_id:
+        return Check(role, client_id, label, "setting", "ok")
+    return Check(role, client_id, label, "setting", "LEAK",
+                 other_clients=(int(seen),) if seen is not None else (),
+                 detail=f"with pgml_flow.client_id = {spoof} the login resolves to client "
+                        f"{seen}, not {client_id}")
 
 
 def _writable(conn: psycopg.Connection, role: str, client_id: int) -> list[Check]:

@@ -39,7 +39,7 @@ SOURCE = "migrate"
 
 #: schemas whose objects come from ``sql/idempotent`` (and, for ``pgml_flow_training``, from
 #: training, which recreates its views); a downgrade drops them, with the RLS policies
-IDEMPOTENT_SCHEMAS = ("analytics", "pgml_flow_training", "pgml_flow")
+IDEMPOTENT_SCHEMAS = ("analytics", "monitoring", "pgml_flow_training", "pgml_flow")
 #: the RLS policies ``sql/idempotent/800_policies.sql`` puts on the tenant tables
 PRODUCT_POLICIES = ("tenant_isolation", "ml_admin")
 #: Alembic config attribute: the revisions run in the caller's one transaction (downgrade)
@@ -157,8 +157,44 @@ def upgrade(url: str, revision: str = "head") -> str | None:
     _alembic(url, "upgrade", revision)
     current = current_revision(url)
     if current == head_revision():
+        for message in pgml_damage(url):
+            logger.warning(message)
         apply_idempotent(url)
     return current
+
+
+def pgml_damage(url: str) -> list[str]:
+    """What :func:`apply_idempotent` is about to recreate in a damaged ``pgml`` schema, and
+    which data that loses, one message each (empty for a sound schema or the real extension).
+
+    PostgresML's test scripts reset with ``DROP SCHEMA pgml CASCADE``; a database left so
+    (or with some of the tables dropped) is repaired by the next upgrade, since
+    ``sql/pgml/0000_schema.sql`` creates whatever is missing. The data in what was dropped
+    is gone: these messages say so, and what to do about it.
+    """
+    with connect(url) as conn:
+        if pgml_backend(conn) != "pgml-flow":
+            return []
+        row = conn.execute(sqlfiles.query("pgml_damage", SOURCE)).fetchone()
+    assert row is not None
+    schema_exists, missing, orphaned = row
+    retrain = ("retrain the models (`pgml-flow train`, or pgml.train for projects of your "
+               "own); tables pgml.load_dataset made must be loaded again")
+    if not schema_exists:
+        return ["schema pgml was dropped: recreating it (types, tables, functions, views); "
+                "every pgml project, snapshot, model, deployment and model file in it is "
+                f"lost: {retrain}"]
+    out = []
+    if missing:
+        tables = ", ".join(f"pgml.{t}" for t in missing)
+        out.append(f"{tables} {'was' if len(missing) == 1 else 'were'} dropped: recreating "
+                   f"{'it' if len(missing) == 1 else 'them'} empty; the rows in "
+                   f"{'it' if len(missing) == 1 else 'them'} are lost: {retrain}")
+    if orphaned:
+        tables = ", ".join(f"pgml.{t}" for t in orphaned)
+        out.append(f"rows of {tables} that reference projects or models that no longer "
+                   "exist are deleted, so that their foreign keys can be restored")
+    return out
 
 
 def downgrade(url: str, revision: str = "base") -> str | None:

@@ -46,6 +46,8 @@ def command(job: Job, options: RetrainOptions | None = None) -> str:
         return f"SELECT pgml_flow.refresh_materialized_view({_literal(job.target)})"
     if job.kind == "prune":
         return "CALL pgml_flow.prune_prediction_log()"
+    if job.kind == "drift":
+        return "SELECT count(*) FROM pgml_flow.check_drift()"
     options = options or RetrainOptions()
     webhook = _literal(options.webhook_url) if options.webhook_url else "NULL"
     return (f"SELECT pgml_flow.run_job({_literal(job.name)}, margin => {float(options.margin)!r}, "

@@ -18,7 +18,9 @@ whether to retrain; when yes, :func:`retrain_client`, in **one transaction**:
 
 Nothing is committed before the end, so a process killed half-way leaves the champion
 deployed and no partial rows.  A lost connection is retried with exponential backoff; any
-other failure is recorded as a ``failed`` event and the next client goes on.  After each
+other failure (a statement timeout and a full disk included: psycopg files them under
+``OperationalError`` too, but they would fail again) is recorded as a ``failed`` event and
+the next client goes on.  After each
 event, an optional webhook (``PGML_FLOW_WEBHOOK_URL``) receives it as JSON.
 """
 
@@ -28,6 +30,7 @@ import datetime as dt
 import json
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +40,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgml_flow import sqlfiles, training
+from pgml_flow.database import connection_lost, error_text
 from pgml_flow.errors import (
     ClientNotFound,
     ConfigurationError,
@@ -76,9 +80,32 @@ class RetrainOptions:
     job_run_id: int | None = None
     #: unpromoted challengers kept per project (older never-deployed models are deleted)
     keep_challengers: int = 3
+    #: clients retrained at the same time, each in its own connection (so its own backend,
+    #: where pgml.train runs); 1 = one client after another (see :func:`retrain`)
+    parallelism: int = 1
 
     def __post_init__(self) -> None:
         check_margin(self.margin)
+        check_parallelism(self.parallelism)
+
+
+#: the most clients retrained at once: each holds a backend (a connection slot and a
+#: training's memory) for its whole run
+MAX_PARALLELISM = 64
+
+
+def check_parallelism(parallelism: int) -> int:
+    """``parallelism`` if it is a whole number from 1 to :data:`MAX_PARALLELISM`; else
+    :class:`ConfigurationError` naming the setting."""
+    if (not isinstance(parallelism, int) or isinstance(parallelism, bool)
+            or not 1 <= parallelism <= MAX_PARALLELISM):
+        raise ConfigurationError(
+            f"the retraining parallelism must be a whole number from 1 to {MAX_PARALLELISM}, "
+            f"not {parallelism!r} (--parallelism, PGML_FLOW_RETRAIN_PARALLELISM): the number "
+            "of clients retrained at once, each in its own database connection; 1 = one "
+            "after another, at most the server's cores to leave the BI reads theirs"
+        )
+    return parallelism
 
 
 def check_margin(margin: float) -> float:
@@ -199,28 +226,151 @@ def retrain(
     ``connect`` opens a new connection (used again after a connection is lost).  Raises
     :class:`~pgml_flow.errors.Interrupted` when ``should_stop`` turns true between clients:
     the client in hand is finished first.
+
+    With ``options.parallelism`` N > 1, N clients are retrained at once, each by a thread with
+    its own connection (so its own backend: pgml.train runs in the server, the threads only
+    wait for it); a client's models run in turn on one connection.  The results come back in
+    the order of a sequential run, which the same data, seeds and margin make equal to it.
+    A client that fails does not stop the others: its exception is raised once every other
+    client has finished, except a lost server, after which no new client is started.
     """
+    workers = min(options.parallelism, len(client_ids))
+    if workers > 1:
+        return _retrain_parallel(connect, specs, client_ids, now, options, workers,
+                                 progress=progress, should_stop=should_stop)
+    return _retrain_clients(connect, specs, client_ids, now, options, progress=progress,
+                            should_stop=should_stop)
+
+
+def _retrain_clients(
+    connect: Callable[[], psycopg.Connection],
+    specs: Sequence[ModelSpec],
+    client_ids: Sequence[int],
+    now: dt.datetime,
+    options: RetrainOptions,
+    *,
+    progress: Callable[[TrainingResult], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[TrainingResult]:
+    """One client after another on one connection (renewed when it is lost)."""
     results: list[TrainingResult] = []
-    conn = connect()
+    session = _Session(connect)
     try:
         for client_id in client_ids:
-            for spec in specs:
-                if should_stop():
-                    raise Interrupted(f"stopped after {len(results)} runs; the next "
-                                      "scheduler run finishes the job")
-                if options.job_run_id is not None and conn.execute(
-                        _query("done_in_job_run"), {"client_id": client_id, "model_name": spec.name,
-                                                    "job_run_id": options.job_run_id}).fetchone():
-                    conn.rollback()
-                    continue  # finished by an earlier attempt of this job run
-                result, conn = _with_retries(connect, conn, spec, client_id, now, options)
-                results.append(result)
-                _notify(options.webhook_url, result)
-                if progress:
-                    progress(result)
+            session.run(specs, client_id, now, options, results, progress, should_stop)
     finally:
-        conn.close()
+        session.close()
     return results
+
+
+class _Session:
+    """A connection that retrains clients in turn, renewed when it is lost.
+
+    One per worker, kept from client to client: a new backend would import the training
+    libraries again (about a second) for every client.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]) -> None:
+        self.connect = connect
+        self.conn: psycopg.Connection | None = None
+
+    def run(self, specs: Sequence[ModelSpec], client_id: int, now: dt.datetime,
+            options: RetrainOptions, results: list[TrainingResult],
+            progress: Callable[[TrainingResult], None] | None,
+            should_stop: Callable[[], bool]) -> None:
+        """Each spec for one client; appends to ``results`` as they finish."""
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.close()
+            self.conn = self.connect()
+        for spec in specs:
+            if should_stop():
+                raise Interrupted(f"stopped after {len(results)} runs; the next "
+                                  "scheduler run finishes the job")
+            if options.job_run_id is not None and self.conn.execute(
+                    _query("done_in_job_run"), {"client_id": client_id, "model_name": spec.name,
+                                                "job_run_id": options.job_run_id}).fetchone():
+                self.conn.rollback()
+                continue  # finished by an earlier attempt of this job run
+            result, self.conn = _with_retries(self.connect, self.conn, spec, client_id, now,
+                                              options)
+            results.append(result)
+            _notify(options.webhook_url, result)
+            if progress:
+                progress(result)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def _retrain_parallel(
+    connect: Callable[[], psycopg.Connection],
+    specs: Sequence[ModelSpec],
+    client_ids: Sequence[int],
+    now: dt.datetime,
+    options: RetrainOptions,
+    workers: int,
+    *,
+    progress: Callable[[TrainingResult], None] | None,
+    should_stop: Callable[[], bool],
+) -> list[TrainingResult]:
+    """:func:`retrain` with ``workers`` clients at a time (threads, one connection each)."""
+    pending = iter(range(len(client_ids)))
+    done: dict[int, list[TrainingResult]] = {}
+    errors: dict[int, BaseException] = {}
+    lock = threading.Lock()
+    halted = threading.Event()  # the server is gone: start no new client
+
+    def report(result: TrainingResult) -> None:
+        if progress:
+            with lock:  # one progress line at a time (a terminal's progress bar)
+                progress(result)
+
+    def work() -> None:
+        session = _Session(connect)
+        try:
+            while not halted.is_set():
+                with lock:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                runs: list[TrainingResult] = []
+                try:
+                    session.run(specs, client_ids[index], now, options, runs, report,
+                                should_stop)
+                except BaseException as exc:  # raised below, once the others are done
+                    errors[index] = exc
+                    if isinstance(exc, Interrupted) or connection_lost(exc):
+                        halted.set()
+                done[index] = runs
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=work, name=f"pgml-flow-retrain-{n + 1}", daemon=True)
+               for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results = [r for index in sorted(done) for r in done[index]]
+    if errors:
+        interrupted = [e for e in errors.values() if isinstance(e, Interrupted)]
+        if interrupted and len(interrupted) == len(errors):
+            raise Interrupted(f"stopped after {len(results)} runs; the next scheduler run "
+                              "finishes the job")
+        first = min(i for i, e in errors.items() if not isinstance(e, Interrupted))
+        for index, exc in sorted(errors.items()):
+            if index != first and not isinstance(exc, Interrupted):
+                logger.warning("retraining client %s failed: %s", client_ids[index],
+                               _first(exc), extra={"action": "retrain_client_failed"})
+        raise errors[first]
+    return results
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _with_retries(connect: Callable[[], psycopg.Connection], conn: psycopg.Connection,
@@ -232,7 +382,11 @@ def _with_retries(connect: Callable[[], psycopg.Connection], conn: psycopg.Conne
             if conn.closed or conn.broken:
                 conn = connect()
             return run_one(conn, spec, client_id, now, options), conn
-        except (psycopg.OperationalError, DatabaseUnreachable) as exc:
+        except (psycopg.Error, PgmlFlowError) as exc:
+            # a lost connection, whatever wrapped it (a ModelError around the training view's
+            # "terminating connection", say); else a failure on a live connection: raised
+            if not connection_lost(exc) and not conn.broken:
+                raise
             if attempt == options.attempts:
                 raise DatabaseUnreachable(
                     f"lost the connection {attempt} times retraining {spec.project(client_id)}: "
@@ -261,10 +415,13 @@ def run_one(conn: psycopg.Connection, spec: ModelSpec, client_id: int, now: dt.d
     try:
         with conn.transaction():
             return retrain_client(conn, spec, decision, reason, started, options)
-    except psycopg.OperationalError:
-        raise
     except (PgmlFlowError, psycopg.Error) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        if connection_lost(exc) or conn.broken:
+            raise  # retried on a new connection by _with_retries
+        # a statement timeout or a full disk too: the transaction rolled back, the champion
+        # stays, and the failure is the event (it would fail the same way if retried now)
+        message = (error_text(exc) if isinstance(exc, psycopg.Error) else
+                   str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         logger.warning("retraining failed: %s", message,
                        extra={"action": "retrain_failed", "project": spec.project(client_id)})
         return _event(conn, spec, decision, reason, "failed", started, options, error=message)

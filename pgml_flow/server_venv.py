@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 #: what the in-database Python needs (the pgml API; and, for pgml_flow.run_job which pg_cron
 #: calls, the scheduler's own packages); kept in step with pyproject.toml
-SERVER_PACKAGES = ("numpy", "scipy", "scikit-learn", "xgboost-cpu", "lightgbm",
+SERVER_PACKAGES = ("numpy", "scipy", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost",
                    "psycopg[binary]", "sqlalchemy", "alembic", "apscheduler<4")
 _IMPORT_CHECK = "import numpy, sklearn, xgboost, lightgbm, pgml_flow.engine"
 #: directory that holds the ``pgml_flow`` package (the source checkout or site-packages)
@@ -114,3 +114,36 @@ def _verify(venv: Path, server_user: str) -> None:
             f"(`chmod -R a+rX {venv}`) or let pgml-flow create its own by unsetting "
             "PGML_FLOW_SERVER_VENV"
         )
+
+
+#: why a CatBoost model is not scored by the C scorer (`pgml-flow db status` says so)
+CATBOOST_NOT_NATIVE = (
+    "served by the Python path: the C scorer (ext/pgml_native) has no compiled form for "
+    "CatBoost's oblivious trees yet, so pgml.predict of a catboost model runs CatBoost "
+    "itself (about 1,000 times slower per row than a compiled XGBoost or LightGBM model)"
+)
+
+
+def package_version(venv: str | Path | None, name: str) -> str | None:
+    """The version of package ``name`` installed in ``venv`` (None: not installed there).
+
+    Read from its ``.dist-info`` directory, without importing it: the server's venv may
+    differ from the one running the CLI.
+    """
+    if venv is None:
+        return None
+    pattern = f"lib/python3*/site-packages/{name.replace('-', '_')}-*.dist-info"
+    found = sorted(Path(venv).glob(pattern))
+    if not found:
+        return None
+    return found[-1].name.removesuffix(".dist-info").split("-", 1)[1]
+
+
+def catboost_status(venv: str | Path | None) -> str:
+    """``pgml-flow db status``'s line on CatBoost: installed where the server imports from,
+    and why its models are not served natively."""
+    version = package_version(venv, "catboost")
+    if version is None:
+        return ("not installed in the server's Python environment: pgml.train(..., "
+                "'catboost') is refused; `./dev setup` installs it")
+    return f"{version}, {CATBOOST_NOT_NATIVE}"

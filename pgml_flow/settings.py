@@ -34,6 +34,9 @@ class Settings:
     auto_install: bool
     #: database name inside the embedded cluster
     database: str = "pgmlflow"
+    #: a read replica for read-only work (status, monitoring); ``None`` means "the same
+    #: database as everything else"
+    read_url: str | None = None
 
     @property
     def external(self) -> bool:
@@ -64,6 +67,7 @@ class Settings:
             server_venv=Path(venv).resolve() if venv else None,
             auto_install=auto_install,
             database=env.get("PGML_FLOW_DATABASE") or "pgmlflow",
+            read_url=env.get("DATABASE_READ_URL") or None,
         )
 
 

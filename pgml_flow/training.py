@@ -10,7 +10,9 @@ For a spec and a client, :func:`train_client`:
 3. trains a challenger in the pgml project ``<model>__client_<id>`` with ``pgml.train``
    (not deployed by it), scores it and the deployed champion on the same held-out rows by
    the spec's key metric, and deploys it unless the champion does better
-   (:func:`challenge`, which scheduled retraining shares with a margin);
+   (:func:`challenge`, which scheduled retraining shares with a margin); a spec with
+   ``candidates`` trains the one chosen on a validation slice before the held-out rows
+   (:mod:`pgml_flow.selection`, recorded in ``ml_model_candidates`` with the model);
 4. stores the training distribution of the numeric features and the target
    (``ml_model_baselines``), which the BI surface scores predictions against;
 5. records the run in ``ml_retraining_events`` (skipped, promoted, kept_champion, failed).
@@ -35,8 +37,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgml_flow import holdout, sqlfiles
+from pgml_flow import holdout, selection, sqlfiles
 from pgml_flow.errors import ClientNotFound, ModelError, PgmlFlowError
+from pgml_flow.selection import Selection
 from pgml_models.client import ModelInfo, PgmlClient
 from pgml_models.specs import (
     ModelSpec,
@@ -99,14 +102,22 @@ def register(conn: psycopg.Connection, spec: ModelSpec) -> str | None:
 
 
 def _upsert(conn: psycopg.Connection, spec: ModelSpec) -> bool:
-    """The registry row of ``spec``; whether it changed."""
-    cursor = conn.execute(_query("register_model"), {
+    """The registry row of ``spec``; whether it changed.
+
+    An unchanged row is only read, not upserted: the upsert would lock it until the end of
+    the caller's transaction (a whole retrain), one client after another (registry_unchanged).
+    """
+    params = {
         "model_name": spec.name, "task": spec.task, "training_view": spec.training_view,
         "feature_view": spec.feature_view, "target": spec.target,
         "features": list(spec.features), "key_metric": spec.key_metric,
         "performance_threshold": spec.retraining.performance_threshold,
         "spec": Jsonb(spec.to_json()),
-    })
+    }
+    same = conn.execute(_query("registry_unchanged"), params).fetchone()
+    if same and same[0]:
+        return False
+    cursor = conn.execute(_query("register_model"), params)
     return cursor.rowcount > 0
 
 
@@ -193,6 +204,8 @@ class Challenge:
     promoted: bool
     #: why, in words
     verdict: str
+    #: the spec's candidates judged on the validation slice (None: it has none)
+    selection: Selection | None = None
 
 
 def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: int, *,
@@ -208,15 +221,19 @@ def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: i
     project = spec.project(client_id)
     pgml = PgmlClient(conn)
     champion = pgml.deployed_model(project)
+    chosen = selection.select(conn, spec, client_id, rows)
+    trained = spec if chosen is None else chosen.winner.spec
     pgml.train(
         project, task=spec.task, relation=f"pgml_flow_training.{project}",
-        y_column=spec.target, algorithm=spec.algorithm,
-        hyperparams=spec.hyperparams_with_seed(), search=spec.search,
+        y_column=spec.target, algorithm=trained.algorithm,
+        hyperparams=trained.hyperparams_with_seed(), search=spec.search,
         search_params=spec.search_params, search_args=spec.search_args,
         test_size=spec.test_size, test_sampling=HOLDOUT_SAMPLING,
-        preprocess=spec.preprocess, automatic_deploy=False,
+        preprocess=trained.preprocess, automatic_deploy=False,
     )
     challenger = pgml.models(project)[-1]
+    if chosen is not None:
+        selection.record(conn, spec, client_id, challenger.id, chosen)
     after, held_out = holdout.score(conn, spec, client_id, challenger.id, rows)
     before = None
     if champion is not None:
@@ -238,7 +255,12 @@ def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: i
     if promoted:
         pgml.deploy_model(challenger.id)
     _store_baseline(conn, spec, client_id, challenger.id, rows)
-    return Challenge(challenger, champion, after, before, held_out, promoted, verdict)
+    if promoted:
+        # what drift is measured against, and the anomaly score's calibration: the rows it
+        # was trained on, read in this transaction (pgml_flow.monitoring)
+        conn.execute(sqlfiles.query("store_drift_reference", "monitoring"),
+                     {"client_id": client_id, "model_id": challenger.id})
+    return Challenge(challenger, champion, after, before, held_out, promoted, verdict, chosen)
 
 
 def describe(spec: ModelSpec, outcome: Challenge) -> str:
@@ -246,6 +268,8 @@ def describe(spec: ModelSpec, outcome: Challenge) -> str:
     value = "n/a" if outcome.after is None else f"{outcome.after:.3f}"
     text = (f"model {outcome.challenger.id}: {metric_label(spec.key_metric)} {value} on "
             f"{outcome.holdout_rows} held-out rows; {outcome.verdict}")
+    if outcome.selection is not None:
+        text += f"; {outcome.selection.describe()}"
     threshold = spec.retraining.performance_threshold
     if outcome.after is not None and not meets_threshold(spec.key_metric, outcome.after,
                                                          threshold):

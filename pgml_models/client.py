@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgml_flow import sqlfiles
+from pgml_flow.database import connection_lost, server_message
 from pgml_flow.errors import ModelError
 
 
@@ -99,9 +100,11 @@ class PgmlClient:
         try:
             with self.conn.transaction():
                 yield
-        except psycopg.OperationalError:
-            raise  # the connection (or the server) is gone: not the call's fault
         except psycopg.Error as exc:
+            if connection_lost(exc) or self.conn.broken:
+                raise  # the connection (or the server) is gone: not the call's fault
+            # the call's own failure, OperationalErrors included: a model that cannot be
+            # loaded (55000), a statement timeout (57014), a full disk (53100)
             raise ModelError(self._explain(exc)) from exc
 
     def _explain(self, exc: psycopg.Error) -> str:
@@ -244,7 +247,7 @@ class PgmlClient:
 
 def _message(exc: psycopg.Error) -> str:
     diag = exc.diag
-    text = (diag.message_primary or str(exc)).removeprefix("plpy.Error: ")
+    text = server_message(diag.message_primary or str(exc))
     if diag.message_hint:
         text += f" ({diag.message_hint})"
     return text

@@ -11,9 +11,13 @@ at the deployed model's training, its key metric, the newest row, the drift sign
    on it cannot help, the feed needs looking at).
 4. Yes when any of: at least ``min_new_records`` rows since the deployed model was trained;
    its key metric worse than ``performance_threshold`` (below it for a score such as r2
-   or f1, above it for an error such as mean_absolute_error); drift (at least
-   :data:`DRIFT_MIN_LOGGED` logged predictions of which :data:`DRIFT_SHARE` or more were
-   anomalies).  Otherwise no, saying which checks passed.
+   or f1, above it for an error such as mean_absolute_error); drift: a feature of the
+   deployed model drifted at the latest drift check (``pgml_flow.latest_drift``: PSI of the
+   recent distinct scored items against its training rows over the threshold, KS test
+   agreeing; sql/idempotent/400_monitoring.sql).  The share of logged predictions flagged
+   as anomalies is shown, never a reason by itself: a re-read of the same items, or a few
+   unusual ones, is no evidence that the population changed.  Otherwise no, saying which
+   checks passed.
 
 ``force`` turns every "no" of rule 3 and 4 into a yes.
 """
@@ -38,10 +42,6 @@ from pgml_models.specs import (
 )
 
 SOURCE = "retraining"
-#: drift signal: this many logged predictions of the deployed model at least ...
-DRIFT_MIN_LOGGED = 100
-#: ... of which this share flagged as anomalies (ml_prediction_log.is_anomaly)
-DRIFT_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,9 @@ class Facts:
     #: training rows of the last retrain that ran against this deployed model and kept it
     #: (None: none yet); a metric below the threshold alone does not retrain on the same data
     rows_at_last_attempt: int | None = None
+    #: the deployed model's drifted features at the latest drift check, in words
+    #: ("description_words PSI 4.09, KS p 8e-170, 348 items")
+    drift: tuple[str, ...] = ()
 
     @property
     def rows_since(self) -> int | None:
@@ -132,13 +135,12 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
     elif metric is not None:
         sign = "<=" if lower_is_better(facts.key_metric) else ">="
         notes.append(f"{label} {metric:.3f} {sign} {policy.performance_threshold:g}")
-    if facts.logged_predictions >= DRIFT_MIN_LOGGED:
+    if facts.drift:
+        reasons.append("drift: " + "; ".join(facts.drift))
+    if facts.logged_predictions:
         share = facts.anomalies / facts.logged_predictions
-        text = f"{share:.0%} of {facts.logged_predictions} logged predictions are anomalies"
-        if share >= DRIFT_SHARE:
-            reasons.append(f"drift: {text} (>= {DRIFT_SHARE:.0%})")
-        else:
-            notes.append(text)
+        notes.append(f"{share:.0%} of {facts.logged_predictions} logged predictions are "
+                     "anomalies")
     if reasons:
         return Decision(facts, True, "; ".join(reasons))
     text = "; ".join(notes) or "nothing changed"
@@ -165,6 +167,8 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
     baseline = conn.execute(_query("baseline"), {**params, "model_id": model.id}).fetchone()
     drift = conn.execute(_query("drift"), {**params, "model_id": model.id}).fetchone()
     attempt = _scalar(conn, _query("last_kept_attempt"), {**params, "model_id": model.id})
+    drifted = conn.execute(sqlfiles.query("deployed_model_drift", "monitoring"),
+                           {**params, "model_id": model.id}).fetchall()
     return Facts(
         client_id, client, spec.name, project, ml_enabled, int(rows),
         deployed_model_id=model.id, key_metric=spec.key_metric,
@@ -173,6 +177,9 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
         logged_predictions=int(drift[0]) if drift else 0,
         anomalies=int(drift[1]) if drift else 0,
         rows_at_last_attempt=None if attempt is None else int(attempt),
+        drift=tuple(f"{feature} PSI {psi:.2f}"
+                    + ("" if pvalue is None else f", KS p {pvalue:.1g}")
+                    + f", {items} items" for feature, psi, pvalue, items in drifted),
     )
 
 

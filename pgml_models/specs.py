@@ -89,6 +89,13 @@ class ModelSpec:
     #: text and text[] columns, imputation, scaling; a spec with it is served by the ROW
     #: form of pgml.predict (the model reads the feature view's columns by name)
     preprocess: dict[str, Any] = field(default_factory=dict)
+    #: model choice by validation (pgml_flow.selection): alternatives to the spec's own
+    #: algorithm, hyperparams and preprocess, each a table of those keys (merged onto the
+    #: spec's); per client, each is trained on the rows before the validation slice and the
+    #: one with the best key metric on that slice is trained and judged like the spec
+    candidates: tuple[dict[str, Any], ...] = ()
+    #: the validation slice: this share (or number) of the rows before the held-out ones
+    validation_size: float = 0.2
     #: fewer training rows than this for a client: that client is skipped
     min_training_rows: int = 50
     #: view with client_id, entity_id, features real[] (same order), is_open: the BI surface
@@ -110,8 +117,11 @@ class ModelSpec:
 
     @property
     def reads_rows(self) -> bool:
-        """The model reads named columns (ROW form), not a features array."""
-        return bool(self.preprocess)
+        """The model reads named columns (ROW form), not a features array.
+
+        The target column's entry (target options: transform, snap, calibration) is no
+        feature preprocessing: a model with only that still reads the features array."""
+        return any(column != self.target for column in self.preprocess)
 
     def hyperparams_with_seed(self) -> dict[str, Any]:
         """``hyperparams`` with the spec's seed as the algorithm's ``random_state`` (or
@@ -137,6 +147,7 @@ class ModelSpec:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["features"] = list(self.features)
+        data["candidates"] = [dict(c) for c in self.candidates]
         return data
 
 
@@ -262,7 +273,9 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
     if timestamp_column is not None and (not isinstance(timestamp_column, str)
                                          or not _COLUMN.match(timestamp_column)):
         raise fail(f"timestamp_column must be a column name, got {timestamp_column!r}")
-    if body.get("preprocess") and body.get("feature_view") and task != "regression":
+    _check_target_options(body.get("preprocess", {}), target, task, fail)
+    feature_rules = {c for c in body.get("preprocess", {}) if c != target}
+    if feature_rules and body.get("feature_view") and task != "regression":
         raise fail("a spec with preprocess is served by the ROW form of pgml.predict, which "
                    "gives no probabilities; for a classification spec with a feature_view, "
                    "compute the features in the view instead (or drop feature_view)")
@@ -290,6 +303,12 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
         raise fail(f"test_size must be a positive number, got {test_size!r}")
     retraining = _policy(body["retraining"], fail)
     _check_threshold(retraining, key_metric, fail)
+    candidates = _candidates(body.get("candidates", []), search, fail)
+    validation_size = body.get("validation_size", 0.2)
+    if (isinstance(validation_size, bool) or not isinstance(validation_size, int | float)
+            or validation_size <= 0):
+        raise fail(f"validation_size must be a positive number (a share of the rows before "
+                   f"the held-out ones, or a row count), got {validation_size!r}")
     return ModelSpec(
         name=name, task=task, training_view=body["training_view"], target=target,
         features=tuple(features), retraining=retraining,
@@ -298,10 +317,59 @@ def parse_spec(name: str, body: Any, *, source: str = "<spec>") -> ModelSpec:
         search_params=dict(body.get("search_params", {})),
         search_args=dict(body.get("search_args", {})), test_size=float(test_size),
         split={"by": str(split["by"])}, key_metric=key_metric, seed=seed,
-        preprocess=dict(body.get("preprocess", {})), min_training_rows=min_rows,
+        preprocess=dict(body.get("preprocess", {})), candidates=candidates,
+        validation_size=float(validation_size), min_training_rows=min_rows,
         feature_view=body.get("feature_view"), timestamp_column=timestamp_column,
         description=str(body.get("description", "")),
     )
+
+
+#: the keys of a candidate (``[[models.NAME.candidates]]``)
+CANDIDATE_KEYS = ("name", "algorithm", "hyperparams", "preprocess")
+
+
+def _candidates(body: Any, search: str | None, fail: Any) -> tuple[dict[str, Any], ...]:
+    """``candidates``: a list of tables of CANDIDATE_KEYS, each different from the others."""
+    if not isinstance(body, list) or not all(isinstance(c, Mapping) for c in body):
+        raise fail("candidates must be a list of tables, e.g. [[models.NAME.candidates]] "
+                   "with algorithm, hyperparams and/or preprocess")
+    if body and search:
+        raise fail("a spec with candidates cannot also search: list the hyperparameters "
+                   "to try as candidates (each is judged on the validation slice)")
+    found: list[dict[str, Any]] = []
+    for n, candidate in enumerate(body, 1):
+        unknown = set(candidate) - set(CANDIDATE_KEYS)
+        if unknown or not candidate:
+            raise fail(f"candidate {n} has unknown key(s) {sorted(unknown)}; a candidate has "
+                       f"{', '.join(CANDIDATE_KEYS)}" if unknown else
+                       f"candidate {n} is empty; give it an algorithm, hyperparams or preprocess")
+        for key in ("hyperparams", "preprocess"):
+            if not isinstance(candidate.get(key, {}), Mapping):
+                raise fail(f"candidate {n}: {key} must be a table")
+        if not isinstance(candidate.get("algorithm", ""), str) or not isinstance(
+                candidate.get("name", ""), str):
+            raise fail(f"candidate {n}: algorithm and name must be strings")
+        if dict(candidate) in found:
+            raise fail(f"candidate {n} repeats an earlier one")
+        found.append(dict(candidate))
+    return tuple(found)
+
+
+#: keys of the target column's preprocess entry (pgml_flow.engine.targets, docs/models.md)
+TARGET_OPTIONS = {"regression": ("transform", "snap"),
+                  "classification": ("calibration", "calibration_size")}
+
+
+def _check_target_options(preprocess: Any, target: str, task: str, fail: Any) -> None:
+    """The target column's preprocess entry may hold only its task's target options
+    (checked fully by pgml.train; here so that a typo fails when the spec is loaded)."""
+    entry = preprocess.get(target) if isinstance(preprocess, Mapping) else None
+    if entry is None:
+        return
+    allowed = TARGET_OPTIONS[task]
+    if not isinstance(entry, Mapping) or not entry or set(entry) - set(allowed):
+        raise fail(f"preprocess.{target} (the target) takes the target options of a {task} "
+                   f"spec, {', '.join(allowed)} (docs/models.md), got {entry!r}")
 
 
 def _policy(body: Any, fail: Any) -> RetrainingPolicy:

@@ -3,7 +3,9 @@
 A job is ``retrain:<model>`` (the retrain check of one model spec for every active client,
 on the spec's ``retraining.schedule``), ``refresh:<view>`` (``REFRESH MATERIALIZED VIEW
 CONCURRENTLY``; the training summary hourly by default) or
-``prune:public.ml_prediction_log`` (the prediction log's retention, hourly by default).  A
+``prune:public.ml_prediction_log`` (the prediction log's retention, hourly by default) or
+``drift:check`` (``pgml_flow.check_drift()``: drift of every client's deployed models, stored
+for the retraining decision and the monitoring views; hourly at :30 by default).  A
 *slot* is one cron time of a job; a slot runs at most once (``ml_job_runs`` has one row per
 job and slot).
 
@@ -36,6 +38,9 @@ SUMMARY_VIEW = "public.mv_ml_training_summary"
 PRUNE_ENV = "PGML_FLOW_LOG_PRUNE_SCHEDULE"
 PRUNE_SCHEDULE = "15 * * * *"
 PRUNE_TABLE = "public.ml_prediction_log"
+#: the drift check (pgml_flow.check_drift): its schedule (cron)
+DRIFT_ENV = "PGML_FLOW_DRIFT_SCHEDULE"
+DRIFT_SCHEDULE = "30 * * * *"
 #: more materialized views to refresh: "schema.view=cron expression;..."
 REFRESH_ENV = "PGML_FLOW_REFRESH_VIEWS"
 #: time zone the cron expressions are read in
@@ -47,7 +52,7 @@ _LOOKBACK = (dt.timedelta(days=8), dt.timedelta(days=63), dt.timedelta(days=800)
 
 @dataclass(frozen=True)
 class Job:
-    #: retrain:<model>, refresh:<view> or prune:<table>
+    #: retrain:<model>, refresh:<view>, prune:<table> or drift:check
     name: str
     kind: str
     #: the model (retrain), the materialized view (refresh) or the table (prune)
@@ -65,6 +70,7 @@ def jobs(specs: Mapping[str, ModelSpec], environ: Mapping[str, str] | None = Non
                      env.get(SUMMARY_ENV) or SUMMARY_SCHEDULE))
     found.append(Job(f"prune:{PRUNE_TABLE}", "prune", PRUNE_TABLE,
                      env.get(PRUNE_ENV) or PRUNE_SCHEDULE))
+    found.append(Job("drift:check", "drift", "check", env.get(DRIFT_ENV) or DRIFT_SCHEDULE))
     for entry in filter(None, (e.strip() for e in env.get(REFRESH_ENV, "").split(";"))):
         view, _, schedule = entry.partition("=")
         if not _VIEW.match(view.strip()) or not schedule.strip():

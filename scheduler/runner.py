@@ -11,7 +11,10 @@ claimed under a session-level advisory lock on the control connection:
 
 A process killed mid-job loses its connection, so its lock is released and its claim row
 stays ``running``: the next run of any replica retries it.  A retrain retried this way skips
-the clients the killed attempt had committed (their events carry the job run id).
+the clients the killed attempt had committed (their events carry the job run id).  A job
+that loses the database (a restart) is likewise left open, ``interrupted``, never
+``failed`` (finished slots never run again), and :func:`run_once` raises
+:class:`~pgml_flow.errors.DatabaseUnreachable` so that the service backs off and retries.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgml_flow import sqlfiles
-from pgml_flow.errors import Interrupted, PgmlFlowError
+from pgml_flow.database import connection_lost, error_text
+from pgml_flow.errors import DatabaseUnreachable, Interrupted, PgmlFlowError
 from pgml_flow.retraining import RetrainOptions
 from scheduler.jobs import Job, latest_slot
 
@@ -105,6 +109,11 @@ def run_once(
     return outcomes
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _params(job: Job, slot: dt.datetime) -> dict[str, Any]:
     return {"job": job.name, "slot": slot}
 
@@ -136,12 +145,20 @@ def _run_slot(flow: Any, control: psycopg.Connection, job: Job, slot: dt.datetim
                     attempts, extra={"action": "job_start", "job": job.name, "attempt": attempts})
         started = time.monotonic()
         status, detail, error = "succeeded", "", None
+        lost: BaseException | None = None
         try:
             detail = _execute(flow, job, slot, now, run_id, options, should_stop)
         except Interrupted as exc:
             status, detail, error = "interrupted", str(exc), None
-        except PgmlFlowError as exc:
-            status, detail, error = "failed", "", str(exc)
+        except (PgmlFlowError, psycopg.Error) as exc:
+            if connection_lost(exc):
+                # a server restart is not the job's failure: the slot stays open (finished
+                # slots are never run again) and the next run resumes it
+                lost = exc
+                status, detail = "interrupted", "lost the connection to the database"
+            else:
+                status, error = "failed", (error_text(exc) if isinstance(exc, psycopg.Error)
+                                           else str(exc))
         control.execute(_query("finish"), {"id": run_id, "status": status,
                                            "detail": detail or None, "error": error})
         seconds = time.monotonic() - started
@@ -150,6 +167,10 @@ def _run_slot(flow: Any, control: psycopg.Connection, job: Job, slot: dt.datetim
                    seconds, detail or error or "-",
                    extra={"action": "job_end", "job": job.name, "status": status,
                           "seconds": round(seconds, 3)})
+        if lost is not None:
+            raise DatabaseUnreachable(
+                f"{job.name} for {slot:%Y-%m-%d %H:%M}: lost the connection to the database "
+                f"({_first_line(lost)}); the slot stays open: the next run resumes it") from lost
         return JobOutcome(job.name, slot, status, detail or error or "", run_id, attempts)
     finally:
         if not control.closed and not control.broken:
@@ -163,6 +184,13 @@ def _execute(flow: Any, job: Job, slot: dt.datetime, now: dt.datetime, run_id: i
             row = conn.execute(sql.SQL("SELECT pgml_flow.refresh_materialized_view({})").format(
                 sql.Literal(job.target))).fetchone()
         return f"refreshed {job.target} ({row[0] if row else '?'})"
+    if job.kind == "drift":
+        rows = flow.check_drift()
+        drifted = sorted({f"client {r['client_id']} {r['model_name']}: {r['feature']}"
+                          for r in rows if r["drifted"]})
+        judged = sum(r["psi"] is not None for r in rows)
+        return (f"checked {len(rows)} features ({judged} with enough items): "
+                + ("; ".join(drifted) + " drifted" if drifted else "no drift"))
     if job.kind == "prune":
         pruned = flow.prune_prediction_log()
         deleted = sum(r["deleted"] or 0 for r in pruned)

@@ -113,7 +113,8 @@ SELECT c.relname AS name, c.relkind::text AS kind, c.relrowsecurity AS rls,
 -- Every relation outside the system catalogs that a role may read: through PUBLIC, a group
 -- (pgml_flow_bi or any other) or a grant straight to the role, in a schema it may use.
 -- bi_surface: part of what BI logins are meant to read (the analytics schema and the
--- tenant tables of public).
+-- tenant tables of public). Sequences count: their last_value tells how many rows all
+-- clients together have written (a sequence has no client_id, so it is UNSCOPED).
 SELECT n.nspname AS schema, c.relname AS name,
        EXISTS (SELECT 1 FROM pg_attribute a
                 WHERE a.attrelid = c.oid AND a.attname = 'client_id' AND NOT a.attisdropped)
@@ -124,7 +125,7 @@ SELECT n.nspname AS schema, c.relname AS name,
            AS bi_surface
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname !~ '^pg_(toast|temp)'
    AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
@@ -140,7 +141,9 @@ SELECT n.nspname || '.' || p.proname || '(' || coalesce(
            AS signature, n.nspname AS schema, p.proname AS name,
        p.prosecdef AS definer, l.lanname AS language, l.lanpltrusted AS trusted,
        p.proretset AS set_returning, p.pronargs - p.pronargdefaults AS required_args,
-       coalesce(p.proargnames[1], '') AS first_arg
+       coalesce(p.proargnames[1], '') AS first_arg,
+       (SELECT substr(c, length('search_path=') + 1) FROM unnest(p.proconfig) AS c
+         WHERE c LIKE 'search\_path=%%') AS search_path
   FROM pg_proc p
   JOIN pg_namespace n ON n.oid = p.pronamespace
   JOIN pg_language l ON l.oid = p.prolang
@@ -159,6 +162,16 @@ SELECT n.nspname || '.' || c.relname AS object, 'write' AS privilege
    AND n.nspname !~ '^pg_(toast|temp)'
    AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
    AND has_table_privilege(%(role)s, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+UNION ALL
+-- nextval/setval on a sequence (USAGE or UPDATE): a write, and a counter of every client's rows
+SELECT n.nspname || '.' || c.relname, 'sequence'
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'S'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND has_schema_privilege(%(role)s, n.oid, 'USAGE')
+   AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege(%(role)s, c.oid, 'USAGE, UPDATE')
+       END
 UNION ALL
 SELECT 'schema ' || n.nspname, 'create'
   FROM pg_namespace n
@@ -193,6 +206,10 @@ SELECT n.nspname AS schema, c.relname AS name
 -- name: role_privileges
 SELECT has_schema_privilege(%(role)s, 'pgml', 'USAGE') AS pgml_usage,
        has_schema_privilege(%(role)s, 'pgml_flow_training', 'USAGE') AS training_usage;
+
+-- name: caller_client
+-- The client a session resolves to (what RLS and the analytics functions use).
+SELECT pgml_flow.current_client_id();
 
 -- name: set_admin_client
 SELECT set_config('pgml_flow.client_id', %(client_id)s, false);

@@ -55,3 +55,19 @@ SELECT n.nspname, t.typname, t.typtype
                     WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
                       AND d.deptype = 'e')
  ORDER BY n.nspname, t.typname;
+
+-- name: pgml_damage
+-- Which of the pgml API's tables (sql/pgml/0000_schema.sql) are missing, and the foreign
+-- keys between them that are gone (a table dropped with CASCADE takes them along).
+SELECT to_regnamespace('pgml') IS NOT NULL AS schema_exists,
+       ARRAY(SELECT t FROM unnest(ARRAY['projects', 'snapshots', 'models', 'deployments',
+                                        'files']) t
+              WHERE to_regclass(format('pgml.%I', t)) IS NULL) AS missing_tables,
+       ARRAY(SELECT tab FROM (VALUES ('models', 'models_project_id_fkey'),
+                                     ('deployments', 'deployments_model_id_fkey'),
+                                     ('files', 'files_model_id_fkey')) AS k(tab, con)
+              WHERE to_regclass(format('pgml.%I', tab)) IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM pg_constraint
+                                 WHERE conname = k.con
+                                   AND conrelid = to_regclass(format('pgml.%I', tab))))
+           AS orphaned_tables;

@@ -24,6 +24,21 @@ ON CONFLICT (model_name) DO UPDATE
        (excluded.task, excluded.training_view, excluded.feature_view, excluded.target,
         excluded.features, excluded.key_metric, excluded.performance_threshold, excluded.spec);
 
+-- name: registry_unchanged
+-- Whether the spec's registry row already says what register_model would write: then it is
+-- not run, because ON CONFLICT DO UPDATE locks the row even when its WHERE changes nothing,
+-- and parallel retrains of one model (each holding its transaction for its whole run) would
+-- then wait for each other, one client at a time.
+SELECT EXISTS (
+    SELECT 1 FROM ml_model_registry r
+     WHERE r.model_name = %(model_name)s
+       AND (r.task, r.training_view, r.feature_view, r.target, r.features, r.key_metric,
+            r.performance_threshold, r.spec)
+           IS NOT DISTINCT FROM
+           (%(task)s::text, %(training_view)s::text, %(feature_view)s::text,
+            %(target)s::text, %(features)s::text[], %(key_metric)s::text,
+            %(performance_threshold)s::real, %(spec)s::jsonb));
+
 -- name: feature_view_access
 -- Whether analytics.predictions (SECURITY DEFINER: it reads feature views as its owner)
 -- can read a spec's feature view; the owner's name for the GRANT that lets it.
@@ -137,10 +152,22 @@ VALUES (%(client_id)s, %(model_id)s, %(model_name)s, %(project)s, %(training_row
 ON CONFLICT (client_id, model_id) DO NOTHING;
 
 -- name: retraining_events
+-- chosen: for a spec with candidates, the one chosen on the validation slice for the
+-- run's model (ml_model_candidates), with its key metric there and how many were tried.
 SELECT e.client_id, c.name AS client, e.model_name, e.project, e.reason, e.status,
        e.champion_model_id, e.challenger_model_id, e.training_rows, e.duration_seconds,
-       e.detail, e.error, e.started_at, e.finished_at
+       e.detail, e.error, e.started_at, e.finished_at, s.chosen
   FROM ml_retraining_events e JOIN clients c USING (client_id)
+  LEFT JOIN LATERAL (
+      SELECT jsonb_build_object(
+                 'label', max(m.label) FILTER (WHERE m.chosen),
+                 'key_metric', max(m.key_metric),
+                 'validation_value', max(m.validation_value) FILTER (WHERE m.chosen),
+                 'validation_rows', max(m.validation_rows),
+                 'candidates', count(*)) AS chosen
+        FROM ml_model_candidates m
+       WHERE m.client_id = e.client_id AND m.model_id = e.challenger_model_id
+      HAVING count(*) > 0) s ON true
  WHERE %(model_name)s::text IS NULL OR e.model_name = %(model_name)s
  ORDER BY e.started_at DESC, e.id DESC
  LIMIT %(limit)s;

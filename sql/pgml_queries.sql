@@ -93,3 +93,22 @@ DELETE FROM pgml.projects WHERE name = $1 RETURNING id;
 DELETE FROM pgml.snapshots s
  WHERE NOT EXISTS (SELECT 1 FROM pgml.models m WHERE m.snapshot_id = s.id)
 RETURNING s.id, s.materialized;
+
+-- name: train_limits
+-- The bounds of one training (pgml_flow.engine.parallel), trusted only as defined by
+-- pgml_native (superuser-only): a placeholder any session could SET is not listed here.
+SELECT max(setting) FILTER (WHERE name = 'pgml.max_parallel_fits') AS fits,
+       max(setting) FILTER (WHERE name = 'pgml.train_threads') AS threads
+  FROM pg_catalog.pg_settings
+ WHERE name IN ('pgml.max_parallel_fits', 'pgml.train_threads')
+   AND context IN ('superuser', 'sighup', 'postmaster');
+
+-- name: native_eval_rows
+-- pgml.native_eval of many rows (flattened, $3 features each) in one statement: the C
+-- function parses the blob once per statement, not once per row.
+SELECT pgml.native_eval($1, $2[i * $3 + 1:(i + 1) * $3]) AS p
+  FROM generate_series(0, $4 - 1) AS i ORDER BY i;
+
+-- name: native_eval_proba_rows
+SELECT pgml.native_eval_proba($1, $2[i * $3 + 1:(i + 1) * $3]) AS p
+  FROM generate_series(0, $4 - 1) AS i ORDER BY i;

@@ -32,8 +32,10 @@ RUN = "import sys; sys.argv[0] = 'pgml-flow'; from cli.app import main; main()"
 #: packages the light commands must not import (each costs tens of milliseconds or more)
 HEAVY = {"alembic", "sqlalchemy", "numpy", "scipy", "sklearn", "xgboost", "lightgbm",
          "apscheduler", "prometheus_client", "psycopg_pool"}
-#: commands that print no data of their own (only the URL, for `psql "$(pgml-flow db url)"`)
-NO_JSON = {"db url"}
+#: commands that print no data of their own (only the URL, for `psql "$(pgml-flow db url)"`),
+#: or whose one output format is fixed by a protocol: Prometheus text (metrics show), the
+#: readiness probe's JSON (metrics ready), an HTTP server (metrics serve)
+NO_JSON = {"db url", "db replica url", "metrics serve", "metrics show", "metrics ready"}
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

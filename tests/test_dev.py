@@ -25,6 +25,9 @@ FILES = {
     "usr/include/postgresql/15/server/postgres.h": "postgresql-server-dev-15",
     "usr/bin/make": "make",
     "usr/bin/gcc": "gcc",
+    "usr/bin/prometheus": "prometheus",
+    "usr/bin/promtool": "prometheus",
+    "usr/bin/chromium": "chromium",
 }
 
 
@@ -75,4 +78,5 @@ def test_fresh_debian_with_postgres_server_and_client(tmp_path: Path) -> None:
 def test_empty_root_needs_everything(tmp_path: Path) -> None:
     assert needed(tmp_path) == ["python3", "python3-venv", "postgresql", "postgresql-contrib",
                                 "postgresql-plpython3-15", "postgresql-15-cron",
-                                "postgresql-server-dev-15", "make", "gcc"]
+                                "postgresql-server-dev-15", "make", "gcc", "prometheus",
+                                "chromium"]

@@ -213,7 +213,7 @@ def test_preprocessing_text_categories_and_row_predict(houses: psycopg.Connectio
         sql.execute("SELECT * FROM pgml.train('House Prices', 'regression', 'houses', 'price')")
     assert "impute" in str(error.value)
     rows(sql, """SELECT * FROM pgml.train('House Prices', 'regression', 'houses', 'price',
-                 preprocess => '{"neighborhood": {"encode": "one_hot"},
+                 preprocess => '{"neighborhood": {"encode": "one_hot", "impute": "mode"},
                                  "size": {"impute": "mean", "scale": "standard"}}')""")
     model_id = deployed(sql, "House Prices")
     assert metrics(sql, model_id)["r2"] > 0.9
@@ -223,7 +223,8 @@ def test_preprocessing_text_categories_and_row_predict(houses: psycopg.Connectio
     assert by_name["neighborhood"]["categories"] == ["east", "north", "south"]
     assert by_name["size"]["preprocess"]["scale"] == "standard"
 
-    test_rows = [("north", 3, 120.0), ("east", 1, None), ("west", 2, 80.0)]  # unseen, NULL
+    # NULL, and an unseen category (imputed by the rule; without one, an error)
+    test_rows = [("north", 3, 120.0), ("east", 1, None), ("west", 2, 80.0)]
     served = [one(sql, "SELECT pgml.predict('House Prices', ROW(%s::text, %s::int, %s::real))",
                   *r) for r in test_rows]
     expected = stored_model(sql, model_id).predict(
@@ -469,3 +470,32 @@ def test_native_scorer_serves_compiled_models_like_the_python_path(
                       f" pgml._py_predict_proba('native bc', ARRAY[{columns}])"
                       " FROM pgml.breast_cancer")
     np.testing.assert_allclose([p[0] for p in probs], [p[1] for p in probs], atol=1e-5)
+
+
+def test_parallel_queries_never_run_python_in_a_worker(sql: psycopg.Connection) -> None:
+    """A parallel plan keeps every Python-reaching function in the leader, out of parallel mode.
+
+    Marked PARALLEL SAFE, the Python path's plpy.execute failed in a worker ("cannot start
+    subtransactions during a parallel operation") and the backend crashed at its next
+    PL/Python call; every such function is PARALLEL UNSAFE now, whatever the plan.
+    """
+    python_safe = rows(sql, "SELECT p.oid::regprocedure::text FROM pg_proc p"
+                            " JOIN pg_language l ON l.oid = p.prolang"
+                            " WHERE l.lanname IN ('plpython3u', 'c')"
+                            " AND p.pronamespace IN ('pgml'::regnamespace,"
+                            " 'pgml_flow'::regnamespace) AND p.proparallel = 's'"
+                            # pure C: the blob's evaluation, the deployment lookup (SPI only)
+                            " AND p.proname NOT IN ('native_eval', 'native_eval_proba',"
+                            " '_native_deployed_model_id')")
+    assert python_safe == []
+    sql.execute("CREATE TABLE par AS SELECT x::real AS x, (2 * x)::real AS y"
+                " FROM generate_series(1, 200) x")
+    rows(sql, "SELECT * FROM pgml.train('par', 'regression', 'par', 'y', 'linear')")
+    started = one(sql, "SELECT pg_postmaster_start_time()")
+    sql.execute("SET force_parallel_mode = on")
+    assert one(sql, "SELECT round(pgml.predict('par', ARRAY[x])) FROM par WHERE x = 5") == 10
+    assert one(sql, "SELECT round((pgml_flow.predict_rows((SELECT max(id) FROM pgml.models),"
+                    " ARRAY['{\"x\": 3}'::json]))[1])") == 6
+    sql.execute("RESET force_parallel_mode")
+    rows(sql, "SELECT * FROM pgml.train('par', 'regression', 'par', 'y', 'linear')")
+    assert one(sql, "SELECT pg_postmaster_start_time()") == started

@@ -79,7 +79,6 @@ def test_python_path_serves_everything_when_the_scorer_is_off(tflow: PgmlFlow) -
     set_native(tflow, on=True)
     assert predict_language(tflow) == "c"
     result = runner.invoke(app, ["status", "--json", "--now", AS_OF.isoformat()], env=env)
-    # complexity's ROW form stays on Python (its learned encodings are not compiled)
-    assert {s["serving"] for s in json.loads(result.output) if s["model"] != "complexity"} == {
-        "native"}
+    # complexity's ROW form too (its learned encodings are compiled with the model)
+    assert {s["serving"] for s in json.loads(result.output)} == {"native"}
     np.testing.assert_allclose(predictions(tflow), native, rtol=1e-6)

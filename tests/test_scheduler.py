@@ -47,13 +47,14 @@ def test_slots_follow_cron_with_sunday_as_zero() -> None:
     assert {n: j.schedule for n, j in found.items()} == {
         "retrain:trajectory": "0 2 * * 0", "retrain:complexity": "0 3 * * 3",
         "retrain:rework": "0 4 * * 6", "refresh:public.mv_ml_training_summary": "0 * * * *",
-        "prune:public.ml_prediction_log": "15 * * * *"}
+        "prune:public.ml_prediction_log": "15 * * * *", "drift:check": "30 * * * *"}
     now = dt.datetime(2026, 6, 10, 12, 30, tzinfo=dt.UTC)  # a Wednesday
     latest = {n: f"{latest_slot(j, now, dt.UTC):%a %d %H:%M}" for n, j in found.items()}
     assert latest == {"retrain:trajectory": "Sun 07 02:00", "retrain:complexity": "Wed 10 03:00",
                       "retrain:rework": "Sat 06 04:00",
                       "refresh:public.mv_ml_training_summary": "Wed 10 12:00",
-                      "prune:public.ml_prediction_log": "Wed 10 12:15"}
+                      "prune:public.ml_prediction_log": "Wed 10 12:15",
+                      "drift:check": "Wed 10 12:30"}
     paris = Job("x", "retrain", "x", "0 2 * * 1-5")
     from zoneinfo import ZoneInfo
     slot = latest_slot(paris, now, ZoneInfo("Europe/Paris"))
@@ -260,8 +261,10 @@ def test_pg_cron_jobs_install_run_and_remove(tflow: PgmlFlow, tmp_path: Path,
     try:
         installed = tflow.cron_install([str(spec)], options=RetrainOptions(margin=0.01))
         schedules = {r["command"]: r["schedule"] for r in installed}
-        assert len(installed) == 5 and all(r["jobname"].startswith("pgml-flow:test_")
-                                           and len(r["jobname"]) <= 63 for r in installed)
+        # one pg_cron job per scheduled job (retrains, refresh, prune, drift check)
+        assert len(installed) == len(tflow.scheduled_jobs([str(spec)])) == 6
+        assert all(r["jobname"].startswith("pgml-flow:test_") and len(r["jobname"]) <= 63
+                   for r in installed)
         assert schedules[retrain] == "* * * * *"
         dbname = psycopg.conninfo.conninfo_to_dict(tflow.url)["dbname"]
         assert {r["database"] for r in installed} == {dbname}

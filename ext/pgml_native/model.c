@@ -25,6 +25,9 @@
  *       u32 name_len, u8 name[], u32 n_categories, {u32 len, u8 bytes[]}[],
  *       [f64 target_means[n_categories], f64 target_prior], [f64 fill[width]],
  *       f64 center[width], f64 scale[width]
+ *     output section (flags bit7): u32 transform (0 none, 1 expm1), u32 n_scale,
+ *       f64 scale[n_scale] (snapping, ascending), u32 calibration (0 none, 1 sigmoid,
+ *       2 isotonic), u32 n_points, f64 points: sigmoid a, b; isotonic x[n], y[n]
  *   trailer: u32 CRC-32 (zlib polynomial) of every preceding byte
  *
  * Why this shape: everything a reader needs to size its allocation comes
@@ -49,6 +52,7 @@
  * library's own tree order.
  */
 #include "model.h"
+#include "text.h"
 
 #include <float.h>
 #include <math.h>
@@ -65,6 +69,12 @@
 #define FLAG_INPUT_RULES 0x10u
 #define FLAG_REFUSE_NAN 0x20u
 #define FLAG_REFUSE_INF 0x40u
+#define FLAG_OUTPUT 0x80u		/* output section (target options, engine/targets.py) */
+#define OUT_EXPM1 1				/* the model learned log1p(y): its output is expm1'd */
+#define CAL_SIGMOID 1			/* q = sigmoid(a * logit(p) + b) */
+#define CAL_ISOTONIC 2			/* q = piecewise-linear table, clamped at its ends */
+#define MAX_SCALE 65536u
+#define CAL_EPS 1e-12
 #define COL_FILL 0x1u
 #define COL_ARRAY 0x2u
 #define MAX_ROW_COLUMNS 65536u
@@ -117,6 +127,7 @@ typedef struct
 	uint32_t mask;			/* slot count - 1 */
 	double *tmeans, tprior;
 	double *fill, *center, *scale;
+	pgmln_text text;		/* multi_hot, words, tfidf, hashing (text.c) */
 } rowcol;
 
 /* sizes of the row section, counted while validating it */
@@ -124,6 +135,7 @@ typedef struct
 {
 	uint32_t ncols;
 	uint64_t chars, cats, slots, doubles;
+	uint64_t scratch;		/* text.c: the longest vocabulary term */
 } rowsizes;
 
 struct pgmln_model
@@ -175,6 +187,12 @@ struct pgmln_model
 	uint32_t *rcat_len;
 	uint32_t *rslots;
 	double *rdbl;
+	char *rtext;			/* text.c scratch: sizes.scratch + 1 bytes */
+	/* output section: target transform, snapping scale, binary calibration */
+	int out_transform, calib;
+	uint32_t n_scale, n_cal;
+	double *snap_scale, *cal_x, *cal_y;
+	double cal_a, cal_b;
 	/* evaluation scratch: a model is for one thread at a time */
 	double *acc;
 	float *xbuf;
@@ -577,6 +595,59 @@ read_f64s(reader *r, uint64_t n, double *dst, int need_finite)
 }
 
 /*
+ * The parameters of a text encoding (see native.py): tokenizer, n-gram range
+ * and flags (words, tfidf, hashing), idf (tfidf).  Like row_section: sz
+ * counts (rc == NULL) or rc is filled, *dbl advancing through the pool.
+ */
+static const char *
+text_params(reader *r, rowcol *rc, uint32_t encode, uint32_t ncat, uint32_t width,
+			uint32_t maxlen, double **dbl, rowsizes *sz)
+{
+	uint32_t tokenizer = PGMLN_TEXT_TOKENIZER, lo = 1, hi = 1, tflags = 0;
+
+	if (encode != PGMLN_ENC_MULTI_HOT)
+	{
+		if (!read_u32(r, &tokenizer) || !read_u32(r, &lo) || !read_u32(r, &hi) ||
+			!read_u32(r, &tflags))
+			return "truncated text encoding";
+		if (tokenizer != PGMLN_TEXT_TOKENIZER)
+			return "unknown text tokenizer version";
+		if (lo < 1 || lo > hi || hi > PGMLN_MAX_NGRAM || (tflags & ~PGMLN_TEXT_KNOWN_FLAGS))
+			return "bad text n-gram range or flags";
+	}
+	if (rc)
+	{
+		rc->text.encode = encode;
+		rc->text.lo = lo;
+		rc->text.hi = hi;
+		rc->text.flags = tflags;
+		rc->text.width = width;
+		rc->text.ncat = ncat;
+		rc->text.cat = rc->cat;
+		rc->text.cat_len = rc->cat_len;
+		rc->text.slots = rc->slots;
+		rc->text.mask = rc->mask;
+		rc->text.idf = NULL;
+		rc->text.maxlen = maxlen;
+	}
+	else if ((uint64_t) maxlen > sz->scratch)
+		sz->scratch = maxlen;
+	if (encode == PGMLN_ENC_TFIDF)
+	{
+		if (!read_f64s(r, ncat, rc ? *dbl : NULL, 1))
+			return "truncated or non-finite idf";
+		if (rc)
+		{
+			rc->text.idf = *dbl;
+			*dbl += ncat;
+		}
+		else
+			sz->doubles += ncat;
+	}
+	return NULL;
+}
+
+/*
  * Validate (m == NULL: count sizes into *sz) or fill (m != NULL, the pools
  * allocated with the counted sizes) the row section.  Returns NULL on success,
  * else what is wrong.
@@ -610,20 +681,23 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 	}
 	for (uint32_t c = 0; c < ncols; c++)
 	{
-		uint32_t kind, encode, flags, width, name_len, ncat;
+		uint32_t kind, encode, flags, width, name_len, ncat, maxlen = 0;
 		const unsigned char *name;
 		rowcol *rc = m ? &m->rowcols[c] : NULL;
 
 		if (!read_u32(r, &kind) || !read_u32(r, &encode) || !read_u32(r, &flags) ||
 			!read_u32(r, &width) || !read_u32(r, &name_len))
 			return "truncated row column";
-		if (kind > PGMLN_COL_TEXT || encode > PGMLN_ENC_TARGET || (flags & ~(COL_FILL | COL_ARRAY)))
+		if (kind > PGMLN_COL_TEXT || encode > PGMLN_ENC_HASHING || (flags & ~(COL_FILL | COL_ARRAY)))
 			return "unknown row column kind, encoding or flags";
 		if ((kind == PGMLN_COL_TEXT) != (encode != PGMLN_ENC_NONE))
 			return "row column encoding does not match its kind";
-		if (kind == PGMLN_COL_TEXT && (flags & COL_ARRAY))
-			return "text row columns cannot be arrays";
-		if (width < 1 || width > F - offset)
+		if (kind == PGMLN_COL_TEXT && ((flags & COL_ARRAY) != 0) != (encode == PGMLN_ENC_MULTI_HOT))
+			return "text row columns are arrays for multi_hot only";
+		/* one_hot or a vocabulary encoding whose train rows had no value has no inputs */
+		if ((width < 1 && encode != PGMLN_ENC_ONE_HOT && encode != PGMLN_ENC_MULTI_HOT &&
+			 encode != PGMLN_ENC_WORDS) ||
+			width > F - offset)
 			return "row column widths do not add up to the number of features";
 		if (!(name = take(r, name_len, 1)))
 			return "truncated row column name";
@@ -637,7 +711,9 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 			return "truncated row categories";
 		if (!(flags & COL_ARRAY) && kind != PGMLN_COL_TEXT && width != 1)
 			return "scalar row column must have width 1";
-		if (encode == PGMLN_ENC_ONE_HOT ? width != ncat
+		if (encode == PGMLN_ENC_ONE_HOT || (encode >= PGMLN_ENC_MULTI_HOT &&
+											encode <= PGMLN_ENC_TFIDF) ? width != ncat
+			: encode == PGMLN_ENC_HASHING ? ncat != 0
 			: (kind == PGMLN_COL_TEXT && width != 1))
 			return "row column width does not match its encoding";
 		if (rc)
@@ -677,6 +753,8 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 
 				if (!read_u32(r, &clen) || !(cp = take(r, clen, 1)))
 					return "truncated row category";
+				if (clen > maxlen)
+					maxlen = clen;
 				if (rc)
 				{
 					uint32_t h = fnv1a((const char *) cp, clen) & rc->mask;
@@ -707,6 +785,13 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 				sz->cats += ncat;
 				sz->slots += nslots;
 			}
+		}
+		if (encode >= PGMLN_ENC_MULTI_HOT)
+		{
+			const char *msg = text_params(r, rc, encode, ncat, width, maxlen, &dbl, sz);
+
+			if (msg)
+				return msg;
 		}
 		if (encode == PGMLN_ENC_TARGET)
 		{
@@ -752,6 +837,79 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 	return NULL;
 }
 
+/*
+ * The output section (flags bit7, pgml_flow/engine/targets.py): what happens to
+ * the model's output after its link.  Validated and sized when m is NULL, copied
+ * into m otherwise.  Returns an error message, or NULL.
+ */
+static const char *
+output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t *n_scale,
+			   uint32_t *n_cal, pgmln_model *m)
+{
+	uint32_t	transform, ns, cal, np, nd;
+	const unsigned char *sp, *cp;
+
+	if (!read_u32(r, &transform) || !read_u32(r, &ns))
+		return "truncated output section";
+	if (transform > OUT_EXPM1)
+		return "unknown output transform";
+	if (ns > MAX_SCALE || !(sp = take(r, ns, 8)))
+		return "truncated or too long snapping scale";
+	if (!sane_f64s(sp, ns, 0))
+		return "snapping scale must be finite";
+	for (uint32_t i = 1; i < ns; i++)
+		if (!(rd_f64(sp + 8 * (size_t) i) > rd_f64(sp + 8 * (size_t) (i - 1))))
+			return "snapping scale must be ascending";
+	if ((transform || ns) && (task != PGMLN_TASK_REGRESSION || K != 1))
+		return "output transform or snapping needs a single-output regression";
+	if (!read_u32(r, &cal) || !read_u32(r, &np))
+		return "truncated calibration";
+	if (cal > CAL_ISOTONIC)
+		return "unknown calibration";
+	if (cal && (task != PGMLN_TASK_CLASSIFICATION || C != 2))
+		return "calibration needs a binary classifier";
+	if ((cal == 0 && np != 0) || (cal == CAL_SIGMOID && np != 2) ||
+		(cal == CAL_ISOTONIC && (np < 1 || np > MAX_SCALE)))
+		return "bad number of calibration points";
+	nd = cal == CAL_ISOTONIC ? 2 * np : np;
+	if (!(cp = take(r, nd, 8)))
+		return "truncated calibration points";
+	if (!sane_f64s(cp, nd, 0))
+		return "calibration points must be finite";
+	if (cal == CAL_ISOTONIC)
+		for (uint32_t i = 0; i < np; i++)
+		{
+			double		y = rd_f64(cp + 8 * ((size_t) np + i));
+
+			if (i > 0 && !(rd_f64(cp + 8 * (size_t) i) > rd_f64(cp + 8 * (size_t) (i - 1))))
+				return "isotonic calibration points must be ascending";
+			if (y < 0.0 || y > 1.0)
+				return "isotonic calibration values must be probabilities";
+		}
+	*n_scale = ns;
+	*n_cal = cal == CAL_ISOTONIC ? np : 0;
+	if (m)
+	{
+		m->out_transform = (int) transform;
+		m->n_scale = ns;
+		for (uint32_t i = 0; i < ns; i++)
+			m->snap_scale[i] = rd_f64(sp + 8 * (size_t) i);
+		m->calib = (int) cal;
+		m->n_cal = *n_cal;
+		if (cal == CAL_SIGMOID)
+		{
+			m->cal_a = rd_f64(cp);
+			m->cal_b = rd_f64(cp + 8);
+		}
+		for (uint32_t i = 0; i < m->n_cal; i++)
+		{
+			m->cal_x[i] = rd_f64(cp + 8 * (size_t) i);
+			m->cal_y[i] = rd_f64(cp + 8 * ((size_t) np + i));
+		}
+	}
+	return NULL;
+}
+
 int
 pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			pgmln_model **out, char *err, size_t errlen)
@@ -774,8 +932,9 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	pgmln_model *m;
 	bump bm;
 	int pass;
-	reader row_r;
+	reader row_r, out_r;
 	rowsizes rsz;
+	uint32_t n_scale = 0, n_cal = 0;
 
 	*out = NULL;
 	if (blob == NULL || len < HEADER_SIZE + TRAILER_SIZE)
@@ -817,7 +976,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	if (K < 1 || K > MAX_OUTPUTS)
 		FAIL("bad number of outputs");
 	if (flags & ~(FLAG_PREPROCESS | FLAG_LABELS | FLAG_SNAP_ZERO | FLAG_ROW | FLAG_INPUT_RULES |
-				  FLAG_REFUSE_NAN | FLAG_REFUSE_INF))
+				  FLAG_REFUSE_NAN | FLAG_REFUSE_INF | FLAG_OUTPUT))
 		FAIL("unknown header flags");
 	if ((flags & (FLAG_REFUSE_NAN | FLAG_REFUSE_INF)) && !(flags & FLAG_INPUT_RULES))
 		FAIL("input rule flags without the input rules flag");
@@ -973,6 +1132,14 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		if (msg)
 			FAIL(msg);
 	}
+	out_r = r;
+	if (flags & FLAG_OUTPUT)
+	{
+		const char *msg = output_section(&r, task, K, C, &n_scale, &n_cal, NULL);
+
+		if (msg)
+			FAIL(msg);
+	}
 	if (r.left != 0)
 		FAIL("trailing bytes after the model body");
 	if (kind == PGMLN_KIND_TREES)
@@ -1052,6 +1219,13 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			ALLOC(rcat_len, uint32_t, rsz.cats);
 			ALLOC(rslots, uint32_t, rsz.slots);
 			ALLOC(rdbl, double, rsz.doubles);
+			ALLOC(rtext, char, rsz.scratch + 1);
+		}
+		if (flags & FLAG_OUTPUT)
+		{
+			ALLOC(snap_scale, double, n_scale);
+			ALLOC(cal_x, double, n_cal);
+			ALLOC(cal_y, double, n_cal);
 		}
 		ALLOC(acc, double, K + (C > K ? C : K));
 		ALLOC(xbuf, float, F);
@@ -1108,6 +1282,8 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		}
 	if (flags & FLAG_ROW)
 		(void) row_section(&row_r, F, NULL, m); /* validated above: cannot fail */
+	if (flags & FLAG_OUTPUT)
+		(void) output_section(&out_r, task, K, C, &n_scale, &n_cal, m);
 	if (kind == PGMLN_KIND_TREES)
 	{
 		uint64_t off = 0, leaf = 0;
@@ -1663,6 +1839,86 @@ sigmoid(double z)
 	return 1.0 / (1.0 + exp(-z));
 }
 
+/* nearest value of the ascending scale; halfway goes to the smaller (targets.snap) */
+static double
+snap_to(const double *s, uint32_t n, double v)
+{
+	uint32_t	lo = 0,
+				hi = n;
+	double		a,
+				b;
+
+	if (isnan(v) || n == 0)
+		return v;
+	if (n == 1)
+		return s[0];
+	while (lo < hi)				/* first index with s[i] >= v, as numpy's searchsorted */
+	{
+		uint32_t	mid = lo + (hi - lo) / 2;
+
+		if (s[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < 1)
+		lo = 1;
+	if (lo > n - 1)
+		lo = n - 1;
+	a = s[lo - 1];
+	b = s[lo];
+	return (b - v < v - a) ? b : a;
+}
+
+/* a regression output after the target options: expm1, then snapping */
+static inline double
+output_value(const pgmln_model *m, double v)
+{
+	if (m->out_transform == OUT_EXPM1)
+		v = expm1(v);
+	return m->n_scale ? snap_to(m->snap_scale, m->n_scale, v) : v;
+}
+
+/* calibrated probability of class 1 (targets.calibrate: np.interp for isotonic) */
+static double
+calibrate(const pgmln_model *m, double p)
+{
+	if (m->calib == CAL_SIGMOID)
+	{
+		double		c = p < CAL_EPS ? CAL_EPS : (p > 1.0 - CAL_EPS ? 1.0 - CAL_EPS : p);
+		double		z = m->cal_a * (log(c) - log1p(-c)) + m->cal_b;
+
+		return 1.0 / (1.0 + exp(-z));
+	}
+	if (m->calib == CAL_ISOTONIC)
+	{
+		const double *x = m->cal_x,
+				   *y = m->cal_y;
+		uint32_t	n = m->n_cal,
+					lo = 0,
+					hi;
+
+		if (isnan(p))
+			return p;
+		if (p <= x[0])
+			return y[0];
+		if (p >= x[n - 1])
+			return y[n - 1];
+		hi = n - 1;				/* x[lo] <= p < x[hi] */
+		while (hi - lo > 1)
+		{
+			uint32_t	mid = lo + (hi - lo) / 2;
+
+			if (x[mid] <= p)
+				lo = mid;
+			else
+				hi = mid;
+		}
+		return (y[hi] - y[lo]) / (x[hi] - x[lo]) * (p - x[lo]) + y[lo];
+	}
+	return p;
+}
+
 static double
 scalar_from_raw(const pgmln_model *m, const double *raw)
 {
@@ -1681,16 +1937,34 @@ scalar_from_raw(const pgmln_model *m, const double *raw)
 	switch (m->link)
 	{
 		case PGMLN_LINK_SIGMOID:
-			return sigmoid(m->link_param * raw[0]);
+			return output_value(m, sigmoid(m->link_param * raw[0]));
 		case PGMLN_LINK_EXP:
-			return exp(raw[0]);
+			return output_value(m, exp(raw[0]));
 		default:
-			return raw[0];
+			return output_value(m, raw[0]);
 	}
 }
 
+static void vector_from_link(const pgmln_model *m, const double *raw, double *out);
+
+/* the vector outputs, then the output section: calibration (binary) or the transform */
 static void
 vector_from_raw(const pgmln_model *m, const double *raw, double *out)
+{
+	vector_from_link(m, raw, out);
+	if (m->calib && m->C == 2)
+	{
+		double		q = calibrate(m, out[1]);
+
+		out[0] = 1.0 - q;
+		out[1] = q;
+	}
+	else if (m->task == PGMLN_TASK_REGRESSION && (m->out_transform || m->n_scale))
+		out[0] = output_value(m, out[0]);
+}
+
+static void
+vector_from_link(const pgmln_model *m, const double *raw, double *out)
 {
 	uint32_t K = m->K;
 
@@ -2067,13 +2341,25 @@ pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x)
 	uint32_t W = rc->width;
 	int any_nan = 0;
 
-	if (rc->kind == PGMLN_COL_TEXT)
+	if (rc->encode >= PGMLN_ENC_MULTI_HOT)
+		pgmln_text_encode(&rc->text, v, out, m->rtext); /* text.c: never NaN */
+	else if (rc->kind == PGMLN_COL_TEXT)
 	{
-		int64_t code = v->isnull ? -1 : category_code(rc, v->str, v->len);
+		/*
+		 * NULL is the category "__NULL__" where the train rows made it one (Python's
+		 * NULL_CATEGORY), else missing (-1); an unseen category without an impute
+		 * rule is an error the Python path raises (Encoder._encode).
+		 */
+		int64_t code = v->isnull ? category_code(rc, "__NULL__", 8)
+			: category_code(rc, v->str, v->len);
 
+		if (v->isnull && code < 0)
+			code = -1;
+		if (code == -2 && !rc->has_fill)
+			return PGMLN_ROW_REJECT;
 		if (rc->encode == PGMLN_ENC_ONE_HOT)
 		{
-			int all_nan = code == -1 || (code == -2 && rc->has_fill);
+			int all_nan = code < 0;
 
 			for (uint32_t j = 0; j < W; j++)
 				out[j] = all_nan ? NAN : 0.0;
@@ -2081,11 +2367,9 @@ pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x)
 				out[code] = 1.0;
 		}
 		else if (rc->encode == PGMLN_ENC_TARGET)
-			out[0] = code >= 0 ? rc->tmeans[code]
-				: (code == -2 && !rc->has_fill) ? rc->tprior : NAN;
+			out[0] = code >= 0 ? rc->tmeans[code] : NAN;
 		else
-			out[0] = code >= 0 ? (double) code
-				: (code == -2 && !rc->has_fill) ? -1.0 : NAN;
+			out[0] = code >= 0 ? (double) code : NAN;
 	}
 	else if (!rc->is_array)
 		out[0] = v->isnull ? NAN : v->num;

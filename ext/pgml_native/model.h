@@ -51,6 +51,10 @@ extern "C" {
 #define PGMLN_ENC_ORDINAL 2		/* index in the user's list */
 #define PGMLN_ENC_ONE_HOT 3		/* one indicator per category */
 #define PGMLN_ENC_TARGET 4		/* mean train label of the category */
+#define PGMLN_ENC_MULTI_HOT 5	/* text[]: one indicator per vocabulary value (text.c) */
+#define PGMLN_ENC_WORDS 6		/* one indicator per vocabulary token */
+#define PGMLN_ENC_TFIDF 7		/* l2-normalised tf-idf of the vocabulary n-grams */
+#define PGMLN_ENC_HASHING 8		/* l2-normalised hashed n-gram counts */
 
 /* pgmln_row_encode results */
 #define PGMLN_ROW_OK 0
@@ -150,6 +154,10 @@ typedef struct
 	size_t		len;
 	const double *arr;			/* array columns: the elements flattened, NaN = NULL */
 	size_t		n;
+	/* text[] columns (multi_hot): the elements, a NULL pointer for a NULL element */
+	const char *const *items;
+	const size_t *item_lens;
+	size_t		nitems;
 } pgmln_value;
 
 int pgmln_has_row(const pgmln_model *m);

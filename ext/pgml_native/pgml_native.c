@@ -466,8 +466,10 @@ deployed_model(text *project, bool missing_ok)
 /*
  * Read a real[] into floats without detoasting copies: short-header (packed)
  * arrays hold the same bytes after a 1-byte header, so the data can be
- * located directly.  NULL elements become NaN (missing).  Returns the element
- * count; *out is `stackbuf` when it fits, else palloc'd.
+ * located directly.  NULL elements become NaN.  Returns the element count, or
+ * -1 - count when an element is NULL (the serving functions then hand the call
+ * to the Python path, which raises PostgresML's error: NULL is no feature
+ * value); *out is `stackbuf` when it fits, else palloc'd.
  */
 static int
 read_features(Datum d, float *stackbuf, int stackn, float **out)
@@ -482,6 +484,7 @@ read_features(Datum d, float *stackbuf, int stackn, float **out)
 	const char *data;
 	const bits8 *bitmap = NULL;
 	float	   *buf;
+	bool		has_null = false;
 
 	memcpy(&ndim, p, sizeof(int32));
 	memcpy(&dataoffset, p + sizeof(int32), sizeof(int32));
@@ -521,11 +524,14 @@ read_features(Datum d, float *stackbuf, int stackn, float **out)
 				data += sizeof(float);
 			}
 			else
+			{
 				buf[i] = get_float4_nan();
+				has_null = true;
+			}
 		}
 	}
 	*out = buf;
-	return nitems;
+	return has_null ? -1 - nitems : nitems;
 }
 
 static ArrayType *
@@ -614,6 +620,8 @@ eval_scalar(const pgmln_model *m, int64 model_id, Datum features)
 				 errhint("Use pgml.predict_joint for multi-output models.")));
 	}
 	n = read_features(features, stackbuf, STACK_FEATURES, &x);
+	if (n < 0)
+		n = -1 - n;				/* pgml.native_eval: a NULL is NaN */
 	check_features(m, model_id, n);
 	status = pgmln_predict_checked(m, x, &v, &feature);
 	if (status == PGMLN_UNDECIDED)
@@ -652,6 +660,8 @@ eval_vector(const pgmln_model *m, int64 model_id, Datum features)
 						 "predict_proba (e.g. logistic regression).")));
 	}
 	n = read_features(features, stackbuf, STACK_FEATURES, &x);
+	if (n < 0)
+		n = -1 - n;				/* pgml.native_eval: a NULL is NaN */
 	check_features(m, model_id, n);
 	out = w <= 64 ? outbuf : (double *) palloc(sizeof(double) * w);
 	status = pgmln_outputs_checked(m, x, out, &feature);
@@ -908,7 +918,7 @@ pgml_native_predict_batch_model(PG_FUNCTION_ARGS)
 		return call_fallback(&fb_batch_id, fcinfo, id);
 	n = read_features(PG_GETARG_DATUM(1), NULL, 0, &x);
 	nf = pgmln_num_features(m);
-	if (n % nf != 0)
+	if (n < 0 || n % nf != 0)
 		return call_fallback(&fb_batch_id, fcinfo, id);
 	rows = n / nf;
 	out = (double *) palloc(sizeof(double) * (rows > 0 ? rows : 1));
@@ -959,7 +969,8 @@ typedef enum
 	CONV_NAME,
 	CONV_INT_TEXT,				/* integer into a text column: str(int) */
 	CONV_BOOL_TEXT,				/* boolean into a text column: str(bool) */
-	CONV_ARRAY					/* number array column */
+	CONV_ARRAY,					/* number array column */
+	CONV_TEXT_ARRAY				/* text[] / varchar[] column (multi_hot) */
 } ConvKind;
 
 typedef struct
@@ -989,6 +1000,9 @@ typedef struct
 	double	   *x;				/* the model's features */
 	double	   *arrbuf;			/* array elements */
 	int			arrcap;
+	const char **itembuf;		/* text array elements (multi_hot) */
+	size_t	   *itemlens;
+	int			itemcap;
 	MemoryContext mcxt;			/* where the map lives (the query's fn_mcxt) */
 } RowMap;
 
@@ -1130,7 +1144,22 @@ build_row_map(MemoryContext mcxt, const pgmln_model *m, int64 model_id, Oid typi
 		bool		ok;
 
 		src->base_type = type;
-		if (kind == PGMLN_COL_TEXT)
+		if (kind == PGMLN_COL_TEXT && pgmln_row_is_array(m, c))
+		{
+			/* multi_hot: the elements of a text[] (varchar[]) as strings, like to_json */
+			Oid			elem = get_element_type(type);
+
+			ok = OidIsValid(elem) && GetDatabaseEncoding() == PG_UTF8 &&
+				(getBaseType(elem) == TEXTOID || getBaseType(elem) == VARCHAROID);
+			if (ok)
+			{
+				src->conv = CONV_TEXT_ARRAY;
+				src->elem_type = elem;
+				get_typlenbyvalalign(elem, &src->elem_len, &src->elem_byval,
+									 &src->elem_align);
+			}
+		}
+		else if (kind == PGMLN_COL_TEXT)
 			ok = text_conv(type, &src->conv) &&
 				(src->conv != CONV_TEXT || GetDatabaseEncoding() == PG_UTF8);
 		else if (!pgmln_row_is_array(m, c))
@@ -1306,6 +1335,35 @@ array_value(RowMap *map, const ColSource *src, Datum d, pgmln_value *v)
 	v->n = (size_t) n;
 }
 
+/* the elements of a text[] attribute as strings (NULL pointer = NULL element) */
+static void
+text_array_value(RowMap *map, const ColSource *src, Datum d, pgmln_value *v)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n;
+
+	deconstruct_array(arr, src->elem_type, src->elem_len, src->elem_byval, src->elem_align,
+					  &elems, &enulls, &n);
+	if (n > map->itemcap)
+	{
+		map->itembuf = MemoryContextAlloc(map->mcxt, sizeof(char *) * n);
+		map->itemlens = MemoryContextAlloc(map->mcxt, sizeof(size_t) * n);
+		map->itemcap = n;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		text	   *t = enulls[i] ? NULL : DatumGetTextPP(elems[i]);
+
+		map->itembuf[i] = t ? VARDATA_ANY(t) : NULL;
+		map->itemlens[i] = t ? VARSIZE_ANY_EXHDR(t) : 0;
+	}
+	v->items = map->itembuf;
+	v->item_lens = map->itemlens;
+	v->nitems = (size_t) n;
+}
+
 /*
  * The features of one record into map->x; false when the Python path must
  * answer this row (it raises the error the user should see).
@@ -1359,6 +1417,9 @@ encode_record(const pgmln_model *m, RowMap *map, HeapTupleHeader rec)
 					break;
 				case CONV_ARRAY:
 					array_value(map, src, d, &v);
+					break;
+				case CONV_TEXT_ARRAY:
+					text_array_value(map, src, d, &v);
 					break;
 				default:
 					v.num = number_value(src->conv, d);

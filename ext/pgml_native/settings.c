@@ -28,6 +28,8 @@ static char *venv_setting = NULL;
 static char *loopback_setting = NULL;
 static char *client_id_setting = NULL;
 static bool native_scoring_setting = true;
+static int	max_parallel_fits_setting = 2;
+static int	train_threads_setting = 0;
 
 PG_FUNCTION_INFO_V1(pgml_native_settings_loaded);
 
@@ -86,6 +88,25 @@ pgml_define_settings(void)
 								 "Read by pgml-flow db upgrade; off keeps the database on the Python path.",
 								 &native_scoring_setting, true, PGC_SUSET, 0,
 								 NULL, NULL, NULL);
+	/*
+	 * The cores one pgml.train may take (pgml_flow/engine/parallel.py reads them from
+	 * pg_settings, and only with this superuser-only context): a tenant cannot make one
+	 * backend take the whole server.
+	 */
+	if (!defined_elsewhere("pgml.max_parallel_fits"))
+		DefineCustomIntVariable("pgml.max_parallel_fits",
+								"Fits of one pgml.train search run at once, each in a process of its own.",
+								"Superuser only; never more than the server's usable cores. "
+								"1 runs them one after another.",
+								&max_parallel_fits_setting, 2, 1, 1024, PGC_SUSET, 0,
+								NULL, NULL, NULL);
+	if (!defined_elsewhere("pgml.train_threads"))
+		DefineCustomIntVariable("pgml.train_threads",
+								"Library threads of one pgml.train fit (0: one per usable core).",
+								"Superuser only; never more than the server's usable cores. "
+								"A search's parallel fits use one thread each.",
+								&train_threads_setting, 0, 0, 1024, PGC_SUSET, 0,
+								NULL, NULL, NULL);
 	DefineCustomStringVariable("pgml_flow.loopback_conninfo",
 							   "libpq conninfo a server-side retrain (pgml_flow.run_job) connects with.",
 							   "Superuser only: it chooses the role the retrain runs as.",

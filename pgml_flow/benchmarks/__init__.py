@@ -11,7 +11,9 @@ rows/s, µs/row and ratios; results are also written as JSON (docs/benchmarks.md
   service and an HTTP service, batch and called per row, end to end;
 * :mod:`~pgml_flow.benchmarks.concurrency`: pgbench clients running a BI query;
 * :mod:`~pgml_flow.benchmarks.coldstart`: cold start and memory per backend;
-* :mod:`~pgml_flow.benchmarks.targets`: the issue's targets against a run's figures.
+* :mod:`~pgml_flow.benchmarks.targets`: the issue's targets against a run's figures;
+* :mod:`~pgml_flow.benchmarks.training`: ``pgml.train`` against the same fit outside the
+  database, and a grid search against ``GridSearchCV`` (``bench train``).
 """
 
 from __future__ import annotations

@@ -88,9 +88,11 @@ Statistics are of the encoded TRAIN values (NULLs excluded), one entry per model
 classification ``f1, precision, recall, accuracy, mcc`` (+ ``roc_auc, log_loss`` for
 binary, from probabilities); clustering ``silhouette``; decomposition
 ``cumulative_explained_variance``; always ``fit_time, score_time`` (seconds); undefined
-values are null.  With search, ``search_results``: ``{"search", "scoring", "cv",
-"params": [{...}], "mean_test_score": [..], "std_test_score": [..], "mean_fit_time":
-[..], "rank_test_score": [..], "best_index": i, "best_params": {...}}``.
+values are null.  With search, ``search_results`` under PostgresML's keys (scikit-learn's
+``cv_results_``): ``"params": [{...}], "n_splits", "best_index", "mean_fit_time",
+"std_fit_time", "mean_score_time", "std_score_time", "mean_test_score",
+"std_test_score", "split{k}_test_score", "param_{name}"`` (lists, one entry per
+candidate), ``"rank_test_score"``, and ours: ``"search", "scoring", "cv", "best_params"``.
 """
 
 from __future__ import annotations

@@ -162,6 +162,19 @@ _REGISTRY: dict[str, dict[str, EstimatorSpec]] = {
 }
 
 
+#: what PostgresML trains for its default algorithm ``linear`` in the unsupervised tasks
+#: (``pgml.train('c', 'clustering', 'iris_x')`` trains k-means): a linear model needs a label
+UNSUPERVISED_DEFAULTS = {"clustering": "kmeans", "decomposition": "pca"}
+
+
+def resolve(task: str, algorithm: str) -> str:
+    """The algorithm trained for ``algorithm``: ``linear`` is k-means for clustering and PCA
+    for decomposition, as in PostgresML, so that its walkthroughs run without naming one."""
+    if algorithm == "linear":
+        return UNSUPERVISED_DEFAULTS.get(task, algorithm)
+    return algorithm
+
+
 def check_task(task: str) -> None:
     """Reject a task outside ``pgml.task`` (minus the out-of-scope NLP tasks)."""
     if task not in TASKS:

@@ -32,6 +32,16 @@ _TEXT_TYPES = {
 }  # fmt: skip
 
 ENCODINGS = ("native", "target", "one_hot", "ordinal", "multi_hot", "words")
+#: the ``text`` preprocessing of a text column (``{"text": "tfidf", ...}``, pgml_flow.engine.text):
+#: its encode value, and the keys each takes with their defaults
+TEXT_ENCODINGS = ("tfidf", "hashing")
+TEXT_KEYS: dict[str, dict[str, Any]] = {
+    "tfidf": {"max_features": 1000, "ngram": [1, 1], "min_df": 2, "max_df": 1.0,
+              "sublinear_tf": False},
+    "hashing": {"n_features": 1024, "ngram": [1, 1], "alternate_sign": False},
+}
+#: the longest n-gram the text encodings take (the C scorer keeps that many tokens)
+MAX_NGRAM = 4
 #: encodings that learn a vocabulary from the train rows (``top_k``, ``min_count``): one
 #: indicator per value of a ``text[]`` column (multi_hot) or word of a text column (words)
 VOCABULARY_ENCODINGS = ("multi_hot", "words")
@@ -76,8 +86,12 @@ class Preprocess:
     top_k: int | None = None
     #: ... each in at least this many train rows
     min_count: int | None = None
+    #: tfidf / hashing: their keys (TEXT_KEYS), defaults filled in, as sorted pairs
+    text: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
+        if self.encode in TEXT_ENCODINGS:
+            return {"text": self.encode, **self.text_options}
         encode: Any = (
             {"ordinal": list(self.ordinal or ())} if self.encode == "ordinal" else self.encode
         )
@@ -85,6 +99,16 @@ class Preprocess:
         if self.encode in VOCABULARY_ENCODINGS:
             out.update(top_k=self.vocabulary_size, min_count=self.least_count)
         return out
+
+    @property
+    def text_options(self) -> dict[str, Any]:
+        """tfidf / hashing: every key with its value (``ngram`` as a list)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.text}
+
+    @property
+    def ngram(self) -> tuple[int, int]:
+        lo, hi = dict(self.text).get("ngram", (1, 1))
+        return int(lo), int(hi)
 
     @property
     def vocabulary_size(self) -> int:
@@ -102,6 +126,8 @@ def parse_rule(column: str, rule: Any) -> Preprocess:
             f'preprocess for column {column!r} must be an object like {{"impute": "mean"}}, '
             f"got {rule!r}"
         )
+    if "text" in rule:
+        return parse_text_rule(column, rule)
     unknown = set(rule) - {"encode", "impute", "scale", "top_k", "min_count"}
     if unknown:
         raise InvalidPreprocess(
@@ -147,6 +173,66 @@ def parse_rule(column: str, rule: Any) -> Preprocess:
         sizes[key] = value
     return Preprocess(encode, rule.get("impute", "error"), rule.get("scale", "preserve"), ordinal,
                       sizes["top_k"], sizes["min_count"])
+
+
+def _positive_int(column: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidPreprocess(
+            f"preprocess {key} for column {column!r} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
+def parse_text_rule(column: str, rule: Mapping[str, Any]) -> Preprocess:
+    """``{"text": "tfidf" | "hashing", ...}``: validate the text preprocessing of a column.
+
+    No impute or scale: a NULL text is an empty one (a row of zeros), and the rows are
+    already l2-normalised.
+    """
+    kind = rule["text"]
+    if kind not in TEXT_ENCODINGS:
+        raise InvalidPreprocess(
+            f"preprocess text {kind!r} for column {column!r} is not valid; choose one of: "
+            f"{', '.join(TEXT_ENCODINGS)}"
+        )
+    allowed = TEXT_KEYS[kind]
+    unknown = set(rule) - {"text", *allowed}
+    if unknown:
+        raise InvalidPreprocess(
+            f"preprocess for column {column!r} (text {kind!r}) has unknown key(s) "
+            f"{sorted(unknown)}; valid keys: text, {', '.join(allowed)} (a NULL text is an "
+            "empty one and the rows are l2-normalised, so there is no impute or scale)"
+        )
+    options: dict[str, Any] = {**allowed, **{k: v for k, v in rule.items() if k != "text"}}
+    for key in ("max_features", "n_features"):
+        if key in options:
+            options[key] = _positive_int(column, key, options[key])
+    ngram = options["ngram"]
+    if (not isinstance(ngram, list | tuple) or len(ngram) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in ngram)
+            or not 1 <= ngram[0] <= ngram[1] <= MAX_NGRAM):
+        raise InvalidPreprocess(
+            f"preprocess ngram for column {column!r} must be [lo, hi] with "
+            f"1 <= lo <= hi <= {MAX_NGRAM}, e.g. [1, 2] for words and pairs of words; "
+            f"got {ngram!r}"
+        )
+    options["ngram"] = (ngram[0], ngram[1])
+    for key in ("min_df", "max_df"):
+        if key in options:
+            value = options[key]
+            if (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+                    or (isinstance(value, float) and value > 1)):
+                raise InvalidPreprocess(
+                    f"preprocess {key} for column {column!r} must be a number of rows (a "
+                    f"positive integer) or a share of them (0 < x <= 1.0), got {value!r}"
+                )
+    for key in ("sublinear_tf", "alternate_sign"):
+        if key in options and not isinstance(options[key], bool):
+            raise InvalidPreprocess(
+                f"preprocess {key} for column {column!r} must be true or false, "
+                f"got {options[key]!r}"
+            )
+    return Preprocess(kind, text=tuple(sorted(options.items())))
 
 
 @dataclass(frozen=True)
@@ -205,6 +291,12 @@ def describe_columns(
                 + ("; a text[] feature needs the encoding multi_hot, e.g. preprocess => "
                    f'\'{{"{name}": {{"encode": "multi_hot"}}}}\'' if text_array and not is_label
                    else "; cast it or select other columns through a view")
+            )
+        if rule.encode in TEXT_ENCODINGS and (is_label or kind != "text" or is_array):
+            raise InvalidPreprocess(
+                f"preprocess text {rule.encode!r} applies to text feature columns; column "
+                f"{name!r} is {pg_type}" + (" (the label)" if is_label else "")
+                + (": use multi_hot for the values of a text[] column" if is_array else "")
             )
         if not is_label and kind != "text" and rule.encode != "native":
             raise InvalidPreprocess(

@@ -26,6 +26,7 @@ from pgml_flow.engine.columns import (
 from pgml_flow.engine.errors import DataError, FeatureCountMismatch, InvalidArgument
 from pgml_flow.engine.preprocess import Encoder, check_training_values
 from pgml_flow.engine.split import split_indices
+from pgml_flow.engine.targets import TargetOptions, check_labels, take_target_options
 
 SNAPSHOT_FORMAT = 1
 
@@ -45,6 +46,8 @@ class Dataset:
     #: JSON for ``pgml.snapshots.columns``
     columns: dict[str, Any]
     feature_names: list[str] = field(default_factory=list)
+    #: the label's treatment (log1p, snap, calibration) from its preprocess entry (targets)
+    target: TargetOptions = field(default_factory=TargetOptions)
 
     @property
     def num_features(self) -> int:
@@ -114,7 +117,9 @@ def _feature_names(encoder: Encoder) -> list[str]:
     column = encoder.column
     if column.preprocess.encode in ("one_hot", "multi_hot") and encoder.categories is not None:
         return [f"{column.name}={c}" for c in encoder.categories]
-    if column.preprocess.encode == "words" and encoder.categories is not None:
+    if column.preprocess.encode == "hashing":
+        return [f"{column.name}#{i}" for i in range(encoder.width)]
+    if column.preprocess.encode in ("words", "tfidf") and encoder.categories is not None:
         return [f"{column.name}:{c}" for c in encoder.categories]
     if column.is_array:
         return [f"{column.name}[{i + 1}]" for i in range(encoder.width)]
@@ -136,11 +141,14 @@ def prepare_dataset(
     check_task(task)
     if isinstance(y_column_names, str):
         y_column_names = [y_column_names]
+    preprocess, options = take_target_options(preprocess, list(y_column_names or []), task)
     features, labels = describe_columns(columns, y_column_names, preprocess)
     rows = list(rows)
     if not rows:
         raise DataError("the relation has no rows; training needs data")
     y, classes = _read_labels(task, labels, rows)
+    if options and y is not None:
+        check_labels(options, y, labels[0].name)
     for column in features:
         check_training_values(column, column_values(rows, column.position, column.name))
     train_idx, test_idx = split_indices(
@@ -176,6 +184,7 @@ def prepare_dataset(
         classes=classes,
         columns=transformer.to_json(),
         feature_names=names,
+        target=options,
     )
 
 

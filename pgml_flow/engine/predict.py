@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from pgml_flow.engine.errors import FeatureCountMismatch, InvalidArgument
+from pgml_flow.engine.errors import FeatureCountMismatch, InvalidArgument, NonFiniteFeature
 from pgml_flow.engine.inputs import ANY_VALUE, InputPolicy, check_features, input_policy
+from pgml_flow.engine.targets import OutputTransform
 
 _SMALL_BATCH = 512
 
@@ -159,6 +160,8 @@ class Model:
         self.num_outputs: int = meta.get("num_outputs", 1)
         self.classes: list[Any] | None = meta.get("classes")
         self.policy: InputPolicy = backend.policy
+        #: log1p inverse, snapping, calibration (engine.targets): applied after the backend
+        self.target = OutputTransform(meta.get("target"))
         text = self.classes is not None and any(isinstance(c, str) for c in self.classes)
         self._class_values = (
             None if self.classes is None or text else np.asarray(self.classes, dtype=np.float64)
@@ -197,7 +200,8 @@ class Model:
             raise InvalidArgument(
                 f"this model predicts {out.shape[1]} outputs (train_joint); use pgml.predict_joint"
             )
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+        out = np.asarray(out, dtype=np.float64).reshape(-1)
+        return self.target.regression(out) if self.target else out
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """(n, classes) probabilities, columns in sorted class order."""
@@ -206,7 +210,8 @@ class Model:
                 f"predict_proba needs a classification model; this one is {self.task} "
                 "(use pgml.predict)"
             )
-        return self.backend.proba(self.check(x))
+        proba = self.backend.proba(self.check(x))
+        return self.target.proba(proba) if self.target else proba
 
     def predict_joint(self, x: Any) -> np.ndarray:
         """(n, outputs): joint regression outputs, or all decomposition components."""
@@ -218,20 +223,40 @@ class Model:
         return out.reshape(len(out), -1)
 
 
+def _refuse_null(index: int, num_features: int, batch: bool) -> None:
+    """A NULL element of the features array: an error, as in PostgresML.
+
+    NULL is no number; a NaN (a number) is the array form's missing value, which the tree
+    libraries score and the others refuse (:mod:`pgml_flow.engine.inputs`).
+    """
+    where = f"feature {index + 1}"
+    if batch and num_features:
+        where = f"row {index // num_features + 1}, feature {index % num_features + 1}"
+    raise NonFiniteFeature(
+        f"{where} is NULL: the features array cannot contain NULL",
+        hint="Replace it in the query: coalesce(x, 0), or coalesce(x, 'NaN') for a missing "
+             "value that XGBoost, LightGBM, HistGradientBoosting and scikit-learn's trees "
+             "score; or predict with the ROW form, whose preprocess imputes NULL.",
+    )
+
+
 def features_from_array(
     values: Sequence[Any], num_features: int, batch: bool = False
 ) -> np.ndarray:
     """The ``real[]`` form of predict: numbers used as is (no snapshot preprocessing).
 
     ``batch`` accepts several rows flattened into one array (``predict_batch``), whose
-    length must be a multiple of ``num_features`` (an empty array is zero rows).  NULL
-    elements become NaN, a missing value: :meth:`Model.check` then refuses it unless
-    the model scores missing values (:mod:`pgml_flow.engine.inputs`).
+    length must be a multiple of ``num_features`` (an empty array is zero rows).  A NULL
+    element is an error (PostgresML's too); a NaN is a missing value, which
+    :meth:`Model.check` refuses unless the model scores missing values
+    (:mod:`pgml_flow.engine.inputs`).
     """
+    if not isinstance(values, np.ndarray) and None in values:  # numpy would make it NaN
+        _refuse_null(list(values).index(None), num_features, batch)
     try:
         x = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        x = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        x = np.array([float(v) for v in values], dtype=np.float64)
     x = x.reshape(-1)
     n = x.shape[0]
     if batch and num_features and n % num_features == 0:

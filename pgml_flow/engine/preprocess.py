@@ -12,9 +12,10 @@ Encodings of text columns: ``native`` = index of the category in the sorted trai
 categories; ``ordinal`` = index in the user's list; ``one_hot`` = one indicator per
 train category; ``target`` = mean (encoded) label of the train rows with that category.
 An unseen category is treated like NULL when the column has an impute rule; with
-``impute: error`` it gets the dedicated unknown code -1 (native, ordinal), all-zero
-indicators (one_hot) or the overall train label mean (target) instead of failing the
-prediction.  A NULL with ``impute: error`` is always an error naming the column.
+``impute: error`` it is an error naming the column and the value, as in PostgresML.  NULL
+in a text column whose train rows have NULLs is, without an impute rule, a category of its
+own (:data:`NULL_CATEGORY`, PostgresML's key for it) with its own code, indicator or label
+mean; otherwise a NULL with ``impute: error`` is an error naming the column.
 
 Vocabulary encodings learn which values matter from the train rows: ``multi_hot`` (a
 ``text[]`` column: one indicator per value, e.g. components or labels) and ``words`` (a
@@ -24,6 +25,12 @@ at least ``min_count`` train rows; when there are more than ``top_k`` of them, t
 sqrt(n_with * n_without / n), a t statistic; by frequency without a label).  It is
 stored, sorted, as the column's categories, so a prediction encodes the same way.  A NULL
 (array, element or text) and an unseen value add no indicator: these never need imputing.
+
+Text encodings (``{"text": "tfidf" | "hashing", ...}``, :mod:`pgml_flow.engine.text`): the
+tf-idf vocabulary (categories) and its idf weights are fitted on the train rows and
+stored; hashing stores nothing but its options.  ``words`` and the text encodings share
+the tokenizer of :mod:`pgml_flow.engine.text` (``"tokenizer": 1`` in the JSON), which the
+C scorer reproduces; a ``words`` column fitted before it keeps the regex :func:`words`.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
+from pgml_flow.engine import text as text_features
 from pgml_flow.engine.columns import (
+    TEXT_ENCODINGS,
     VOCABULARY_ENCODINGS,
     Column,
     Preprocess,
@@ -48,6 +57,9 @@ from pgml_flow.engine.columns import (
 from pgml_flow.engine.errors import DataError
 
 _STATS = ("mean", "std_dev", "min", "max", "median", "mode")
+#: the category of NULL in a text column (PostgresML's ``NULL_CATEGORY_KEY``): among the
+#: stored categories, so the C scorer's row form finds it by the same key
+NULL_CATEGORY = "__NULL__"
 #: a word: two or more letters or digits (any script), lower-cased
 _WORD = re.compile(r"[^\W_]{2,}")
 
@@ -163,26 +175,47 @@ class Encoder:
         self.statistics: dict[str, Any] = {}
         self._index: dict[str, int] | None = None  # category -> code, built on first use
         self._seen: int | None = None  # vocabulary encodings: distinct values in training
+        self.idf: list[float] | None = None  # tfidf: the idf of each vocabulary term
+        #: the tokenizer of words / tfidf / hashing (text.TOKENIZER_VERSION), None: the regex
+        self.tokenizer: int | None = None
 
     # -- encode --------------------------------------------------------------------------
     def _codes(self, values: Sequence[Any]) -> np.ndarray:
-        """Category index per row: -1 NULL, -2 unseen."""
+        """Category index per row: -1 NULL (unless NULL is a category), -2 unseen."""
         assert self.categories is not None
         if self._index is None or len(self._index) != len(self.categories):
             self._index = {c: i for i, c in enumerate(self.categories)}
         index = self._index
+        null = index.get(NULL_CATEGORY, -1)
         return np.array(
-            [-1 if v is None else index.get(str(v), -2) for v in values], dtype=np.int64
+            [null if v is None else index.get(str(v), -2) for v in values], dtype=np.int64
         )
 
     def _sets(self, values: Sequence[Any]) -> list[set[str]]:
         """Per row, the values (multi_hot) or words (words) a vocabulary encoding reads."""
         if self.column.preprocess.encode == "words":
+            if self.tokenizer is not None:
+                return [text_features.word_set(v) for v in values]
             return [words(v) for v in values]
         return [_values(v) for v in values]
 
+    def _text_block(self, values: Sequence[Any]) -> np.ndarray:
+        """tfidf / hashing rows (text.tfidf_block, text.hashing_block)."""
+        rule = self.column.preprocess
+        options = rule.text_options
+        if rule.encode == "hashing":
+            return text_features.hashing_block(values, options["n_features"], rule.ngram,
+                                               options["alternate_sign"])
+        assert self.categories is not None and self.idf is not None
+        if self._index is None or len(self._index) != len(self.categories):
+            self._index = {c: i for i, c in enumerate(self.categories)}
+        return text_features.tfidf_block(values, self._index, self.idf, rule.ngram,
+                                         options["sublinear_tf"])
+
     def _encode(self, values: Sequence[Any]) -> np.ndarray:
         column = self.column
+        if column.preprocess.encode in TEXT_ENCODINGS:
+            return self._text_block(values)
         if column.preprocess.encode in VOCABULARY_ENCODINGS:
             assert self.categories is not None
             if self._index is None or len(self._index) != len(self.categories):
@@ -201,30 +234,40 @@ class Encoder:
         missing = codes == -1
         unseen = codes == -2
         has_rule = column.preprocess.impute != "error"
+        if not has_rule and unseen.any():
+            value = values[int(np.flatnonzero(unseen)[0])]
+            raise DataError(
+                f"column {column.name!r} has the value {str(value)!r}, a category its train "
+                f"rows did not have, and no impute rule; predict with one of its "
+                f"{len(self.categories or [])} categories (pgml.snapshots.columns), or "
+                "retrain with an impute rule for unseen values, e.g. "
+                f'preprocess => \'{{"{column.name}": {{"impute": "mode"}}}}\''
+            )
         encode = column.preprocess.encode
         if encode == "one_hot":
             block = np.zeros((len(codes), self.width))
             rows = np.flatnonzero(codes >= 0)
             block[rows, codes[rows]] = 1.0
-            block[missing | (unseen & has_rule)] = np.nan
+            block[missing | unseen] = np.nan
             return block
         if encode == "target":
             assert self.target_means is not None
             means = np.array([*self.target_means, np.nan])
             block = means[np.where(codes >= 0, codes, len(self.target_means))]
-            if not has_rule:
-                block[unseen] = self.target_prior
             return block.reshape(-1, 1)
         block = codes.astype(np.float64)
-        block[missing] = np.nan
-        block[unseen] = np.nan if has_rule else -1.0
+        block[missing | unseen] = np.nan
         return block.reshape(-1, 1)
 
     # -- fit / transform -----------------------------------------------------------------
     def fit(self, values: Sequence[Any], target: np.ndarray | None) -> np.ndarray:
         """Learn statistics from the train rows; returns their transformed block."""
         column, rule = self.column, self.column.preprocess
+        if rule.encode in TEXT_ENCODINGS:
+            return self._fit_text(values)
         if rule.encode in VOCABULARY_ENCODINGS:
+            if rule.encode == "words":
+                self.tokenizer = text_features.TOKENIZER_VERSION
             sets = self._sets(values)
             self.categories = select_vocabulary(sets, target, rule.vocabulary_size,
                                                 rule.least_count)
@@ -232,6 +275,8 @@ class Encoder:
             self._seen = len({v for s in sets for v in s})
         elif column.kind == "text":
             present = sorted({str(v) for v in values if v is not None})
+            if rule.impute == "error" and rule.encode != "ordinal" and None in values:
+                present = sorted({*present, NULL_CATEGORY})  # NULL: a category, as PostgresML
             if rule.encode == "ordinal":
                 assert rule.ordinal is not None
                 extra = [v for v in present if v not in rule.ordinal]
@@ -252,6 +297,39 @@ class Encoder:
         block = self._impute(block)
         self._fit_scale(block)
         return (block - self.center) / self.scale
+
+    def _fit_text(self, values: Sequence[Any]) -> np.ndarray:
+        """tfidf: the vocabulary and idf of the train rows; hashing: nothing to learn.
+
+        No impute (a NULL text is a row of zeros) and no scaling (rows are l2-normalised);
+        the statistics say how many rows and terms there were, not one figure per column
+        (thousands of columns would bloat the snapshot for nothing).
+        """
+        rule = self.column.preprocess
+        options = rule.text_options
+        self.tokenizer = text_features.TOKENIZER_VERSION
+        if rule.encode == "tfidf":
+            self.categories, self.idf, self._seen = text_features.fit_tfidf(
+                values, rule.ngram, options["max_features"], options["min_df"],
+                options["max_df"])
+            if not self.categories:
+                raise DataError(
+                    f"column {self.column.name!r} has no term in at least "
+                    f"{options['min_df']} train rows, so tf-idf has no vocabulary; lower "
+                    f"min_df or leave the column out"
+                )
+        block = self._text_block(values)
+        self.width = block.shape[1]
+        self.fill = None
+        self.center = np.zeros(self.width)
+        self.scale = np.ones(self.width)
+        self.statistics = {
+            "rows": len(values),
+            "missing": sum(1 for v in values if v is None),
+            **({"distinct": self._seen, "vocabulary": len(self.categories or [])}
+               if self._seen is not None else {}),
+        }
+        return block
 
     def _fit_target(self, values: Sequence[Any], target: np.ndarray | None) -> None:
         if target is None:
@@ -330,6 +408,8 @@ class Encoder:
             "center": self.center.tolist(),
             "scale": self.scale.tolist(),
             "statistics": self.statistics,
+            **({"idf": self.idf} if self.idf is not None else {}),
+            **({"tokenizer": self.tokenizer} if self.tokenizer is not None else {}),
         }
 
     @classmethod
@@ -352,4 +432,6 @@ class Encoder:
         encoder.center = np.asarray(data["center"], dtype=np.float64)
         encoder.scale = np.asarray(data["scale"], dtype=np.float64)
         encoder.statistics = data.get("statistics", {})
+        encoder.idf = data.get("idf")
+        encoder.tokenizer = data.get("tokenizer")
         return encoder

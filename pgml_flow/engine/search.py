@@ -3,8 +3,10 @@
 ``grid`` tries every combination of ``search_params`` (each value a JSON array);
 ``random`` samples ``search_args.n_iter`` (default 10) of them; each candidate is
 scored by the task's key metric with ``search_args.cv``-fold cross-validation
-(default 5; stratified for classification) on the TRAIN rows.  The loop is our own
-rather than GridSearchCV so the score is exactly the key metric stored in
+(default 5; stratified for classification) on the TRAIN rows; ``cv`` 1, as in
+PostgresML, fits each candidate on the train rows and scores it on the test rows.
+Results are stored under PostgresML's ``search_results`` keys (:func:`search_results`).
+The loop is our own rather than GridSearchCV so the score is exactly the key metric stored in
 ``pgml.models.metrics`` (silhouette, explained variance included), and so a candidate
 that fails names its params.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_flow.engine import metrics
+from pgml_flow.engine import metrics, parallel
 from pgml_flow.engine.algorithms import check_hyperparams, make_estimator, set_params
 from pgml_flow.engine.errors import InvalidHyperparams, SplitError, TrainingFailed
 
@@ -42,6 +44,11 @@ def validate(
     search_args: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """Check the search arguments; returns search_args with defaults filled in."""
+    for name, value in (("search_params", search_params), ("search_args", search_args)):
+        # a JSON string or array: dict() of it was a ValueError/TypeError, reported as an
+        # internal error (XX000) instead of the caller's mistake (tests/test_hostile.py)
+        if value is not None and not isinstance(value, Mapping):
+            raise InvalidHyperparams(f"{name} must be a JSON object, got {value!r}")
     search_params = dict(search_params or {})
     search_args = dict(search_args or {})
     if search is None:
@@ -74,8 +81,6 @@ def validate(
         value = args[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidHyperparams(f"search_args {key} must be a positive integer, got {value!r}")
-    if args["cv"] < 2:
-        raise InvalidHyperparams("search_args cv must be at least 2 folds")
     return args
 
 
@@ -124,48 +129,93 @@ def run(
     n_classes: int = 0,
     joint: bool = False,
     seed: int = 0,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
 ) -> SearchResult:
-    """Cross-validate every candidate on the train rows; pick the best key metric."""
+    """Cross-validate every candidate on the train rows; pick the best key metric.
+
+    ``cv`` 1 is PostgresML's "no cross-validation": each candidate is fitted on every train
+    row and scored on the test rows (``x_test``/``y_test``), one split.
+    """
     from sklearn.base import clone
 
     candidates = _candidates(search, search_params, args["n_iter"], seed)
-    folds = _folds(task, x, y, args["cv"], seed)
+    if args["cv"] == 1:
+        assert x_test is not None
+        x_all = np.concatenate([x, x_test])
+        y_all = None if y is None or y_test is None else np.concatenate([y, y_test])
+        folds = [(np.arange(len(x)), np.arange(len(x), len(x_all)))]
+        x, y = x_all, y_all
+    else:
+        folds = _folds(task, x, y, args["cv"], seed)
     base = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
-    means, stds, fit_times = [], [], []
-    for params in candidates:
-        scores, times = [], []
-        for train, valid in folds:
-            estimator = set_params(clone(base), params)
-            start = time.perf_counter()
-            try:
-                if y is None:
-                    estimator.fit(x[train])
-                else:
-                    estimator.fit(x[train], y[train])
-            except Exception as exc:
-                raise TrainingFailed(
-                    f"search: {algorithm} with {params} failed to train: {exc}"
-                ) from exc
-            times.append(time.perf_counter() - start)
-            y_valid = None if y is None else y[valid]
-            scores.append(metrics.key_score(task, estimator, x[valid], y_valid, n_classes))
-        means.append(float(np.mean(scores)))
-        stds.append(float(np.std(scores)) if np.isfinite(scores).all() else None)
-        fit_times.append(float(np.mean(times)))
-    best = int(np.argmax(means))
-    order = np.argsort(-np.asarray(means), kind="stable")
+
+    def fit_and_score(params: dict[str, Any], x_train: np.ndarray, y_train: Any,
+                      x_valid: np.ndarray, y_valid: Any) -> tuple[float, float, float]:
+        estimator = set_params(clone(base), params)
+        start = time.perf_counter()
+        try:
+            if y_train is None:
+                estimator.fit(x_train)
+            else:
+                estimator.fit(x_train, y_train)
+        except Exception as exc:
+            raise TrainingFailed(
+                f"search: {algorithm} with {params} failed to train: {exc}"
+            ) from exc
+        fitted = time.perf_counter()
+        score = metrics.key_score(task, estimator, x_valid, y_valid, n_classes)
+        return score, fitted - start, time.perf_counter() - fitted
+
+    # every candidate on every fold, in parallel processes up to pgml.max_parallel_fits
+    table = parallel.cross_validate(fit_and_score, candidates, folds, x, y)
+    scores, fit_times, score_times = table[..., 0], table[..., 1], table[..., 2]
+    results = search_results(search, task, args["cv"], candidates, scores, fit_times,
+                             score_times)
+    best = results["best_index"]
+    return SearchResult(best_params=dict(candidates[best]), results=results)
+
+
+def search_results(search: str, task: str, cv: int, candidates: list[dict[str, Any]],
+                   scores: np.ndarray, fit_times: np.ndarray,
+                   score_times: np.ndarray) -> dict[str, Any]:
+    """``metrics.search_results`` under PostgresML's keys (scikit-learn's ``cv_results_``).
+
+    ``scores``, ``fit_times``, ``score_times``: (candidates, splits). PostgresML's keys:
+    ``params``, ``n_splits``, ``best_index``, ``mean_/std_fit_time``,
+    ``mean_/std_score_time``, ``mean_/std_test_score``, ``split{k}_test_score``,
+    ``param_{name}`` (one entry per candidate each), and ``rank_test_score``
+    (scikit-learn's); ours besides: ``search``, ``scoring``, ``cv``, ``best_params``.
+    A score that is not a finite number is null.
+    """
+    means = np.mean(scores, axis=1)
+    finite = np.isfinite(means)
+    best = int(np.argmax(np.where(finite, means, -np.inf)))
+    order = np.argsort(-np.where(finite, means, -np.inf), kind="stable")
     ranks = np.empty(len(means), dtype=np.int64)
     ranks[order] = np.arange(1, len(means) + 1)
-    results = {
+
+    def listed(values: np.ndarray) -> list[float | None]:
+        return [metrics.clean(float(v)) if np.isfinite(v) else None for v in values]
+
+    results: dict[str, Any] = {
         "search": search,
         "scoring": metrics.key_metric(task),
-        "cv": args["cv"],
+        "cv": cv,
+        "n_splits": scores.shape[1],
         "params": candidates,
-        "mean_test_score": [metrics.clean(m) for m in means],
-        "std_test_score": stds,
-        "mean_fit_time": fit_times,
-        "rank_test_score": ranks.tolist(),
         "best_index": best,
         "best_params": candidates[best],
+        "mean_fit_time": listed(fit_times.mean(axis=1)),
+        "std_fit_time": listed(fit_times.std(axis=1)),
+        "mean_score_time": listed(score_times.mean(axis=1)),
+        "std_score_time": listed(score_times.std(axis=1)),
+        "mean_test_score": listed(means),
+        "std_test_score": listed(np.std(scores, axis=1)),
+        "rank_test_score": ranks.tolist(),
     }
-    return SearchResult(best_params=dict(candidates[best]), results=results)
+    for k in range(scores.shape[1]):
+        results[f"split{k}_test_score"] = listed(scores[:, k])
+    for name in dict.fromkeys(n for params in candidates for n in params):
+        results[f"param_{name}"] = [params.get(name) for params in candidates]
+    return results

@@ -87,8 +87,14 @@ def dump_model(
     num_outputs: int = 1,
     classes: list[Any] | None = None,
     feature_names: list[str] | None = None,
+    target: dict[str, Any] | None = None,
 ) -> list[tuple[str, bytes]]:
-    """Serialize a fitted estimator to ``[(path, data), ...]`` for ``pgml.files``."""
+    """Serialize a fitted estimator to ``[(path, data), ...]`` for ``pgml.files``.
+
+    ``target`` is the fitted output transform (:class:`pgml_flow.engine.targets.OutputTransform`:
+    log1p, snapping scale, calibration), stored in meta.json only when there is one, so the
+    meta of every other model stays as it was.
+    """
     library = library_of(estimator)
     files: list[tuple[str, bytes]] = []
     if library == "xgboost":
@@ -111,6 +117,7 @@ def dump_model(
         "classes": classes,
         "feature_names": feature_names,
         "files": [path for path, _ in files],
+        **({"target": target} if target else {}),
         "versions": {
             "python": platform.python_version(),
             "numpy": _version("numpy"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_flow.engine import metrics
+from pgml_flow.engine import metrics, targets_fit
 from pgml_flow.engine import search as searching
 from pgml_flow.engine.algorithms import make_estimator
 from pgml_flow.engine.dataset import Dataset
@@ -99,6 +99,7 @@ def train(
     n_outputs = dataset.y_train.shape[1] if joint and dataset.y_train is not None else 1
     n_classes = len(dataset.classes or [])
     args = searching.validate(task, algorithm, search, hyperparams, search_params, search_args)
+    fitting = targets_fit.FitRows.of(dataset, n_classes, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         estimator = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
@@ -111,29 +112,40 @@ def train(
                 hyperparams,
                 search_params or {},
                 args,
-                dataset.x_train,
-                dataset.y_train,
+                fitting.x,
+                fitting.y,
                 n_classes=n_classes,
                 joint=joint,
                 seed=seed,
+                x_test=dataset.x_test,
+                y_test=dataset.y_test,
             )
             hyperparams.update(found.best_params)
             estimator = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
         start = time.perf_counter()
-        _fit(estimator, dataset.x_train, dataset.y_train, algorithm)
+        _fit(estimator, fitting.x, fitting.y, algorithm)
         fit_time = time.perf_counter() - start
-    files = dump_model(
-        estimator,
-        task=task,
-        algorithm=algorithm,
-        num_features=dataset.num_features,
-        num_outputs=n_outputs,
-        classes=dataset.classes,
-        feature_names=dataset.feature_names,
-    )
-    model = load_model(files)
+
+    def save(target: dict[str, Any] | None) -> tuple[list[tuple[str, bytes]], Model]:
+        files = dump_model(
+            estimator,
+            task=task,
+            algorithm=algorithm,
+            num_features=dataset.num_features,
+            num_outputs=n_outputs,
+            classes=dataset.classes,
+            feature_names=dataset.feature_names,
+            target=target,
+        )
+        return files, load_model(files)
+
+    files, model = save(fitting.output(estimator))
+    report: dict[str, Any] = {}
+    if fitting.calibration_rows is not None:  # fitted on the reloaded, uncalibrated model
+        files, model, report = fitting.calibrate(model, save)
     start = time.perf_counter()
     scores: dict[str, Any] = dict(_score(model, estimator, dataset))
+    scores.update(fitting.report(model, estimator, report))
     scores["fit_time"] = fit_time
     scores["score_time"] = time.perf_counter() - start
     if found is not None:

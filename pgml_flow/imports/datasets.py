@@ -276,7 +276,10 @@ def _tawos_rt(root: Path, project: str, label: str, dataset: Dataset,
     owner = dataset.project(project)
     columns = ("Issue_Key", "Type", "Status", "Resolution", "Creation_Date", "Resolution_Date",
                "Story_Point", *TAWOS_RT_KEPT)
-    for n, (where, row) in enumerate(_rows(path, label, columns)):
+    rows = list(_rows(path, label, columns))
+    # no shipped split: the chronological 60/20/20 (the file is in creation order)
+    for n, ((where, row), part) in enumerate(zip(rows, chronological_split(len(rows)),
+                                                 strict=True)):
         if limit is not None and n >= limit:
             break
         attributes = {c: _number(row[c]) for c in TAWOS_RT_KEPT if _null(row[c]) is not None}
@@ -290,7 +293,7 @@ def _tawos_rt(root: Path, project: str, label: str, dataset: Dataset,
             "resolved_at": _parse(where, "Resolution_Date", _null(row["Resolution_Date"]),
                                   r.timestamp),
             "story_points": _parse(where, "Story_Point", _null(row["Story_Point"]), r.points),
-            "attributes": {**attributes, "source_row": n}}))
+            "dataset_split": part, "attributes": {**attributes, "source_row": n}}))
     return batch
 
 
@@ -311,10 +314,15 @@ def _gousios(root: Path, project: str, label: str, dataset: Dataset,
     batch = r.Batch(label, "pull_requests")
     expected = project.replace("@", "/", 1)
     owner = dataset.project(expected)
-    for n, (where, row) in enumerate(_rows(path, label, (*GOUSIOS, "project_name",
-                                                         "test_churn", "requester"))):
+    rows = list(_rows(path, label, (*GOUSIOS, "project_name", "test_churn", "requester")))
+    # no shipped split: the chronological 60/20/20 by created_at (the files are newest
+    # first); source_row stays the place in the file
+    by_time = sorted(range(len(rows)), key=lambda k: (_epoch(rows[k][1]["created_at"]), k))
+    parts = dict(zip(by_time, chronological_split(len(rows)), strict=True))
+    for n, (where, row) in enumerate(rows):
         if limit is not None and n >= limit:
             break
+        part = parts[n]
         if row["project_name"] != expected:
             raise r.load_error(where, "project_name", row["project_name"],
                                f"a pull request of another project than {expected}")
@@ -329,9 +337,55 @@ def _gousios(root: Path, project: str, label: str, dataset: Dataset,
         record["author"] = row["requester"].strip() or None
         record["attributes"] = {c: _number(v) for c, v in row.items()
                                 if c not in GOUSIOS and c not in LOGINS and c != "project_name"
-                                and _null(v) is not None}
+                                and _null(v) is not None} | {"source_row": n}
+        record["dataset_split"] = part
         batch.add(owner, r.complete_pull_request(record))
     return batch
+
+
+# -- gousios-pullreqs-icse2014 -----------------------------------------------------------------
+#: column -> (field, parser) of the ICSE 2014 files (no commits at open, no review comments)
+GOUSIOS_2014: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "github_id": ("number", r.integer), "created_at": ("created_at", r.timestamp),
+    "merged_at": ("merged_at", r.timestamp), "closed_at": ("closed_at", r.timestamp),
+    "num_commits": ("commits", r.count), "num_comments": ("comments", r.count),
+    "files_changed": ("changed_files", r.count),
+}
+#: the one client of gousios-pullreqs-icse2014: the paper pools its 291 projects
+ICSE2014_CLIENT = r.Project("all projects (gousios-pullreqs-icse2014)", "gousios_icse2014")
+
+
+def _gousios_2014(root: Path, project: str, label: str, dataset: Dataset,
+                  limit: int | None) -> r.Batch:
+    path = root / "data" / f"{project}.csv.gz"
+    batch = r.Batch(label, "pull_requests")
+    expected = project.replace("@", "/", 1)
+    for n, (where, row) in enumerate(_rows(path, label, (*GOUSIOS_2014, "project_name",
+                                                         "test_churn", "requester"))):
+        if limit is not None and n >= limit:
+            break
+        if row["project_name"] != expected:
+            raise r.load_error(where, "project_name", row["project_name"],
+                               f"a pull request of another project than {expected}")
+        record: r.Record = {"_where": where, "repository": expected}
+        for column, (target, parse) in GOUSIOS_2014.items():
+            record[target] = _parse(where, column, row[column], parse)
+        if record["number"] is None or record["created_at"] is None:
+            missing = "github_id" if record["number"] is None else "created_at"
+            raise r.load_error(where, missing, row[missing], "every pull request needs one")
+        churn = _parse(where, "test_churn", row["test_churn"], r.count)
+        record["has_tests"] = None if churn is None else churn > 0
+        record["author"] = row["requester"].strip() or None
+        record["attributes"] = {c: _number(v) for c, v in row.items()
+                                if c not in GOUSIOS_2014 and c not in LOGINS
+                                and _null(v) is not None} | {"source_row": n}
+        batch.add(ICSE2014_CLIENT, r.complete_pull_request(record))
+    return batch
+
+
+def _epoch(value: str) -> int:
+    """Epoch seconds of a cell, for ordering only (a bad cell fails when it is parsed)."""
+    return int(value) if value.isdigit() else 0
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
@@ -345,4 +399,6 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "data/rq2_rq3/<KEY>.csv.gz"),
     Dataset("gousios-pullreqs-2015", "gousios", "pull_requests",
             _glob("data/*.csv.gz", ".csv.gz"), _gousios, "data/<owner>@<repo>.csv.gz"),
+    Dataset("gousios-pullreqs-icse2014", "gousios_icse2014", "pull_requests",
+            _glob("data/*.csv.gz", ".csv.gz"), _gousios_2014, "data/<owner>@<repo>.csv.gz"),
 )}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ QUERY_TYPES: dict[str, list[str]] = {
     "delete_model": ["bigint"],
     "delete_project": ["text"],
     "delete_orphan_snapshots": [],
+    "train_limits": [],
 }
 #: bytea values above this size are stored in several pgml.files parts
 FILE_PART_BYTES = 64 * 1024 * 1024
@@ -220,8 +222,10 @@ def train(
 ) -> list[tuple[str, str, str, bool]]:
     """``pgml.train`` / ``pgml.train_joint``: one transaction, deploys by the contract's rules."""
     from pgml_flow import engine
+    from pgml_flow.engine.algorithms import resolve
 
     project = _project(plpy, GD, project_name, task)
+    algorithm = resolve(project["task"], algorithm)
     y_columns: list[str] | None
     if isinstance(y_column_name, str):
         y_columns = [y_column_name]
@@ -255,6 +259,7 @@ def train(
     fit = functools.partial(
         _fit, project["task"], algorithm, dataset, _json(hyperparams), search,
         _json(search_params), _json(search_args), native=_native_available(plpy),
+        limits=_train_limits(plpy, GD, project["task"], algorithm), backend=os.getpid(),
     )
     # In a forked child, so that a cancel, statement_timeout or shutdown stops it (child.py);
     # nothing is written before it succeeded, and all of it in this statement's transaction.
@@ -295,6 +300,10 @@ class NativeCandidate:
     x: Any
     #: the library's predictions on ``x``
     expected: Any
+    #: the model has target options (engine.targets): its blobs end with an output section
+    output: bool = False
+    #: calibrated models: the Python path's probabilities on ``x``, checked natively too
+    probabilities: Any = None
 
 
 @dataclass
@@ -312,11 +321,15 @@ class Fitted:
 
 def _fit(
     task: str, algorithm: str, dataset: Any, hyperparams: Any, search: str | None,
-    search_params: Any, search_args: Any, *, native: bool,
+    search_params: Any, search_args: Any, *, native: bool, limits: Any = None,
+    backend: int | None = None,
 ) -> Fitted:
     """The training child's work: pure Python (never plpy), run by :func:`child.run`."""
     from pgml_flow import engine
+    from pgml_flow.engine import parallel
 
+    if limits is not None and os.getpid() != backend:  # not when child.run could not fork:
+        parallel.configure(limits, values=dataset.x_train.size)  # the backend stays 1 thread
     result = engine.train(task, algorithm, dataset, hyperparams, search, search_params,
                           search_args)
     return Fitted(result.files, result.metrics, result.hyperparams, result.num_features,
@@ -324,8 +337,30 @@ def _fit(
                   _compile_native(result, dataset) if native else None)
 
 
+def _train_limits(plpy: Any, GD: dict[str, Any], task: str, algorithm: str) -> Any:
+    """The training's bounds (superuser-only settings), and its library imported here.
+
+    Importing the estimator's library in the backend, once per session, spares every
+    training child the import (about a second for XGBoost, more than the fit of a small
+    table); its OpenMP runtime loads single-threaded here (``child.single_threaded_backend``)
+    and the child gives it the threads of :class:`~pgml_flow.engine.parallel.Limits`.
+    """
+    import contextlib
+
+    from pgml_flow.engine import algorithms, parallel
+
+    # an unknown algorithm is reported by the training child, with the other argument checks
+    with contextlib.suppress(ModelError):
+        algorithms.accepted_params(task, algorithm)
+    # after the import, which cannot be interrupted: this query acts on a cancel it delayed
+    row = _one(plpy, GD, "train_limits")
+    return parallel.Limits.from_settings(row and row["fits"], row and row["threads"])
+
+
 def _analysis(dataset: Any) -> dict[str, Any]:
+    """``pgml.snapshots.analysis``: PostgresML's ``samples`` (every row read), and more."""
     return {
+        "samples": len(dataset.x_train) + len(dataset.x_test),
         "train_rows": len(dataset.x_train),
         "test_rows": len(dataset.x_test),
         "num_features": dataset.num_features,
@@ -394,10 +429,19 @@ def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
     x32 = np.asarray(rows[:200], dtype=np.float32)
     expected = model.predict(x32.astype(np.float64))
     try:
-        return NativeCandidate(blob, native.add_row_section(blob, dataset.columns), None,
-                               x32, expected)
+        with_row, problem = native.add_row_section(blob, dataset.columns), None
     except native.NotCompilable as exc:
-        return NativeCandidate(blob, None, str(exc), x32, expected)
+        with_row, problem = None, str(exc)
+    if not model.target:
+        return NativeCandidate(blob, with_row, problem, x32, expected)
+    # target options (log1p, snapping, calibration): the output section ends both blobs
+    try:
+        blob = native.add_output_section(blob, model.meta["target"])
+        with_row = with_row and native.add_output_section(with_row, model.meta["target"])
+    except ModelError:
+        return None
+    proba = model.predict_proba(x32.astype(np.float64)) if model.target.calibration else None
+    return NativeCandidate(blob, with_row, problem, x32, expected, True, proba)
 
 
 def _native_files(
@@ -420,6 +464,11 @@ def _native_files(
 
     plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
     blob, with_row, x32 = candidate.blob, candidate.with_row, candidate.x
+    if candidate.output and not _reads_output(plpy, plan, blob, x32[0].tolist()):
+        plpy.notice(f"{algorithm}: the server's pgml_native does not read target options "
+                    "(log1p, snap, calibration); rebuild it (./dev setup) to score this "
+                    "model natively; it is served by the Python path")
+        return []
     try:
         with plpy.subtransaction():  # a scorer older than input rules rejects them
             plan.execute([blob, x32[0].tolist()])
@@ -439,12 +488,47 @@ def _native_files(
             _reraise_interrupt(exc)
             plpy.notice(f"{algorithm}: the server's pgml_native does not read row "
                         f"sections ({exc}); rebuild it (./dev setup) for a native ROW form")
-    got = np.array([plan.execute([blob, row.tolist()])[0]["p"] for row in x32], dtype=float)
+    got = _native_eval_rows(plpy, "native_eval_rows", blob, x32)
     if not np.allclose(got, candidate.expected, rtol=1e-4, atol=1e-4):
         plpy.notice(f"{algorithm}: the native scorer disagrees with the library on "
                     "held-out rows; this model is served by the Python path")
         return []
+    if candidate.probabilities is not None:  # calibrated probabilities, compared too
+        got = _native_eval_rows(plpy, "native_eval_proba_rows", blob, x32)
+        if not np.allclose(got, candidate.probabilities, rtol=1e-4, atol=1e-4):
+            plpy.notice(f"{algorithm}: the native scorer's calibrated probabilities disagree "
+                        "with the library's; this model is served by the Python path")
+            return []
     return [("native", blob)]
+
+
+def _native_eval_rows(plpy: Any, query: str, blob: bytes, x32: Any) -> Any:
+    """``pgml.native_eval`` (or ``_proba``) of every row of ``x32`` in one statement.
+
+    The C function keeps the parsed blob for one statement only, so a statement per row
+    parsed and validated a 1,600-tree model 200 times (about 0.2 s of every training).
+    """
+    import numpy as np
+
+    plan = plpy.prepare(sqlfiles.query(query, "pgml_queries"),
+                        ["bytea", "real[]", "integer", "integer"])
+    rows = plan.execute([blob, x32.reshape(-1).tolist(), int(x32.shape[1]), int(x32.shape[0])])
+    return np.array([r["p"] for r in rows], dtype=float)
+
+
+def _reads_output(plpy: Any, plan: Any, blob: bytes, row: list[float]) -> bool:
+    """Does the server's scorer read output sections?  One built before them refuses the
+    blob (unknown flag), also without input rules (which a still older one refuses)."""
+    from pgml_flow.engine import native
+
+    for attempt in (blob, native.without_input_rules(blob)):
+        try:
+            with plpy.subtransaction():
+                plan.execute([attempt, row])
+            return True
+        except plpy.SPIError as exc:
+            _reraise_interrupt(exc)
+    return False
 
 
 def _reraise_interrupt(exc: Exception) -> None:
@@ -562,6 +646,7 @@ def _cache_put(session: Session, model_id: int, cached: CachedModel) -> None:
 
 def _cached(plpy: Any, GD: dict[str, Any], key: int | str) -> CachedModel:
     from pgml_flow import engine
+    from pgml_flow.engine.errors import IncompatibleModel
 
     model_id = key if isinstance(key, int) else _deployed_id(plpy, GD, key)
     session = _session(GD)
@@ -570,7 +655,13 @@ def _cached(plpy: Any, GD: dict[str, Any], key: int | str) -> CachedModel:
         info = _model_info(plpy, GD, model_id)
         files = [(r["path"], r["data"]) for r in _rows(plpy, GD, "model_files", model_id)
                  if r["path"] != "native"]
-        cached = CachedModel(engine.load_model(files), info["project"], info["algorithm"])
+        try:
+            model = engine.load_model(files)
+        except IncompatibleModel as exc:
+            # name the model: a BI read reaches it through a view, and only this one is at fault
+            raise IncompatibleModel(
+                f"model {model_id} of project {info['project']!r}: {exc}") from exc
+        cached = CachedModel(model, info["project"], info["algorithm"])
         _cache_put(session, model_id, cached)
     else:
         session.models.move_to_end(model_id)
@@ -691,6 +782,22 @@ def predict_joint(
     plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
 ) -> list[float]:
     model, x = _predict_array(plpy, GD, key, features)
+    return _reals(model.predict_joint(x)[0])
+
+
+@sql_errors
+def decompose(
+    plpy: Any, GD: dict[str, Any], key: int | str, features: Sequence[Any]
+) -> list[float]:
+    """``pgml.decompose(project, vector)``: the row projected onto every principal component
+    of the project's deployed decomposition model (PostgresML's way to use one)."""
+    model, x = _predict_array(plpy, GD, key, features)
+    if model.task != "decomposition":
+        raise UserError(
+            f"pgml.decompose needs a decomposition model; {key!r} is {model.task}",
+            hint="train one with pgml.train(project, 'decomposition', relation), or use "
+                 "pgml.predict for this project",
+        )
     return _reals(model.predict_joint(x)[0])
 
 

@@ -22,8 +22,9 @@ parallel region (the child waits forever on the parent's worker threads, which i
 not have).  :func:`single_threaded_backend` therefore makes every OpenMP runtime in the
 backend use one thread (``OMP_NUM_THREADS=1`` before they load, ``omp_set_num_threads``
 for those already loaded), so model loading and predictions there never start a thread
-pool; the child puts back the thread count the libraries would have used by default, so
-fits use as many threads as before.
+pool; the child puts back the thread count the libraries would have used by default, and
+:mod:`pgml_flow.engine.parallel` then applies ``pgml.train_threads`` (and forks a search's
+single-threaded workers from the child, before any fit ran a team there).
 """
 
 from __future__ import annotations

@@ -22,6 +22,13 @@ TOY_SETS: dict[str, tuple[str, str, str]] = {
     "wine": ("load_wine", "target", "integer"),
 }
 
+#: pgml.wine's feature columns, named and ordered as PostgresML's
+WINE_COLUMNS = (
+    "alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols",
+    "flavanoids", "nonflavanoid_phenols", "proanthocyanins", "hue", "color_intensity",
+    "od280/od315_of_diluted_wines", "proline",
+)
+
 
 def _table(source: str) -> tuple[list[tuple[str, str]], list[list[Any]]]:
     """Column definitions and rows of one toy set."""
@@ -41,17 +48,22 @@ def _table(source: str) -> tuple[list[tuple[str, str]], list[list[Any]]]:
                                                                   strict=True)]
         return columns, rows
     names = [str(n) for n in data.feature_names]
+    x = data.data
     if source == "wine":
-        names = [n.replace("/", "_") for n in names]
+        # PostgresML's column names and order: hue before color_intensity (each holding
+        # its own values: upstream's INSERT swaps the two, a bug not copied here) and
+        # "od280/od315_of_diluted_wines" as scikit-learn names it
+        order = [names.index(n) for n in WINE_COLUMNS]
+        names, x = list(WINE_COLUMNS), x[:, order]
     if source == "iris":  # PostgresML's names: sepal_length, ..., not "sepal length (cm)"
         names = [n.replace(" (cm)", "").replace(" ", "_") for n in names]
     columns = [(n, "real") for n in names] + [(target, target_type)]
     rows = []
-    for x, y in zip(data.data, data.target, strict=True):
+    for features, y in zip(x, data.target, strict=True):
         label: Any = bool(y == 0) if source == "breast_cancer" else (
             float(y) if target_type == "real" else int(y)
         )
-        rows.append([*map(float, x), label])
+        rows.append([*map(float, features), label])
     return columns, rows
 
 
@@ -82,14 +94,7 @@ def load_dataset(
         rows = rows[: int(limit)]
     names = [c[0] for c in columns]
     types = [c[1] for c in columns]
-    # identifiers are quoted by PostgreSQL (format %I); the types come from TOY_SETS
-    ddl = plpy.prepare(
-        "SELECT format('DROP TABLE IF EXISTS pgml.%1$I; CREATE TABLE pgml.%1$I (%2$s)', $1,"
-        " string_agg(format('%I %s', c, t), ', ' ORDER BY o)) AS q"
-        " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(c, t, o)",
-        ["text", "text[]", "text[]"],
-    )
-    plpy.execute(ddl.execute([source, names, types])[0]["q"])
+    _replace_table(plpy, source, names, types)
     if source == "digits":
         # unnest() cannot rebuild a 2-D array per row: insert row by row (1,797 rows)
         statement = format_sql(plpy, "INSERT INTO pgml.%I VALUES ($1, $2)", source)
@@ -103,3 +108,52 @@ def load_dataset(
         plan = plpy.prepare(statement, [f"{t}[]" for t in types])
         plan.execute([[row[i] for row in rows] for i in range(len(columns))])
     return [(f"pgml.{source}", len(rows))]
+
+
+def _replace_table(plpy: Any, source: str, names: list[str], types: list[str]) -> None:
+    """Make ``pgml.<source>`` an empty table with these columns, keeping what depends on it.
+
+    PostgresML drops the table and creates it again, so a view on it blocks the reload
+    (without CASCADE) or disappears (with it). Here a table that already has exactly these
+    columns is emptied instead (TRUNCATE), so views, grants and comments on it stay and
+    nothing is lost; a table with other columns (e.g. pgml.wine as loaded before its
+    columns followed PostgresML's) is dropped without CASCADE and created again: a view on
+    it stops the reload with PostgreSQL's error naming it, rather than being dropped.
+    """
+    # identifiers are quoted by PostgreSQL (format %I); the types come from TOY_SETS
+    same = plpy.prepare(
+        "SELECT coalesce(array_agg(a.attname::text ORDER BY a.attnum) = $2::text[]"
+        "   AND array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)"
+        "       = $3::text[], false) AS same"
+        "  FROM pg_attribute a"
+        " WHERE a.attrelid = to_regclass(format('pgml.%I', $1)) AND a.attnum > 0"
+        "   AND NOT a.attisdropped",
+        ["text", "text[]", "text[]"],
+    )
+    found = same.execute([source, names, [_canonical(t) for t in types]])[0]
+    if found["same"]:
+        plpy.execute(format_sql(plpy, "TRUNCATE pgml.%I", source))
+        return
+    ddl = plpy.prepare(
+        "SELECT format('DROP TABLE IF EXISTS pgml.%1$I; CREATE TABLE pgml.%1$I (%2$s)', $1,"
+        " string_agg(format('%I %s', c, t), ', ' ORDER BY o)) AS q"
+        " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS u(c, t, o)",
+        ["text", "text[]", "text[]"],
+    )
+    try:
+        plpy.execute(ddl.execute([source, names, types])[0]["q"])
+    except plpy.spiexceptions.DependentObjectsStillExist as exc:
+        raise UserError(
+            f"pgml.{source} has other columns than this pgml-flow loads, and objects depend "
+            f"on it: {exc}",
+            hint=f"drop the objects that depend on pgml.{source} (or the table), then load "
+                 "it again; later reloads keep them (the table is emptied, not dropped)",
+        ) from None
+
+
+def _canonical(sql_type: str) -> str:
+    """A TOY_SETS type as format_type() spells it (a column's array type has no dimensions)."""
+    base = sql_type.replace("[]", "")
+    arrays = "[]" if "[]" in sql_type else ""
+    return {"real": "real", "boolean": "boolean", "smallint": "smallint",
+            "integer": "integer"}[base] + arrays

@@ -123,13 +123,15 @@ EXCEPTION WHEN invalid_parameter_value THEN
 END;
 $$;
 
+-- A NULL feature is passed on as NaN, the missing value the tree libraries score: pgml.predict
+-- refuses NULL inside the array (as PostgresML does), the BI surface scores what it can.
 CREATE OR REPLACE FUNCTION pgml_flow.predict_or_null(model_id bigint, features real[])
 RETURNS real
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT pgml_flow.finite_or_null(
         CASE WHEN pgml_flow.finite_features(features) THEN pgml.predict(model_id, features)
-             ELSE pgml_flow.try_predict(model_id, features) END)
+             ELSE pgml_flow.try_predict(model_id, array_replace(features, NULL, 'NaN')) END)
 $$;
 
 CREATE OR REPLACE FUNCTION pgml_flow.predict_proba_or_null(model_id bigint, features real[])
@@ -138,7 +140,8 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
     SELECT CASE WHEN pgml_flow.finite_features(features)
                 THEN pgml.predict_proba(model_id, features)
-                ELSE pgml_flow.try_predict_proba(model_id, features) END
+                ELSE pgml_flow.try_predict_proba(model_id, array_replace(features, NULL, 'NaN'))
+           END
 $$;
 
 -- Calibration of a classifier trained with class weights. Weights that balance the classes
@@ -189,7 +192,7 @@ SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text)');
 SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text, boolean)',
     'TABLE(client_id bigint, model text, entity_id bigint, prediction double precision, '
     'probability double precision, score double precision, model_id bigint, '
-    'model_trained_at timestamp with time zone)');
+    'model_trained_at timestamp with time zone, serving_state text, serving_reason text)');
 
 -- Predictions of one model for the open entities of the caller's client (never another
 -- client's: the client is resolved here, not passed in). Regression: prediction is the
@@ -208,6 +211,9 @@ SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text, boolean)
 -- rows instead.
 -- Rows keep coming with NULL predictions when the client has no deployed model, and an
 -- item the model gives no number for (pgml_flow.predict_or_null) has NULL ones: never NaN.
+-- serving_state / serving_reason: the kill switch and rollout (pgml_flow.rollout_state,
+-- 260_rollout.sql; shadow and disabled rows have NULL predictions and model_id), no_model,
+-- or the A/B test whose challenger a split test served the item.
 --
 -- Logging (pgml_flow.log_predictions): one INSERT into ml_prediction_log per call
 -- (batched) of a uniform random sample of at most log_rows of its predictions (all of them
@@ -219,7 +225,7 @@ CREATE OR REPLACE FUNCTION analytics.predictions(model_name text,
                                                   missing_ok boolean DEFAULT false)
 RETURNS TABLE(client_id bigint, model text, entity_id bigint, prediction double precision,
               probability double precision, score double precision, model_id bigint,
-              model_trained_at timestamptz)
+              model_trained_at timestamptz, serving_state text, serving_reason text)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -238,6 +244,10 @@ DECLARE
     registered boolean;
     servable boolean;
     served text;
+    python_rows boolean;
+    v_state text;
+    v_reason text;
+    ab record;
 BEGIN
     SELECT true, r.feature_view IS NOT NULL INTO registered, servable
       FROM public.ml_model_registry r WHERE r.model_name = predictions.model_name;
@@ -264,6 +274,17 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO m FROM pgml_flow.serving_model(cid, predictions.model_name);
+    -- the kill switch and rollout (260_rollout.sql), read on every call: disabled is not
+    -- scored at all, shadow is scored and logged but shown as NULL
+    SELECT r.state, r.reason INTO v_state, v_reason
+      FROM pgml_flow.rollout_state(cid, predictions.model_name) r;
+    IF m.model_id IS NULL THEN
+        v_state := 'no_model';
+        v_reason := 'the client has no deployed ' || predictions.model_name
+                    || ' model, or its ML is switched off (clients.ml_enabled)';
+    ELSIF v_state = 'disabled' THEN
+        m.model_id := NULL;
+    END IF;
     started := clock_timestamp();
     IF m.task = 'classification' THEN
         EXECUTE format(
@@ -278,26 +299,39 @@ BEGIN
             ' WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
         INTO ids, ys, scores, feats USING cid, m.model_id;
         IF m.model_id IS NOT NULL THEN
-            SELECT pgml_flow.calibration_odds(x.hyperparams, m.target_mean) INTO odds
+            -- a model trained with calibration (engine.targets) serves probabilities already
+            SELECT CASE WHEN x.metrics ? 'calibration' THEN 1
+                        ELSE pgml_flow.calibration_odds(x.hyperparams, m.target_mean) END INTO odds
               FROM pgml.models x WHERE x.id = m.model_id;
         END IF;
         probas := ARRAY(SELECT pgml_flow.calibrated(u.s::numeric::double precision, odds)::real
                           FROM unnest(scores) WITH ORDINALITY AS u(s, o) ORDER BY u.o);
     ELSE
-        EXECUTE format(
-            'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
-            '       %s, '
-            '       NULL::real[], '
-            '       array_agg(f.features::text ORDER BY f.entity_id) '
-            '  FROM %s f WHERE f.client_id = $1 AND f.is_open',
-            -- a spec with preprocess: its model reads the view's columns (the ROW form),
-            -- all rows in one call (190_row_form.sql)
-            CASE WHEN pgml_flow.reads_rows(predictions.model_name)
-                 THEN 'pgml_flow.predict_rows($2, array_agg(to_json(f) ORDER BY f.entity_id))'
-                 ELSE 'array_agg(pgml_flow.predict_or_null($2, f.features) '
-                      'ORDER BY f.entity_id)' END,
-            m.feature_view::regclass)
-        INTO ids, ys, scores, feats USING cid, m.model_id;
+        FOR python_rows IN SELECT unnest(ARRAY[false, true]) LOOP
+            BEGIN
+                EXECUTE format(
+                    'SELECT array_agg(f.entity_id ORDER BY f.entity_id), '
+                    '       %s, '
+                    '       NULL::real[], '
+                    '       array_agg(f.features::text ORDER BY f.entity_id) '
+                    '  FROM %s f WHERE f.client_id = $1 AND f.is_open',
+                    -- a spec with preprocess: its model reads the view's columns (the ROW
+                    -- form), in C per row or in one Python call (195_native_rows.sql)
+                    CASE WHEN pgml_flow.reads_rows(predictions.model_name)
+                         THEN pgml_flow.row_scores_sql(m.model_id, python_rows)
+                         ELSE 'array_agg(pgml_flow.predict_or_null($2, f.features) '
+                              'ORDER BY f.entity_id)' END,
+                    m.feature_view::regclass)
+                INTO ids, ys, scores, feats USING cid, m.model_id;
+                EXIT;
+            EXCEPTION WHEN data_exception OR object_not_in_prerequisite_state THEN
+                -- a row the C scorer leaves to Python, which raised: read again on the
+                -- Python path, where that row is NULL
+                IF python_rows OR NOT pgml_flow.reads_rows(predictions.model_name) THEN
+                    RAISE;
+                END IF;
+            END;
+        END LOOP;
     END IF;
     IF ids IS NULL THEN
         RETURN;
@@ -311,11 +345,28 @@ BEGIN
                                       ids, ys, probas, feats, per_row_ms, m.feature_mean,
                                       m.feature_stddev, m.target_mean, m.target_stddev);
 
+    -- a running A/B test (260_rollout.sql): the challenger scores the same items, both are
+    -- logged; arm: the items a split test serves the challenger's prediction
+    SELECT * INTO ab FROM pgml_flow.abtest_serve(cid, predictions.model_name, m.model_id,
+        m.task, m.feature_view, ids, ys, scores) a;
     RETURN QUERY
-        SELECT cid, predictions.model_name, u.id, u.y::numeric::double precision,
-               pgml_flow.calibrated(u.s::numeric::double precision, odds),
-               u.s::numeric::double precision, m.model_id, m.trained_at
-          FROM unnest(ids, ys, scores) AS u(id, y, s);
+        SELECT cid, predictions.model_name, u.id,
+               CASE WHEN v_state = 'enabled' THEN
+                   (CASE WHEN u.arm THEN u.cy ELSE u.y END)::numeric::double precision END,
+               CASE WHEN v_state = 'enabled' THEN pgml_flow.calibrated(
+                   (CASE WHEN u.arm THEN u.cs ELSE u.s END)::numeric::double precision,
+                   CASE WHEN u.arm THEN ab.odds ELSE odds END) END,
+               CASE WHEN v_state = 'enabled' THEN
+                   (CASE WHEN u.arm THEN u.cs ELSE u.s END)::numeric::double precision END,
+               CASE WHEN v_state = 'enabled' THEN
+                   CASE WHEN u.arm THEN ab.model_id ELSE m.model_id END END,
+               CASE WHEN v_state = 'enabled' THEN
+                   CASE WHEN u.arm THEN ab.trained_at ELSE m.trained_at END END,
+               v_state,
+               CASE WHEN u.arm THEN 'challenger of A/B test ' || ab.abtest_id || ' (split '
+                                    || ab.split_percent || '% of items)'
+                    ELSE v_reason END
+          FROM unnest(ids, ys, scores, ab.arms, ab.ys, ab.scores) AS u(id, y, s, arm, cy, cs);
 END;
 $$;
 COMMENT ON FUNCTION analytics.predictions(text, boolean) IS

@@ -61,6 +61,9 @@ DECLARE
     room integer;
     capped integer := 0;
     logged integer := 0;
+    -- the model's anomaly calibration (400_monitoring.sql): 3 / the 99th percentile of
+    -- the raw score on its training rows, so that >= 3 flags about 1% of such rows
+    scale double precision;
 BEGIN
     IF p_model_id IS NULL OR p_log_rows = 0 OR n = 0
        OR current_setting('transaction_read_only')::boolean THEN
@@ -109,6 +112,8 @@ BEGIN
         END IF;
 
         IF cardinality(picked) > 0 THEN
+            SELECT c.scale INTO scale FROM public.ml_anomaly_calibration c
+             WHERE c.client_id = p_client AND c.model_id = p_model_id;
             -- anomaly score: the largest absolute z-score of the features and of the
             -- prediction against the model's training distribution (ml_model_baselines);
             -- a feature that never varied in training is compared with a spread of 1, and
@@ -130,8 +135,9 @@ BEGIN
                   JOIN baseline b ON b.i = v.i
                  GROUP BY u.id
             ), scored AS (
-                SELECT u.*, greatest(z.zmax, abs(coalesce(u.p, u.y) - p_target_mean)
-                                             / nullif(p_target_stddev, 0))::real AS score
+                SELECT u.*, (greatest(z.zmax, abs(coalesce(u.p, u.y) - p_target_mean)
+                                              / nullif(p_target_stddev, 0))
+                             * coalesce(scale, 1))::real AS score
                   FROM u LEFT JOIN z ON z.id = u.id
             )
             INSERT INTO public.ml_prediction_log

@@ -22,7 +22,9 @@ SELECT i.client_id,
        i.story_points,
        p.prediction AS predicted_story_points,
        p.model_id,
-       p.model_trained_at
+       p.model_trained_at,
+       p.serving_state,
+       p.serving_reason
   FROM analytics.predictions('complexity', missing_ok => true) p
   JOIN public.issues i ON i.client_id = p.client_id AND i.issue_id = p.entity_id
   LEFT JOIN public.issuetypes t ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
@@ -49,6 +51,10 @@ COMMENT ON COLUMN analytics.issue_story_points.model_id IS
     'The model that predicted (pgml.models id; see analytics.model_quality); NULL: the client has no deployed complexity model';
 COMMENT ON COLUMN analytics.issue_story_points.model_trained_at IS
     'When that model was trained (timestamp with time zone)';
+COMMENT ON COLUMN analytics.issue_story_points.serving_state IS
+    'enabled: the model''s prediction; shadow or disabled: switched off by the operator (kill switch, rollout; the prediction columns are NULL); no_model: no deployed complexity model (docs/operations.md)';
+COMMENT ON COLUMN analytics.issue_story_points.serving_reason IS
+    'Why the prediction is not the deployed model''s (text): the switch and the operator''s reason, the rollout, or the A/B test whose challenger predicted it; NULL: the deployed model predicted it';
 
 SELECT pgml_flow.replace_view('analytics.epic_forecasts', $view$
 WITH (security_invoker = true) AS
@@ -62,7 +68,9 @@ SELECT e.client_id,
        coalesce(e.work_first_started_at, now()) + p.prediction * interval '1 day'
            AS expected_completion,
        p.model_id,
-       p.model_trained_at
+       p.model_trained_at,
+       p.serving_state,
+       p.serving_reason
   FROM analytics.predictions('trajectory', missing_ok => true) p
   JOIN public.issues e ON e.client_id = p.client_id AND e.issue_id = p.entity_id
 $view$);
@@ -85,6 +93,10 @@ COMMENT ON COLUMN analytics.epic_forecasts.model_id IS
     'The model that predicted (pgml.models id; see analytics.model_quality); NULL: the client has no deployed trajectory model';
 COMMENT ON COLUMN analytics.epic_forecasts.model_trained_at IS
     'When that model was trained (timestamp with time zone)';
+COMMENT ON COLUMN analytics.epic_forecasts.serving_state IS
+    'enabled: the model''s prediction; shadow or disabled: switched off by the operator (kill switch, rollout; the prediction columns are NULL); no_model: no deployed trajectory model (docs/operations.md)';
+COMMENT ON COLUMN analytics.epic_forecasts.serving_reason IS
+    'Why the prediction is not the deployed model''s (text): the switch and the operator''s reason, the rollout, or the A/B test whose challenger predicted it; NULL: the deployed model predicted it';
 
 -- Rework risk. rework_score is the model's probability, learnt with balanced class weights
 -- (0.5 is its decision boundary); rework_probability is that score calibrated to the
@@ -111,7 +123,9 @@ SELECT pr.client_id,
             WHEN p.prediction = 1 THEN 'medium'
             ELSE 'low' END AS rework_risk,
        p.model_id,
-       p.model_trained_at
+       p.model_trained_at,
+       p.serving_state,
+       p.serving_reason
   FROM analytics.predictions('rework', missing_ok => true) p
   JOIN public.pull_requests pr ON pr.client_id = p.client_id AND pr.pull_request_id = p.entity_id
   JOIN public.repositories r ON r.client_id = pr.client_id AND r.repository_id = pr.repository_id
@@ -142,6 +156,10 @@ COMMENT ON COLUMN analytics.pull_request_rework_risk.model_id IS
     'The model that predicted (pgml.models id; see analytics.model_quality); NULL: the client has no deployed rework model';
 COMMENT ON COLUMN analytics.pull_request_rework_risk.model_trained_at IS
     'When that model was trained (timestamp with time zone)';
+COMMENT ON COLUMN analytics.pull_request_rework_risk.serving_state IS
+    'enabled: the model''s prediction; shadow or disabled: switched off by the operator (kill switch, rollout; the prediction columns are NULL); no_model: no deployed rework model (docs/operations.md)';
+COMMENT ON COLUMN analytics.pull_request_rework_risk.serving_reason IS
+    'Why the prediction is not the deployed model''s (text): the switch and the operator''s reason, the rollout, or the A/B test whose challenger predicted it; NULL: the deployed model predicted it';
 
 -- Model quality per model for the caller's client: the deployed model, its key metric
 -- against the spec's threshold, and the last retraining run. (Its threshold was real:

@@ -9,7 +9,8 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['clients', 'issuetypes', 'repositories', 'issues',
                              'pull_requests', 'ml_prediction_log', 'ml_retraining_events',
                              'client_bi_roles', 'ml_model_baselines',
-                             'ml_prediction_log_usage']
+                             'ml_prediction_log_usage', 'ml_drift_reference',
+                             'ml_drift_checks', 'ml_anomaly_calibration']
     LOOP
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON public.%I FOR SELECT TO pgml_flow_bi '

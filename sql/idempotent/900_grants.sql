@@ -39,3 +39,25 @@ GRANT SELECT ON ALL TABLES IN SCHEMA analytics TO pgml_flow_bi;
 GRANT SELECT ON public.clients, public.issuetypes, public.repositories, public.issues,
                 public.pull_requests, public.ml_prediction_log, public.ml_retraining_events
    TO pgml_flow_bi;
+
+-- Monitoring (400_monitoring.sql): its SECURITY DEFINER functions run as the admin/ML role
+-- and show each caller only the clients it may see (pgml_flow.monitor_sees): operators
+-- (pgml_flow_ml) every client, a BI login its own. The drift and calibration tables are
+-- read by the admin/ML role (the BI surface's logging reads the calibration as it).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+              WHERE p.pronamespace = 'monitoring'::regnamespace
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO pgml_flow_ml', f);
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA monitoring FROM PUBLIC;
+GRANT USAGE ON SCHEMA monitoring TO pgml_flow_ml, pgml_flow_bi;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA monitoring TO pgml_flow_ml, pgml_flow_bi;
+GRANT SELECT ON public.ml_drift_reference, public.ml_drift_checks,
+                public.ml_anomaly_calibration
+   TO pgml_flow_ml;

@@ -34,8 +34,10 @@ SELECT m.id,
               ORDER BY project_id, id DESC) d ON d.model_id = m.id
  ORDER BY m.created_at DESC;
 
+-- id is the deployed model's (pgml.models.id), as in PostgresML: SQL that joins it to
+-- pgml.models gets that model (it was the project's id before revision 0012).
 CREATE OR REPLACE VIEW pgml.deployed_models AS
-SELECT p.id,
+SELECT m.id,
        p.name,
        p.task,
        m.algorithm,

@@ -119,7 +119,9 @@ def test_features_from_array(iris):
     assert x.shape == (1, 4) and model.predict(x).tolist() == [0.0]
     batch = features_from_array([5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3], 4, batch=True)
     assert model.predict(batch).tolist() == [0.0, 2.0]
-    assert np.isnan(features_from_array([1, None, 3], 3)).tolist() == [[False, True, False]]
+    assert np.isnan(features_from_array([1, np.nan, 3], 3)).tolist() == [[False, True, False]]
+    with pytest.raises(NonFiniteFeature, match="feature 2 is NULL"):  # as PostgresML
+        features_from_array([1, None, 3], 3)
     with pytest.raises(FeatureCountMismatch, match="expected 4 features, got 3"):
         features_from_array([1.0, 2.0, 3.0], 4)
     with pytest.raises(FeatureCountMismatch, match="expected 4 features per row"):
@@ -135,7 +137,7 @@ def test_non_finite_features_are_named(iris):
     assert (model.policy.nan, model.policy.inf) == (False, False)
     with pytest.raises(NonFiniteFeature, match=r"^feature 2 is NaN or NULL, a missing value "
                        r"linear models cannot score; impute it") as info:
-        model.predict(features_from_array([5.1, None, 1.4, 0.2], 4))
+        model.predict(features_from_array([5.1, np.nan, 1.4, 0.2], 4))
     assert info.value.sqlstate == "22023" and "coalesce" in (info.value.hint or "")
     with pytest.raises(NonFiniteFeature, match=r"^row 2, feature 4 is -Infinity, which linear"):
         model.predict_proba(np.array([[5.1, 3.5, 1.4, 0.2], [5.1, 3.5, 1.4, -np.inf]]))

@@ -64,7 +64,7 @@ def test_default_cv_is_five(iris):
             "unknown search_param 'neighbours' for algorithm 'knn'",
         ),
         ({"search": "grid", "search_args": {"folds": 3}}, r"unknown search_args \['folds'\]"),
-        ({"search": "grid", "search_args": {"cv": 1}}, "at least 2 folds"),
+        ({"search": "grid", "search_args": {"cv": 0}}, "cv must be a positive integer"),
         ({"search": "random", "search_args": {"n_iter": "ten"}}, "n_iter must be a positive"),
         ({"search": "bayes"}, "unknown search 'bayes'"),
         ({"search_params": {"n_neighbors": [1]}}, "search is NULL"),

@@ -122,6 +122,7 @@ def native_lib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLib]:
             "-o",
             str(out),
             str(EXT_DIR / "model.c"),
+            str(EXT_DIR / "text.c"),
             "-lm",
         ],
         check=True,

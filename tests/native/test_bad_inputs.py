@@ -72,11 +72,11 @@ OK = "{0.5,-1,2,0.25}"
 ARRAYS: dict[str, tuple[str, str]] = {
     "ok": (OK, "ok"),
     "2-D": ("{{0.5,-1},{2,0.25}}", "ok"),
-    "NULL": ("{0.5,NULL,2,0.25}", "nan"),
+    "NULL": ("{0.5,NULL,2,0.25}", "null"),  # an error for every model, as in PostgresML
     "NaN": ("{0.5,NaN,2,0.25}", "nan"),
     "Infinity": ("{0.5,Infinity,2,0.25}", "inf"),
     "-Infinity": ("{0.5,-1,2,-Infinity}", "inf"),
-    "all NULL": ("{NULL,NULL,NULL,NULL}", "nan"),
+    "all NULL": ("{NULL,NULL,NULL,NULL}", "null"),
     "NaN then Infinity": ("{NaN,1,Infinity,2}", "nan+inf"),
     "Infinity then NaN": ("{1,-Infinity,2,NaN}", "inf+nan"),
     "3 features": ("{0.5,-1,2}", "count"),
@@ -197,6 +197,8 @@ def _expected(kind: str, algorithm: str, task: str, entry: str) -> str:
     (the first refused value is the one named).
     """
     scores = dict(zip(("nan", "inf"), SCORES.get(algorithm, FINITE_ONLY), strict=True))
+    if kind == "null":  # checked first, while the array is read
+        return "null"
     if kind == "count":
         return "count"
     if entry.startswith("predict_proba") and task == "regression":
@@ -216,6 +218,7 @@ MESSAGES = {
     "count": "expected 4 features",
     "proba": "predict_proba needs a classification model",
     "null column": "contains NULL values",
+    "null": "is NULL: the features array cannot contain NULL",
 }
 
 
@@ -224,7 +227,7 @@ def _check_expected(out: tuple[Any, ...], expected: str, label: str) -> str | No
         return None if out[0] == "value" else f"{label}: expected a value, got {out}"
     if out[0] != "error" or MESSAGES[expected] not in (out[2] or ""):
         return f"{label}: expected the {expected!r} error, got {out}"
-    if expected in ("nan", "inf", "count") and (out[1] != "22023" or not out[3]):
+    if expected in ("nan", "inf", "count", "null") and (out[1] != "22023" or not out[3]):
         return f"{label}: expected SQLSTATE 22023 with a hint, got {out}"
     return None
 
@@ -252,7 +255,7 @@ def _compare(conn: psycopg.Connection, project: str, task: str, algorithm: str) 
                 problems.append(problem)
             if batch and name == "empty" and python_out[0] == "value":
                 assert python_out[1] == [], label
-            if expected in ("nan", "inf") and python_out[0] == "error":
+            if expected in ("nan", "inf", "null") and python_out[0] == "error":
                 where = "row 2, feature " if batch else "feature "
                 assert where in python_out[2], (label, python_out)
     for name, (values, kind) in ROWS.items():

@@ -36,7 +36,7 @@ PREPROCESS: dict[str, dict[str, Any]] = {
         "color": {"encode": "one_hot", "impute": "mode"},
         "size": {"encode": {"ordinal": SIZES}, "impute": "min", "scale": "min_max"},
         "city": {"encode": "target", "impute": "median", "scale": "standard"},
-        "region": {"encode": "target"},  # impute error: unseen -> the label mean
+        "region": {"encode": "target"},  # impute error: unseen is an error
         "x1": {"impute": "mean", "scale": "standard"},
         "x2": {"impute": "min", "scale": "min_max"},
         "x3": {"impute": "max", "scale": "max_abs"},
@@ -46,8 +46,8 @@ PREPROCESS: dict[str, dict[str, Any]] = {
     },
     "B": {
         "color": {"encode": "native", "impute": "zero", "scale": "robust"},
-        "size": {"encode": {"ordinal": SIZES}},  # impute error: unseen -> -1
-        "city": {"encode": "one_hot"},  # impute error: unseen -> all zero
+        "size": {"encode": {"ordinal": SIZES}},  # impute error: unseen is an error
+        "city": {"encode": "one_hot"},  # impute error: unseen is an error
         "region": {"encode": "native", "impute": "median"},
         "x1": {"impute": "median", "scale": "min_max"},
         "x2": {},  # impute error, preserve
@@ -107,7 +107,9 @@ def _rows(n: int, config: str, seed: int, probe: bool) -> list[dict[str, Any]]:
     rows = []
     for i in range(n):
         def pick(values: list[str], column: str) -> str:
-            if probe and rng.random() < 0.1:
+            # unseen categories only where an impute rule fills them: without one, an
+            # unseen category is an error on both paths (tests/test_pgml_compat.py)
+            if probe and column in nullable and rng.random() < 0.1:
                 return f"unseen-{column}"
             return str(values[rng.integers(len(values))])
 
@@ -230,7 +232,10 @@ def test_attribute_types_nulls_and_errors_as_python(sql, native_db):
         # integers and numerics into number columns, numbers and booleans into text columns
         "ROW('red', 'M'::bpchar, 'rome'::varchar, 'n'::name, 3, 1.25::numeric, 7::bigint,"
         " 2.5::real, true, ARRAY[1, 2, 3])",
-        "ROW(5, true, 12::smallint, 'e', 1.5::float8, 0.1::real, 3.0::numeric, 4.25, false,"
+        # (size and city have no impute rule: an unseen category there is an error)
+        "ROW(5, 'S', 'oslo', true, 1.5::float8, 0.1::real, 3.0::numeric, 4.25, false,"
+        " ARRAY[0.5, NULL, 2]::numeric[])",
+        "ROW(12::smallint, 'L', 'kyiv', 7, 1.5::float8, 0.1::real, 3.0::numeric, 4.25, false,"
         " ARRAY[0.5, NULL, 2]::numeric[])",
         "ROW('blue', 'L', 'oslo', 's', NULL, -1.0, NULL, NULL, NULL, NULL::real[])",
         # types the native path leaves to Python: text into a number column, a date
@@ -243,9 +248,11 @@ def test_attribute_types_nulls_and_errors_as_python(sql, native_db):
         python_out = sql.execute(
             f"SELECT pgml._py_predict_row('types', to_json({row}))").fetchone()[0]
         assert native_out == pytest.approx(python_out, rel=1e-6, abs=1e-6), row
-    # NULL where the rule is impute "error", a wrong array length, wrong column count:
-    # the Python path's own errors
+    # NULL where the rule is impute "error", an unseen category without an impute rule, a
+    # wrong array length, wrong column count: the Python path's own errors
     for row, message in [
+        ("ROW('red', true, 'lima', 'w', 1.0, 2.0, 2, 3, true, ARRAY[1, 2, 3])",
+         "column 'size' has the value 'True', a category its train rows did not have"),
         ("ROW('red', 'S', 'lima', 'w', 1.0, NULL::float8, 2, 3, true, ARRAY[1, 2, 3])",
          "column 'x2' contains NULL values"),
         ("ROW('red', 'S', 'lima', 'w', 1.0, 2.0, 2, 3, true, ARRAY[1, 2])",
