@@ -26,6 +26,9 @@ from pgml_flow.evaluation import report, rework
 from pgml_flow.imports.datasets import chronological_split
 from tests.conftest import shared_datasets
 
+#: long checks: `./dev test -m slow` (kept out of the default run, docs/contributing.md)
+pytestmark = pytest.mark.slow
+
 DATASETS = shared_datasets()
 TAWOS = DATASETS / "tawos-resolution-time-esem2022"
 GOUSIOS = DATASETS / "gousios-pullreqs-2015"

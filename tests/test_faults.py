@@ -39,6 +39,9 @@ from pgml_flow.retraining import RetrainOptions
 from pgml_flow.settings import Settings
 from scheduler.runner import run_once
 
+#: long checks: `./dev test -m slow` (kept out of the default run, docs/contributing.md)
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 REFRESH_JOB = "refresh:public.mv_ml_training_summary"
