@@ -290,24 +290,9 @@ $$;
 COMMENT ON FUNCTION pgml_flow.abtest_outcomes(bigint, bigint) IS
     'An A/B test''s items with a known outcome: both arms'' predictions and the outcome';
 
--- Row-Level Security of the per-client tables (as 800_policies.sql does for the others):
--- the admin/ML role reads and writes every client's rows; BI logins are granted nothing
--- on these tables (they read the state through the views' serving_state and
--- serving_reason), the SELECT policy only scopes them should a grant ever be added.
-DO $$
-DECLARE
-    t text;
-BEGIN
-    FOREACH t IN ARRAY ARRAY['ml_rollout', 'ml_abtests', 'ml_abtest_predictions'] LOOP
-        EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t);
-        EXECUTE format('CREATE POLICY tenant_isolation ON public.%I FOR SELECT TO pgml_flow_bi '
-                       'USING (client_id = (SELECT pgml_flow.current_client_id()))', t);
-        EXECUTE format('DROP POLICY IF EXISTS ml_admin ON public.%I', t);
-        EXECUTE format('CREATE POLICY ml_admin ON public.%I TO pgml_flow_ml '
-                       'USING (true) WITH CHECK (true)', t);
-    END LOOP;
-END;
-$$;
+-- Row-Level Security of ml_rollout, ml_abtests and ml_abtest_predictions: the policies
+-- of every per-client table, in 800_policies.sql. BI logins are granted nothing on these
+-- tables (they read the state through the views' serving_state and serving_reason).
 
 -- The operator (pgml_flow_ml, or a superuser) flips switches and runs tests; the BI
 -- surface (analytics.predictions runs as pgml_flow_ml) reads them and logs the pairs.

@@ -10,7 +10,8 @@ BEGIN
                              'pull_requests', 'ml_prediction_log', 'ml_retraining_events',
                              'client_bi_roles', 'ml_model_baselines',
                              'ml_prediction_log_usage', 'ml_drift_reference',
-                             'ml_drift_checks', 'ml_anomaly_calibration']
+                             'ml_drift_checks', 'ml_anomaly_calibration', 'ml_rollout',
+                             'ml_abtests', 'ml_abtest_predictions']
     LOOP
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON public.%I', t);
         EXECUTE format('CREATE POLICY tenant_isolation ON public.%I FOR SELECT TO pgml_flow_bi '
