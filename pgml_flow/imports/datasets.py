@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,23 +322,8 @@ def _gousios(root: Path, project: str, label: str, dataset: Dataset,
     for n, (where, row) in enumerate(rows):
         if limit is not None and n >= limit:
             break
-        part = parts[n]
-        if row["project_name"] != expected:
-            raise r.load_error(where, "project_name", row["project_name"],
-                               f"a pull request of another project than {expected}")
-        record: r.Record = {"_where": where, "repository": expected}
-        for column, (target, parse) in GOUSIOS.items():
-            record[target] = _parse(where, column, row[column], parse)
-        if record["number"] is None or record["created_at"] is None:
-            missing = "github_id" if record["number"] is None else "created_at"
-            raise r.load_error(where, missing, row[missing], "every pull request needs one")
-        churn = _parse(where, "test_churn", row["test_churn"], r.count)
-        record["has_tests"] = None if churn is None else churn > 0
-        record["author"] = row["requester"].strip() or None
-        record["attributes"] = {c: _number(v) for c, v in row.items()
-                                if c not in GOUSIOS and c not in LOGINS and c != "project_name"
-                                and _null(v) is not None} | {"source_row": n}
-        record["dataset_split"] = part
+        record = _gousios_record(where, row, n, expected, GOUSIOS, (*LOGINS, "project_name"))
+        record["dataset_split"] = parts[n]
         batch.add(owner, r.complete_pull_request(record))
     return batch
 
@@ -364,23 +349,32 @@ def _gousios_2014(root: Path, project: str, label: str, dataset: Dataset,
                                                          "test_churn", "requester"))):
         if limit is not None and n >= limit:
             break
-        if row["project_name"] != expected:
-            raise r.load_error(where, "project_name", row["project_name"],
-                               f"a pull request of another project than {expected}")
-        record: r.Record = {"_where": where, "repository": expected}
-        for column, (target, parse) in GOUSIOS_2014.items():
-            record[target] = _parse(where, column, row[column], parse)
-        if record["number"] is None or record["created_at"] is None:
-            missing = "github_id" if record["number"] is None else "created_at"
-            raise r.load_error(where, missing, row[missing], "every pull request needs one")
-        churn = _parse(where, "test_churn", row["test_churn"], r.count)
-        record["has_tests"] = None if churn is None else churn > 0
-        record["author"] = row["requester"].strip() or None
-        record["attributes"] = {c: _number(v) for c, v in row.items()
-                                if c not in GOUSIOS_2014 and c not in LOGINS
-                                and _null(v) is not None} | {"source_row": n}
+        record = _gousios_record(where, row, n, expected, GOUSIOS_2014, LOGINS)
         batch.add(ICSE2014_CLIENT, r.complete_pull_request(record))
     return batch
+
+
+def _gousios_record(where: str, row: dict[str, str], n: int, expected: str,
+                    columns: dict[str, tuple[str, Callable[[Any], Any]]],
+                    skip: Collection[str]) -> r.Record:
+    """One pull request of either Gousios dataset: its ``columns`` parsed into fields, every
+    other non-empty cell but those in ``skip`` (logins) kept as attributes."""
+    if row["project_name"] != expected:
+        raise r.load_error(where, "project_name", row["project_name"],
+                           f"a pull request of another project than {expected}")
+    record: r.Record = {"_where": where, "repository": expected}
+    for column, (target, parse) in columns.items():
+        record[target] = _parse(where, column, row[column], parse)
+    if record["number"] is None or record["created_at"] is None:
+        missing = "github_id" if record["number"] is None else "created_at"
+        raise r.load_error(where, missing, row[missing], "every pull request needs one")
+    churn = _parse(where, "test_churn", row["test_churn"], r.count)
+    record["has_tests"] = None if churn is None else churn > 0
+    record["author"] = row["requester"].strip() or None
+    record["attributes"] = {c: _number(v) for c, v in row.items()
+                            if c not in columns and c not in skip
+                            and _null(v) is not None} | {"source_row": n}
+    return record
 
 
 def _epoch(value: str) -> int:
