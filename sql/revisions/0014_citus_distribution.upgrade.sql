@@ -1,0 +1,1 @@
+-- Citus: per-client tables distributed by client_id, shared tables as reference tables (no-op on a plain server) (placeholder: nothing yet)

@@ -1,0 +1,1 @@
+-- Many clients: what parallel retraining of hundreds of clients needs (placeholder: nothing yet)
