@@ -127,6 +127,13 @@ def test_drift_for_the_shifted_client_only(flow: PgmlFlow) -> None:
         health = bi.execute("SELECT client_id, model_name, status FROM monitoring.health()"
                             " WHERE model_name = 'complexity'").fetchall()
         assert health == [(2, "complexity", "ok")]
+        # a bucket date_bin cannot use is named, with what to pass instead
+        with pytest.raises(psycopg.errors.InvalidParameterValue,
+                           match="contains months or years") as refused:
+            bi.execute("SELECT * FROM monitoring.prediction_volume('2 years', '1 year')")
+        assert "30 days" in (refused.value.diag.message_hint or "")
+        assert bi.execute("SELECT count(*) >= 0 FROM monitoring.prediction_volume("
+                          "'2 years', '365 days')").fetchone() == (True,)
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None,

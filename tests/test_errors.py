@@ -168,6 +168,17 @@ def test_prediction_errors_have_sqlstate_detail_and_hint(sql: psycopg.Connection
     assert error.sqlstate == "42704"
     assert "project 'nope' does not exist" in (error.diag.message_primary or "")
     assert error.diag.message_detail and error.diag.message_hint
+    # a huge argument is quoted clipped: its head, how much was left out, and the tail
+    error = _error(sql, "SELECT pgml.predict(repeat('x', 200000) || 'END', ARRAY[1.0])")
+    message = error.diag.message_primary or ""
+    assert len(message) < 1000 and "characters left out" in message, len(message)
+    assert "project 'xxx" in message and "END' does not exist" in message
+
+
+def test_clip_keeps_short_text_and_both_ends_of_long_text() -> None:
+    assert boundary.clip("short") == "short"
+    clipped = boundary.clip("a" * 1000 + "b" * 1000, limit=90)
+    assert clipped == "a" * 60 + "…[1910 characters left out]…" + "b" * 30
 
 
 # -- the CLI ---------------------------------------------------------------------------------

@@ -394,9 +394,7 @@ def test_a_tenant_reaches_no_other_client(hflow: PgmlFlow) -> None:
         except psycopg.OperationalError as exc:
             pytest.fail(f"{label}: the connection died: {exc}")
         except psycopg.Error as exc:
-            # 0A000: date_bin's own "timestamps cannot be binned into intervals containing
-            # months or years" for monitoring.prediction_volume(bucket => '1 year')
-            assert exc.sqlstate and exc.sqlstate[:2] in CLEAR_CLASSES | {"0A"}, (
+            assert exc.sqlstate and exc.sqlstate[:2] in CLEAR_CLASSES, (
                 label, exc.sqlstate, exc)
             assert other_name not in str(exc), (label, str(exc))
             seen["error " + exc.sqlstate] += 1

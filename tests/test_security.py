@@ -122,6 +122,16 @@ def test_an_ml_member_cannot_choose_where_python_imports_from(
         # the Python path itself (what a model without a native form uses)
         conn.execute("SELECT pgml._py_predict('rework__client_1', "
                      "(SELECT features FROM pgml_flow.rework_features LIMIT 1))")
+        # nor choose the bytes the server loads as a model: writing pgml's model tables,
+        # directly or through pgml.train/pgml.deploy, is the owning role's alone
+        for statement in ("SELECT pgml.deploy('rework__client_1', 'most_recent')",
+                          "SELECT * FROM pgml.train('ml_member_probe', 'regression',"
+                          " 'pgml_flow.rework_features', 'label', 'linear')",
+                          "INSERT INTO pgml.files (model_id, path, part, data)"
+                          " SELECT id, 'x', 0, '' FROM pgml.models LIMIT 1"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege,
+                               match="permission denied for table"):
+                conn.execute(statement)
     assert not marker.exists(), "the planted .pth file ran as the server's OS user"
 
 

@@ -93,7 +93,7 @@ def sql_errors(function: F) -> F:
 def describe(exc: BaseException, entry_point: str) -> tuple[str, str, str, str]:
     """(message, detail, hint, sqlstate) of the SQL error ``exc`` becomes."""
     if not isinstance(exc, errors.PgmlFlowError):
-        return (f"pgml.{entry_point} failed: {type(exc).__name__}: {exc}",
+        return (clip(f"pgml.{entry_point} failed: {type(exc).__name__}: {exc}"),
                 f"an unexpected {type(exc).__module__}.{type(exc).__qualname__} in "
                 f"pgml_flow.server ({entry_point})", BUG_HINT, INTERNAL_ERROR)
     message = str(exc) or type(exc).__name__
@@ -101,7 +101,21 @@ def describe(exc: BaseException, entry_point: str) -> tuple[str, str, str, str]:
     sqlstates, hints = _tables()
     hint = getattr(exc, "hint", None) or _for_class(exc, hints, "see docs/sql-api.md")
     sqlstate = getattr(exc, "sqlstate", None) or _for_class(exc, sqlstates, "P0001")
-    return message, detail, hint, sqlstate
+    return clip(message), clip(detail), hint, sqlstate
+
+
+#: longest message or DETAIL an error carries: messages quote what the caller passed, and a
+#: megabyte project name or relation would otherwise come back whole, in every log line too
+MAX_ERROR_TEXT = 600
+
+
+def clip(text: str, limit: int = MAX_ERROR_TEXT) -> str:
+    """``text`` at most ``limit`` characters and a note: its head and tail are kept, since the
+    head names the argument and the tail usually says what to do."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 2 // 3, limit // 3
+    return f"{text[:head]}…[{len(text) - head - tail} characters left out]…{text[-tail:]}"
 
 
 def _for_class(exc: BaseException, table: Table, default: str) -> str:

@@ -467,6 +467,27 @@ AS $$
                 ELSE interval '1 day' END
 $$;
 
+-- A plot bucket checked before date_bin sees it: date_bin refuses months and years with a
+-- bare "feature not supported", which does not say which argument or what to pass instead.
+CREATE OR REPLACE FUNCTION pgml_flow.checked_bucket(bucket interval)
+RETURNS interval
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+BEGIN
+    IF bucket IS NULL OR bucket <= interval '0' THEN
+        RAISE EXCEPTION 'bucket must be a positive interval, not %', coalesce(bucket::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass days, hours or minutes, e.g. bucket => ''1 day''.';
+    END IF;
+    IF extract(month FROM bucket) <> 0 OR extract(year FROM bucket) <> 0 THEN
+        RAISE EXCEPTION 'bucket % contains months or years, which have no fixed length', bucket
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass days instead, e.g. bucket => ''30 days'' or ''365 days''.';
+    END IF;
+    RETURN bucket;
+END
+$$;
+
 -- Logged predictions per client, model and time bucket (bucket: pgml_flow.monitoring_bucket
 -- of the range unless given); buckets without predictions have no row.
 CREATE OR REPLACE FUNCTION monitoring.prediction_volume(since interval DEFAULT '24 hours',
@@ -477,11 +498,13 @@ LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT x.client_id, x.model_name,
-           date_bin(coalesce(bucket, pgml_flow.monitoring_bucket(since)), x.created_at,
-                    timestamptz '2000-01-01 00:00+00') AS b,
+           date_bin(w.width, x.created_at, timestamptz '2000-01-01 00:00+00') AS b,
            count(*), count(*) FILTER (WHERE x.is_anomaly),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY x.response_time_ms)
-      FROM public.ml_prediction_log x
+      FROM (SELECT pgml_flow.checked_bucket(coalesce(bucket,
+                                                     pgml_flow.monitoring_bucket(since))) AS width
+           ) w,
+           public.ml_prediction_log x
      WHERE x.created_at >= now() - since AND pgml_flow.monitor_sees(x.client_id)
      GROUP BY 1, 2, 3
      ORDER BY 1, 2, 3
