@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
@@ -137,3 +138,23 @@ def tflow(admin_url: str, trained_template: str) -> Iterator[PgmlFlow]:
     recreate_database(admin_url, name, template=trained_template)
     yield flow_for(with_dbname(admin_url, name))
     drop_database(admin_url, name)
+
+
+@pytest.fixture
+def bi_flow(tflow: PgmlFlow) -> Iterator[PgmlFlow]:
+    """The trained copy with a BI login per client (revoked after: roles are cluster-wide)."""
+    tflow.grant_bi_access()
+    try:
+        yield tflow
+    finally:
+        tflow.revoke_bi_access()
+
+
+def as_client(url: str, client_id: int) -> psycopg.Connection:
+    """A connection as the client's BI login (what a BI tool gets)."""
+    conn = psycopg.connect(url, autocommit=True)
+    row = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = %s",
+                       (client_id,)).fetchone()
+    assert row, f"client {client_id} has no BI login: use the bi_flow fixture"
+    conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(row[0])))
+    return conn

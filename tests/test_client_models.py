@@ -41,7 +41,7 @@ from pgml_models.specs import (
     parse_spec,
     project_name,
 )
-from tests.conftest import TEMPLATE, flow_for
+from tests.conftest import TEMPLATE, as_client, flow_for
 
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 LEARNABLE = (1, 2, 3)
@@ -73,15 +73,6 @@ def trained(admin_url: str, template_url: str) -> Iterator[Trained]:
     finally:
         flow.revoke_bi_access()
         drop_database(admin_url, name)
-
-
-def as_client(url: str, client_id: int) -> psycopg.Connection:
-    """A connection as the client's BI login (what a BI tool gets)."""
-    conn = psycopg.connect(url, autocommit=True)
-    role = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = %s",
-                        (client_id,)).fetchone()[0]
-    conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
-    return conn
 
 
 # -- specs (no database) ---------------------------------------------------------------------

@@ -13,18 +13,17 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 from typer.testing import CliRunner
 
 from cli.app import app
 from pgml_flow.app import PgmlFlow
 from pgml_flow.errors import ConfigurationError
 from scheduler.runner import run_once
+from tests.conftest import as_client
 
 STORY_POINTS = "SELECT count(*) FROM analytics.issue_story_points"
 #: a Wednesday after the seeded data ends: the complexity retrain's slot (03:00) is due
@@ -33,26 +32,8 @@ WEDNESDAY = dt.datetime(2026, 6, 3, 3, 30, tzinfo=dt.UTC)
 REOPENED = 120
 
 
-@pytest.fixture
-def flow(tflow: PgmlFlow) -> Iterator[PgmlFlow]:
-    """The trained copy with a BI login per client (dropped after: roles are cluster-wide)."""
-    tflow.grant_bi_access()
-    try:
-        yield tflow
-    finally:
-        tflow.revoke_bi_access()
-
-
-def as_client(flow: PgmlFlow, client_id: int) -> psycopg.Connection:
-    conn = psycopg.connect(flow.url, autocommit=True)
-    role = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = %s",
-                        (client_id,)).fetchone()[0]
-    conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
-    return conn
-
-
-def test_drift_for_the_shifted_client_only(flow: PgmlFlow) -> None:
-    with psycopg.connect(flow.url, autocommit=True) as admin:
+def test_drift_for_the_shifted_client_only(bi_flow: PgmlFlow) -> None:
+    with psycopg.connect(bi_flow.url, autocommit=True) as admin:
         # the training rows' anomaly scores, calibrated: about 1% at >= 3, not a third
         shares = admin.execute("""
             SELECT b.model_name, b.client_id, avg((pgml_flow.anomaly_raw_score(
@@ -77,18 +58,18 @@ def test_drift_for_the_shifted_client_only(flow: PgmlFlow) -> None:
                       " || repeat(' more words here', 20)"
                       " WHERE client_id = 1 AND status_category = 'in_progress'")
 
-    with as_client(flow, 1) as bi:
+    with as_client(bi_flow.url, 1) as bi:
         bi.execute(STORY_POINTS)
-    with as_client(flow, 2) as bi:  # a dashboard refreshing the same open issues
+    with as_client(bi_flow.url, 2) as bi:  # a dashboard refreshing the same open issues
         for _ in range(12):
             bi.execute(STORY_POINTS)
 
     # the scheduler's drift job stores a check per client, model and feature
-    [outcome] = run_once(flow, now=WEDNESDAY,
-                         jobs=[j for j in flow.scheduled_jobs() if j.kind == "drift"])
+    [outcome] = run_once(bi_flow, now=WEDNESDAY,
+                         jobs=[j for j in bi_flow.scheduled_jobs() if j.kind == "drift"])
     assert outcome.status == "succeeded", outcome.detail
     assert "client 1 complexity: description_words drifted" in outcome.detail
-    latest = {(r["client_id"], r["model_name"], r["feature"]): r for r in flow.latest_drift()}
+    latest = {(r["client_id"], r["model_name"], r["feature"]): r for r in bi_flow.latest_drift()}
     shifted = latest[(1, "complexity", "description_words")]
     assert shifted["drifted"] and shifted["psi"] > 1 and shifted["ks_pvalue"] < 1e-6
     assert shifted["recent_rows"] >= REOPENED
@@ -100,13 +81,13 @@ def test_drift_for_the_shifted_client_only(flow: PgmlFlow) -> None:
     # too few scored epics: no verdict, and it says so
     assert "drift_min_rows" in latest[(1, "trajectory", "child_count")]["detail"]
 
-    with psycopg.connect(flow.url) as admin:
+    with psycopg.connect(bi_flow.url) as admin:
         # the unchanged training rows, scored and logged by the BI reads: ~1% anomalies
         rate = admin.execute("SELECT avg(is_anomaly::integer) FROM ml_prediction_log"
                              " WHERE client_id = 2").fetchone()[0]
         assert rate <= 0.03
     # the exporter's contract: these columns first, in this order
-    with psycopg.connect(flow.url) as admin:
+    with psycopg.connect(bi_flow.url) as admin:
         cur = admin.execute("SELECT * FROM pgml_flow.latest_drift LIMIT 0")
         assert [(d.name, d.type_code) for d in cur.description][:7] == [
             ("client_id", 23), ("model_name", 25), ("feature", 25), ("psi", 701),
@@ -114,13 +95,13 @@ def test_drift_for_the_shifted_client_only(flow: PgmlFlow) -> None:
 
     # the scheduled retrain's decision (what retrain:complexity runs on Wednesday, and
     # `retrain --check` shows): client 1 because of drift; client 2 has no reason
-    decisions = {d.facts.client_id: d for d in flow.retrain_decisions(
+    decisions = {d.facts.client_id: d for d in bi_flow.retrain_decisions(
         ["complexity"], now=WEDNESDAY)}
     assert decisions[1].retrain and "drift: description_words PSI" in decisions[1].reason
     assert not decisions[2].retrain and "drift" not in decisions[2].reason
 
     # a BI login sees its own client's monitoring only, whatever it sets
-    with as_client(flow, 2) as bi:
+    with as_client(bi_flow.url, 2) as bi:
         bi.execute("SET pgml_flow.client_id = 1")
         assert {r[0] for r in bi.execute("SELECT client_id FROM monitoring.drift('30 days')")
                 } == {2}

@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -23,33 +21,14 @@ from pgml_flow import pgcron
 from pgml_flow.app import PgmlFlow
 from scheduler.jobs import PRUNE_SCHEDULE, jobs
 from scheduler.runner import run_once
-from tests.conftest import AS_OF
+from tests.conftest import AS_OF, as_client
 
 STORY_POINTS = "SELECT count(*) FROM analytics.issue_story_points"
 REWORK = "SELECT count(*) FROM analytics.pull_request_rework_risk"
 
 
-@pytest.fixture
-def flow(tflow: PgmlFlow) -> Iterator[PgmlFlow]:
-    """The trained copy with a BI login per client (dropped after: roles are cluster-wide)."""
-    tflow.grant_bi_access()
-    try:
-        yield tflow
-    finally:
-        tflow.revoke_bi_access()
-
-
-def admin(flow: PgmlFlow) -> psycopg.Connection:
-    return psycopg.connect(flow.url, autocommit=True)
-
-
-def as_client(flow: PgmlFlow, client_id: int) -> psycopg.Connection:
-    """A connection as the client's BI login."""
-    conn = psycopg.connect(flow.url, autocommit=True)
-    role = conn.execute("SELECT role_name FROM client_bi_roles WHERE client_id = %s",
-                        (client_id,)).fetchone()[0]
-    conn.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
-    return conn
+def admin(bi_flow: PgmlFlow) -> psycopg.Connection:
+    return psycopg.connect(bi_flow.url, autocommit=True)
 
 
 def setting(conn: psycopg.Connection, name: str, value: str) -> None:
@@ -76,10 +55,10 @@ def usage(conn: psycopg.Connection, client_id: int) -> tuple[int, int, int]:
 
 
 # -- dedup -----------------------------------------------------------------------------------
-def test_rereads_log_each_prediction_once(flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+def test_rereads_log_each_prediction_once(bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         setting(a, "prediction_log_rows", "-1")  # log every prediction of a read
-        with as_client(flow, 1) as bi:
+        with as_client(bi_flow.url, 1) as bi:
             counts = {bi.execute(STORY_POINTS).fetchone()[0] for _ in range(12)}
             assert len(counts) == 1
             n = counts.pop()
@@ -94,7 +73,7 @@ def test_rereads_log_each_prediction_once(flow: PgmlFlow) -> None:
                        " ORDER BY entity_id LIMIT 1")
         a.execute("UPDATE issues SET description = description || ' and much more to do'"
                   " WHERE client_id = 1 AND issue_id = %s", (issue,))
-        with as_client(flow, 1) as bi:
+        with as_client(bi_flow.url, 1) as bi:
             for _ in range(12):
                 bi.execute(STORY_POINTS)
         assert logged(a, 1) == n + 1
@@ -103,7 +82,7 @@ def test_rereads_log_each_prediction_once(flow: PgmlFlow) -> None:
 
         # the default sample (200 per read): re-reads add only predictions not logged yet
         a.execute("DELETE FROM pgml_flow_settings WHERE name = 'prediction_log_rows'")
-        with as_client(flow, 2) as bi:
+        with as_client(bi_flow.url, 2) as bi:
             for _ in range(12):
                 rows = bi.execute(REWORK).fetchone()[0]
         distinct = one(a, "SELECT count(DISTINCT (model_id, entity_id, prediction_key))"
@@ -113,11 +92,12 @@ def test_rereads_log_each_prediction_once(flow: PgmlFlow) -> None:
         assert logged(a, 1) == n + 1  # the other client's log is untouched
 
 
-def test_a_read_never_waits_on_another_reads_log(flow: PgmlFlow) -> None:
+def test_a_read_never_waits_on_another_reads_log(bi_flow: PgmlFlow) -> None:
     """Two sessions of a client read the same view; the first is still in its transaction
     (BI tools leave transactions open): the second neither waits on its uncommitted log
     rows (the unique key) nor duplicates them."""
-    with admin(flow) as a, as_client(flow, 1) as first, as_client(flow, 1) as second:
+    with (admin(bi_flow) as a, as_client(bi_flow.url, 1) as first,
+          as_client(bi_flow.url, 1) as second):
         setting(a, "prediction_log_rows", "-1")
         second.execute("SET lock_timeout = '5s'")  # a wait would end here, unlogged
         with first.transaction():
@@ -130,27 +110,27 @@ def test_a_read_never_waits_on_another_reads_log(flow: PgmlFlow) -> None:
         second.execute(STORY_POINTS)
         assert logged(a, 1) == n
     # the skipped log is counted, for operators
-    [status] = flow.prediction_log_status([1])
+    [status] = bi_flow.prediction_log_status([1])
     assert (status["busy_reads_24h"], status["capped_reads_24h"]) == (1, 0)
 
 
-def test_retrain_check_drift_is_not_inflated_by_rereads(flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+def test_retrain_check_drift_is_not_inflated_by_rereads(bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         setting(a, "prediction_log_rows", "-1")
-        with as_client(flow, 2) as bi:
+        with as_client(bi_flow.url, 2) as bi:
             for _ in range(12):
                 rows = bi.execute(REWORK).fetchone()[0]
-    [decision] = flow.retrain_decisions(["rework"], [2], now=AS_OF)
+    [decision] = bi_flow.retrain_decisions(["rework"], [2], now=AS_OF)
     assert decision.facts.logged_predictions == rows > 0
 
 
 # -- the per-client cap ----------------------------------------------------------------------
-def test_the_cap_stops_logging_but_reads_succeed(flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+def test_the_cap_stops_logging_but_reads_succeed(bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         setting(a, "prediction_log_rows", "-1")
         setting(a, "prediction_log_rows_per_hour", "2")
         a.execute("UPDATE clients SET prediction_log_rows_per_hour = -1 WHERE client_id = 2")
-        with as_client(flow, 1) as bi:
+        with as_client(bi_flow.url, 1) as bi:
             points = bi.execute(STORY_POINTS).fetchone()[0]
             reads = [bi.execute("SELECT count(*), count(rework_probability)"
                                 " FROM analytics.pull_request_rework_risk").fetchone()
@@ -163,11 +143,11 @@ def test_the_cap_stops_logging_but_reads_succeed(flow: PgmlFlow) -> None:
         assert usage(a, 1) == (2, points - 2 + 2 * risks, 3)
 
         # the per-client override: client 2 has no cap
-        with as_client(flow, 2) as bi:
+        with as_client(bi_flow.url, 2) as bi:
             served = bi.execute(STORY_POINTS).fetchone()[0] + bi.execute(REWORK).fetchone()[0]
         assert logged(a, 2) == served > 2 and usage(a, 2) == (served, 0, 0)
 
-    [status] = flow.prediction_log_status([1])
+    [status] = bi_flow.prediction_log_status([1])
     assert status["logged_this_hour"] == 2 and status["rows_per_hour"] == 2
     assert status["capped_rows_24h"] == points - 2 + 2 * risks
     assert status["capped_reads_24h"] == 3
@@ -188,8 +168,8 @@ def ages(conn: psycopg.Connection, client_id: int) -> list[int]:
         (client_id,)).fetchall()]
 
 
-def test_prune_by_age_and_size_per_client(flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+def test_prune_by_age_and_size_per_client(bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         for client in (1, 2):
             fill(a, client, 60)
         # client 1: 10 days and 20 rows; client 2: the defaults (30 days, 100,000 rows)
@@ -201,22 +181,23 @@ def test_prune_by_age_and_size_per_client(flow: PgmlFlow) -> None:
                   " (2, date_trunc('hour', now(), 'UTC') - interval '2 h', 102, 7, 0, 0),"
                   " (2, date_trunc('hour', now(), 'UTC') - interval '40 days', 103, 9, 0, 0)")
 
-        plan = {r["client_id"]: r for r in flow.prune_prediction_log(dry_run=True)}
+        plan = {r["client_id"]: r for r in bi_flow.prune_prediction_log(dry_run=True)}
         assert (plan[1]["expired_rows"], plan[1]["over_size_rows"]) == (50, 0)
         assert (plan[2]["expired_rows"], plan[2]["over_size_rows"]) == (30, 0)
         assert plan[1]["deleted"] is None and logged(a, 1) == logged(a, 2) == 60
 
         # size: client 1 keeps its newest 5 rows; only client 1 is pruned
         a.execute("UPDATE clients SET prediction_log_max_rows = 5 WHERE client_id = 1")
-        [plan_1] = flow.prune_prediction_log([1], dry_run=True)
+        [plan_1] = bi_flow.prune_prediction_log([1], dry_run=True)
         assert (plan_1["expired_rows"], plan_1["over_size_rows"]) == (50, 5)
-        [done] = flow.prune_prediction_log([1], batch_size=7)
+        [done] = bi_flow.prune_prediction_log([1], batch_size=7)
         assert done["deleted"] == 55
         assert ages(a, 1) == [4, 3, 2, 1, 0]
         assert logged(a, 2) == 60 and usage(a, 2) == (21, 1, 1)
 
         # age: every client by its own limit; client 2 keeps 30 days
-        done_all = {r["client_id"]: r["deleted"] for r in flow.prune_prediction_log(batch_size=7)}
+        done_all = {r["client_id"]: r["deleted"]
+                    for r in bi_flow.prune_prediction_log(batch_size=7)}
         assert done_all == {1: 0, 2: 30}
         assert ages(a, 2) == list(range(29, -1, -1))
         # past hours folded into one row per hour; the one older than the retention gone
@@ -225,20 +206,20 @@ def test_prune_by_age_and_size_per_client(flow: PgmlFlow) -> None:
 
         # -1: no limit
         setting(a, "prediction_log_retention_days", "-1")
-        assert flow.prune_prediction_log([2])[0]["deleted"] == 0
+        assert bi_flow.prune_prediction_log([2])[0]["deleted"] == 0
         setting(a, "prediction_log_max_rows", "10")
-        assert flow.prune_prediction_log([2])[0]["deleted"] == 20
+        assert bi_flow.prune_prediction_log([2])[0]["deleted"] == 20
 
 
 def test_a_bi_login_cannot_see_or_prune_another_clients_log_or_change_limits(
-        flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+        bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         for client in (1, 2):
             fill(a, client, 60)
-        with as_client(flow, 2) as bi:
+        with as_client(bi_flow.url, 2) as bi:
             bi.execute(REWORK)
         before = {c: logged(a, c) for c in (1, 2)}
-        with as_client(flow, 1) as bi:
+        with as_client(bi_flow.url, 1) as bi:
             bi.execute("SET pgml_flow.client_id = 2")  # ignored for BI logins
             assert {r[0] for r in bi.execute("SELECT DISTINCT client_id FROM ml_prediction_log"
                                              " UNION SELECT client_id FROM"
@@ -263,39 +244,39 @@ def test_a_bi_login_cannot_see_or_prune_another_clients_log_or_change_limits(
         assert {c: logged(a, c) for c in (1, 2)} == before
         assert one(a, "SELECT count(*) FROM clients WHERE prediction_log_max_rows IS NOT NULL"
                       " OR prediction_log_rows_per_hour IS NOT NULL") == 0
-    report = flow.audit_isolation()
+    report = bi_flow.audit_isolation()
     assert report.ok, report.failures
     assert "public.ml_prediction_log_usage" in {c.object for c in report.checks}
 
 
 # -- the scheduler job, pg_cron's command, the CLI -----------------------------------------------
-def test_scheduler_job_prunes(flow: PgmlFlow) -> None:
+def test_scheduler_job_prunes(bi_flow: PgmlFlow) -> None:
     [job] = [j for j in jobs({}, environ={}) if j.kind == "prune"]
     assert (job.name, job.schedule) == ("prune:public.ml_prediction_log", PRUNE_SCHEDULE)
     assert pgcron.command(job) == "CALL pgml_flow.prune_prediction_log()"
-    with admin(flow) as a:
+    with admin(bi_flow) as a:
         fill(a, 1, 40)
         fill(a, 2, 40)
         a.execute("UPDATE clients SET prediction_log_max_rows = 3 WHERE client_id = 2")
     now = dt.datetime.now(dt.UTC)
-    [outcome] = run_once(flow, now=now, jobs=[job])
+    [outcome] = run_once(bi_flow, now=now, jobs=[job])
     assert (outcome.job, outcome.status) == (job.name, "succeeded")
     assert outcome.detail == "deleted 47 rows of public.ml_prediction_log (2 clients)"
-    [again] = run_once(flow, now=now, jobs=[job])
+    [again] = run_once(bi_flow, now=now, jobs=[job])
     assert (again.status, again.detail) == ("skipped", "already ran")
     # what pg_cron runs, on a connection of its own (autocommit, like pg_cron's)
-    with admin(flow) as a:
+    with admin(bi_flow) as a:
         fill(a, 1, 40)
         assert a.execute(pgcron.command(job)).fetchone() == (10,)
         assert (logged(a, 1), logged(a, 2)) == (60, 3)
 
 
-def test_cli_log_prune_and_status(flow: PgmlFlow) -> None:
-    with admin(flow) as a:
+def test_cli_log_prune_and_status(bi_flow: PgmlFlow) -> None:
+    with admin(bi_flow) as a:
         fill(a, 1, 45)
         fill(a, 2, 45)
     runner = CliRunner()
-    env = {"DATABASE_URL": flow.url, "COLUMNS": "200"}
+    env = {"DATABASE_URL": bi_flow.url, "COLUMNS": "200"}
     result = runner.invoke(app, ["log", "prune", "--dry-run", "--json"], env=env)
     assert result.exit_code == 0, result.output
     plan = {r["client_id"]: (r["expired_rows"], r["deleted"]) for r in json.loads(result.output)}
@@ -303,7 +284,7 @@ def test_cli_log_prune_and_status(flow: PgmlFlow) -> None:
     result = runner.invoke(app, ["log", "prune", "--client", "1", "--batch-size", "4"], env=env)
     assert result.exit_code == 0, result.output
     assert "Prediction log prune" in result.output and "1 Acme" in result.output
-    with admin(flow) as a:
+    with admin(bi_flow) as a:
         assert (logged(a, 1), logged(a, 2)) == (30, 45)
     result = runner.invoke(app, ["log", "status"], env=env)
     assert result.exit_code == 0, result.output
