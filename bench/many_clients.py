@@ -21,6 +21,24 @@ the measured sizes (per parallelism), which assumes what the measured sizes show
 linear in the number of clients. The machine may be shared: the load average at the start
 and end of each timed run says how much of its two cores the run had. Figures are saved as
 JSON in ``bench/results/many-clients-<timestamp>.json``.
+
+``--reuse`` keeps each scratch database and, when one already holds the seeded clients
+with their three models deployed, times it again without seeding and training the
+champions (100 clients x 10k issues take minutes to prepare).
+
+Because the machine may be shared, wall time alone says little: each timed run also
+reports the **core-seconds** the database spent (its backends with their training children
+and search workers, sampled from ``/proc`` every 0.2 s while they run: the embedded
+cluster only) and the benchmark's own process; core-seconds / cores is the wall time the
+run would take on an idle machine, whatever the load while it was measured.
+
+After the forced runs, ``--scheduled`` times the product's normal path: a retrain without
+``force`` (the retraining policy decides per client and model: enough new rows, a
+quality drop, stale data). Right after the forced retrain nothing would be due, so the
+first ``--due`` share of the clients (default 0.1) is made due as new data would make it:
+their deployed models' recorded training rows are lowered by 1,000 (more than every
+model's ``min_new_records``) and their recorded model choices forgotten (``rows_key``),
+so that each trains its candidates again as on changed rows. The others only decide.
 """
 
 from __future__ import annotations
@@ -28,8 +46,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import math
 import os
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,11 +60,15 @@ from rich.table import Table
 
 from pgml_flow.app import PgmlFlow
 from pgml_flow.benchmarks import save
+from pgml_flow.benchmarks.cpu import process_cpu_seconds
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.retraining import RetrainOptions
 from pgml_flow.settings import Settings
 
 MODELS = ("trajectory", "complexity", "rework")
+#: a shared cluster may restart (another build of the native scorer): wait for it, up to
+#: about a minute, instead of failing the client (the run's time then includes the wait)
+PATIENT: dict[str, Any] = {"attempts": 6, "backoff_seconds": 2.0}
 DATABASE = "pgmlflow_bench_many"
 #: the seed's "today": fixed, so every run generates the same data
 AS_OF = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
@@ -69,13 +93,88 @@ class Run:
     loadavg_start: tuple[float, float, float]
     loadavg_end: tuple[float, float, float]
     failures: list[str]
+    #: core-seconds of the database's backends (and their children) during the run; None
+    #: when the server's processes cannot be read (not the embedded cluster)
+    db_cpu_seconds: float | None = None
+    #: core-seconds of this process (connections, decisions, events)
+    client_cpu_seconds: float = 0.0
+    #: forced (every model retrained) or scheduled (the policy decides)
+    kind: str = "forced"
 
     @property
     def per_client(self) -> float:
         return self.wall_seconds / self.clients
 
+    @property
+    def cpu_per_client(self) -> float | None:
+        """Core-seconds per client, database and this process."""
+        if self.db_cpu_seconds is None:
+            return None
+        return (self.db_cpu_seconds + self.client_cpu_seconds) / self.clients
+
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "per_client_seconds": self.per_client}
+        return {**dataclasses.asdict(self), "per_client_seconds": self.per_client,
+                "cpu_per_client_seconds": self.cpu_per_client}
+
+
+class BackendCpu:
+    """Core-seconds used by the backends of one database while it runs (a thread).
+
+    Every ``interval`` it lists the database's backends (pg_stat_activity) and reads each
+    one's ``/proc/<pid>/stat``: user and system time of the process and of its reaped
+    children (the training child and search workers). A backend's last reading stands
+    for its total, so at most ``interval`` of a backend's work is missed when it ends.
+    """
+
+    def __init__(self, admin: str, database: str, interval: float = 0.2) -> None:
+        self.admin, self.database, self.interval = admin, database, interval
+        self.seen: dict[int, float] = {}
+        self.start: dict[int, float] = {}
+        self.readable = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="backend-cpu")
+
+    def __enter__(self) -> BackendCpu:
+        self._sample()  # the sessions open before the run count from here
+        self.start = dict(self.seen)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float | None:
+        if not self.readable:
+            return None
+        return sum(v - self.start.get(pid, 0.0) for pid, v in self.seen.items())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+        self._sample()
+
+    def _sample(self) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.admin, autocommit=True) as conn:
+                pids = [int(r[0]) for r in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                    (self.database,)).fetchall()]
+        except psycopg.Error:
+            return
+        for pid in pids:
+            try:
+                self.seen[pid] = process_cpu_seconds(pid)
+            except FileNotFoundError:
+                continue  # ended since
+            except OSError:
+                self.readable = False
+                return
+
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +197,18 @@ def main() -> None:
                         help="retraining parallelisms to time, comma-separated")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep", action="store_true", help="keep the scratch databases")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the scratch databases and reuse one already seeded and "
+                             "trained (same --issues and --seed)")
+    parser.add_argument("--scheduled", action="store_true",
+                        help="also time a scheduled (not forced) retrain of every client")
+    parser.add_argument("--only-scheduled", action="store_true",
+                        help="time the scheduled run alone (no forced runs)")
+    parser.add_argument("--due", type=float, default=0.1,
+                        help="share of the clients made due for the scheduled run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON")
+    parser.add_argument("--name", default=DATABASE,
+                        help=f"scratch databases' name prefix (default {DATABASE})")
     args = parser.parse_args()
     sizes, levels = _numbers(args.clients, "--clients"), _numbers(args.parallelism,
                                                                    "--parallelism")
@@ -109,17 +219,19 @@ def main() -> None:
     prepared: list[Prepared] = []
     runs: list[Run] = []
     for clients in sizes:
-        database = f"{DATABASE}_{clients}"
+        database = f"{args.name}_{clients}"
         try:
             ready, timed = _measure(base, admin, database, clients, args.issues, args.seed,
-                                    levels)
+                                    levels, reuse=args.reuse,
+                                    scheduled=args.scheduled or args.only_scheduled,
+                                    due=args.due, forced=not args.only_scheduled)
             prepared.append(ready)
             runs += timed
             _print(prepared, runs, _project(runs), args.issues)  # so far: the run is long
         except Exception as exc:  # a restart of the shared server, say: keep what was measured
             console.print(f"[red]{clients} clients failed: {exc}")
         finally:
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 drop_database(admin, database)
     load_end = os.getloadavg()
     projection = _project(runs)
@@ -136,48 +248,107 @@ def main() -> None:
 
 
 def _measure(base: PgmlFlow, admin: str, database: str, clients: int, issues: int,
-             seed: int, levels: list[int]) -> tuple[Prepared, list[Run]]:
-    _progress(f"{clients} clients: creating {database} (load {_load(os.getloadavg())})")
-    recreate_database(admin, database)
+             seed: int, levels: list[int], *, reuse: bool = False,
+             scheduled: bool = False, due: float = 0.1,
+             forced: bool = True) -> tuple[Prepared, list[Run]]:
     flow = PgmlFlow(dataclasses.replace(Settings.from_env(),
                                         database_url=with_dbname(base.url, database)))
-    flow.upgrade()
-    _progress(f"{clients} clients: seeding {issues:,} issues per client")
-    started = time.perf_counter()
-    flow.seed(clients=clients, issues=issues, seed=seed, as_of=AS_OF)
-    seed_seconds = time.perf_counter() - started
-    with flow.connect(autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE)")
     ids = list(range(1, clients + 1))
     most = max(levels)
-    _progress(f"{clients} clients: training the champions, {most} at a time")
-    started = time.perf_counter()
-    flow.retrain(list(MODELS), ids, now=AS_OF,
-                 options=RetrainOptions(force=True, parallelism=most))
-    prepared = Prepared(clients, issues, seed_seconds, time.perf_counter() - started, most)
-    runs = []
-    for level in levels:
-        _progress(f"{clients} clients: forced retrain, {level} at a time")
-        load_start = os.getloadavg()
+    seed_seconds = 0.0
+    missing = _untrained(flow, admin, database, clients, issues) if reuse else None
+    if missing is not None:
+        _progress(f"{clients} clients: reusing {database}, seeded")
+        flow.upgrade()  # made by an older checkout, say
+    else:
+        _progress(f"{clients} clients: creating {database} (load {_load(os.getloadavg())})")
+        recreate_database(admin, database)
+        flow.upgrade()
+        _progress(f"{clients} clients: seeding {issues:,} issues per client")
         started = time.perf_counter()
-        results = flow.retrain(list(MODELS), ids, now=AS_OF,
-                               options=RetrainOptions(force=True, parallelism=level))
-        wall = time.perf_counter() - started
+        flow.seed(clients=clients, issues=issues, seed=seed, as_of=AS_OF)
+        seed_seconds = time.perf_counter() - started
+        with flow.connect(autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+        missing = ids
+    started = time.perf_counter()
+    if missing:
+        _progress(f"{clients} clients: training the champions of {len(missing)}, "
+                  f"{most} at a time")
+        flow.retrain(list(MODELS), missing, now=AS_OF,
+                     options=RetrainOptions(force=True, parallelism=most, **PATIENT))
+    prepared = Prepared(clients, issues, seed_seconds, time.perf_counter() - started, most)
+    plan = ([(level, True) for level in levels] if forced else []) + (
+        [(most, False)] if scheduled else [])
+    runs = []
+    for level, force in plan:
+        kind = "forced" if force else "scheduled"
+        if not force:
+            made_due = _make_due(flow, ids[:math.ceil(len(ids) * due)])
+            kind = f"scheduled, {made_due} due"
+        _progress(f"{clients} clients: {kind} retrain, {level} at a time")
+        load_start = os.getloadavg()
+        cpu_start = time.process_time()
+        with BackendCpu(admin, database) as cpu:
+            started = time.perf_counter()
+            results = flow.retrain(list(MODELS), ids, now=AS_OF,
+                                   options=RetrainOptions(force=force, parallelism=level,
+                                                          **PATIENT))
+            wall = time.perf_counter() - started
         runs.append(Run(
             clients, level, wall, sum(r.seconds for r in results),
             dict(Counter(r.status for r in results)), sum(r.training_rows for r in results),
             load_start, os.getloadavg(),
             [f"client {r.client_id} {r.model_name}: {r.detail}" for r in results
-             if r.status == "failed"]))
-        _progress(f"{clients} clients, {level} at a time: {wall:.1f} s "
-                  f"(load {_load(os.getloadavg())})")
+             if r.status == "failed"], cpu.seconds, time.process_time() - cpu_start, kind))
+        _progress(f"{clients} clients, {kind}, {level} at a time: {wall:.1f} s, "
+                  f"{cpu.seconds or 0:.1f} database core-s (load {_load(os.getloadavg())})")
     return prepared, runs
+
+
+def _make_due(flow: PgmlFlow, ids: list[int]) -> int:
+    """Make ``ids`` due for retraining as new rows would (see the module docstring)."""
+    with flow.connect() as conn:
+        conn.execute("UPDATE ml_model_baselines b SET training_rows = b.training_rows - 1000"
+                     " WHERE b.client_id = ANY(%s) AND b.model_id IN (SELECT d.id FROM"
+                     " pgml.deployed_models d)", (ids,))
+        conn.execute("UPDATE ml_model_candidates SET rows_key = NULL WHERE client_id = ANY(%s)",
+                     (ids,))
+        conn.commit()
+    return len(ids)
+
+
+def _untrained(flow: PgmlFlow, admin: str, database: str, clients: int,
+               issues: int) -> list[int] | None:
+    """When ``database`` holds ``clients`` clients seeded with ``issues`` issues each, those
+    without a deployed model of each of MODELS (a run stopped by a restart, say); None:
+    it must be made again."""
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                            (database,)).fetchone():
+            return None
+    try:
+        with flow.connect() as conn:
+            row = conn.execute("SELECT (SELECT count(*) FROM clients), (SELECT count(*)"
+                               " FROM issues WHERE client_id = %s)", (clients,)).fetchone()
+            if row is None or tuple(row) != (clients, issues):
+                return None
+            return [int(r[0]) for r in conn.execute(
+                "SELECT c.client_id FROM clients c WHERE (SELECT count(*) FROM"
+                " pgml.deployed_models d WHERE d.name IN (SELECT m || '__client_' ||"
+                " c.client_id FROM unnest(%s::text[]) AS m)) < %s ORDER BY 1",
+                (list(MODELS), len(MODELS))).fetchall()]
+    except Exception:  # not migrated, half seeded: made again
+        return None
 
 
 def _project(runs: list[Run]) -> list[dict[str, Any]]:
     """Per parallelism, wall = a + b * clients by least squares over the sizes measured
     (one size: the line through the origin), evaluated at PROJECT_TO."""
     out = []
+    runs = [r for r in runs if r.kind == "forced"]
     for level in sorted({r.parallelism for r in runs}):
         points = [(r.clients, r.wall_seconds) for r in runs if r.parallelism == level]
         if len(points) >= 2:
@@ -190,7 +361,14 @@ def _project(runs: list[Run]) -> list[dict[str, Any]]:
             (x, y), = points
             slope, fixed = y / x, 0.0
         largest = max(points)
+        cpu = [r.cpu_per_client for r in runs
+               if r.parallelism == level and r.clients == largest[0]]
+        idle = (cpu[0] / min(level, os.cpu_count() or 1)) if cpu and cpu[0] else None
         out.append({"parallelism": level, "fixed_seconds": fixed, "seconds_per_client": slope,
+                    # what the core-seconds would take with `level` cores of their own
+                    "idle_seconds_per_client": idle,
+                    "projected_idle_wall_seconds": ({n: idle * n for n in PROJECT_TO}
+                                                    if idle else None),
                     "projected_wall_seconds": {n: fixed + slope * n for n in PROJECT_TO},
                     # the other reading: the largest size's cost per client, overhead included
                     "largest_per_client": largest[1] / largest[0],
@@ -206,26 +384,35 @@ def _print(prepared: list[Prepared], runs: list[Run], projection: list[dict[str,
         table.add_row(str(ready.clients), f"{ready.seed_seconds:.1f}",
                       f"{ready.champion_seconds:.1f} ({ready.champion_parallelism} at a time)")
     console.print(table)
-    smallest = {r.parallelism: r for r in sorted(runs, key=lambda r: -r.clients)}
-    sequential = {r.clients: r for r in runs if r.parallelism == 1}
-    table = Table("clients", "parallel", "wall s", "s per client", "per-client ratio",
-                  "speed-up", "sum of runs s", "statuses", "load 1m",
-                  title=f"Forced retrain of {', '.join(MODELS)} for every client "
-                        f"({issues:,} issues per client)")
+    smallest = {r.parallelism: r for r in sorted(runs, key=lambda r: -r.clients)
+                if r.kind == "forced"}
+    sequential = {r.clients: r for r in runs if r.parallelism == 1 and r.kind == "forced"}
+    table = Table("clients", "run", "parallel", "wall s", "s per client", "per-client ratio",
+                  "speed-up", "sum of runs s", "core-s per client (db + bench)", "statuses",
+                  "load 1m",
+                  title=f"Retrain of {', '.join(MODELS)} for every client (forced: each "
+                        f"model retrained; scheduled: as the policy decides; "
+                        f"{issues:,} issues per client)")
     for r in runs:
-        base = smallest[r.parallelism]
+        base = smallest.get(r.parallelism)
         one = sequential.get(r.clients)
+        forced = r.kind == "forced"
+        cpu = r.cpu_per_client
         table.add_row(
-            str(r.clients), str(r.parallelism), f"{r.wall_seconds:.1f}", f"{r.per_client:.2f}",
-            f"{r.per_client / base.per_client:.2f}",
-            f"{one.wall_seconds / r.wall_seconds:.2f}" if one else "-",
+            str(r.clients), r.kind, str(r.parallelism), f"{r.wall_seconds:.1f}",
+            f"{r.per_client:.2f}",
+            f"{r.per_client / base.per_client:.2f}" if forced and base else "-",
+            f"{one.wall_seconds / r.wall_seconds:.2f}" if one and forced else "-",
             f"{r.run_seconds:.1f}",
+            "-" if cpu is None else f"{cpu:.2f} ({(r.db_cpu_seconds or 0) / r.clients:.2f}"
+                                    f" + {r.client_cpu_seconds / r.clients:.2f})",
             ", ".join(f"{n} {s}" for s, n in sorted(r.statuses.items())),
             f"{r.loadavg_start[0]:.1f}-{r.loadavg_end[0]:.1f}")
     console.print(table)
     table = Table("parallel", "fixed s", "s per client",
                   *(f"{n:,} clients" for n in PROJECT_TO), "largest size s per client",
                   *(f"{n:,} at that rate" for n in PROJECT_TO),
+                  "idle cores s per client", *(f"{n:,} on idle cores" for n in PROJECT_TO),
                   title="Projection: least squares over the measured sizes (noisy with two "
                         "sizes on a loaded machine), and the largest size's rate")
     for p in projection:
@@ -233,7 +420,10 @@ def _print(prepared: list[Prepared], runs: list[Run], projection: list[dict[str,
                       f"{p['seconds_per_client']:.2f}",
                       *(_duration(p["projected_wall_seconds"][n]) for n in PROJECT_TO),
                       f"{p['largest_per_client']:.2f}",
-                      *(_duration(p["projected_at_largest_rate"][n]) for n in PROJECT_TO))
+                      *(_duration(p["projected_at_largest_rate"][n]) for n in PROJECT_TO),
+                      *((f"{p['idle_seconds_per_client']:.2f}",
+                         *(_duration(p["projected_idle_wall_seconds"][n]) for n in PROJECT_TO))
+                        if p["idle_seconds_per_client"] else ("-",) * (1 + len(PROJECT_TO))))
     console.print(table)
     for r in runs:
         for failure in r.failures:

@@ -11,7 +11,7 @@ rows/s or more.  In a scratch database ``pgmlflow_bench_text`` (dropped at the e
 bench/deepse_complexity.py) and trains, per project, the built-in complexity spec with its
 title and description as tf-idf of words and word pairs (``--max-features``, default 2000)
 instead of ``words``; it prints the training time and test MAE, then the prediction
-throughput of every client's feature rows three ways, each the best of ``--repeat``. The
+throughput of every client's open feature rows, each the best of ``--repeat``. The
 Deep-SE import closes every issue, so the scratch database reopens them all first (the BI
 view reads open issues only). ``--reuse`` measures a database kept by ``--keep``.
 
@@ -20,17 +20,25 @@ view reads open issues only). ``--reuse`` measures a database kept by ``--keep``
 * ``python``: ``pgml_flow.predict_rows(model_id, array_agg(to_json(f)))``, the Python path
   the BI surface used before, one call per client;
 * ``bi view``: ``analytics.predictions(model)``, what ``analytics.issue_story_points``
-  reads, as each client's admin session (``pgml_flow.client_id``), logging included.
+  reads, as each client's admin session (``pgml_flow.client_id``), logging included;
+* ``bi nolog``: the same in a read-only transaction (a BI tool's or a standby's), which
+  logs nothing;
+* ``view``: the feature view's rows alone (what every path reads first).
 
-Figures are ratios against the Python path measured in the same run.
+Figures are ratios against the Python path measured in the same run, in wall time and,
+where the server runs on this machine, in the backend's CPU time (Linux's schedstat): on a
+shared machine the wall time says more about the load than about the query.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -77,15 +85,36 @@ data_freshness_days = 14
 """
 
 
-def best(conn: psycopg.Connection, query: str, params: tuple[object, ...],
-         repeat: int) -> tuple[float, object]:
-    """The fastest of ``repeat`` runs of a query (seconds) and its first value."""
-    times, value = [], None
+def backend_cpu(conn: psycopg.Connection) -> Callable[[], float | None]:
+    """The CPU time (seconds) the connection's backend has used so far, from Linux's
+    /proc/PID/schedstat, where the server runs on this machine (None elsewhere): on a
+    machine shared with other work, wall time measures the load more than the query."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+    path = Path(f"/proc/{pid}/schedstat")
+
+    def read() -> float | None:
+        try:
+            return int(path.read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
+    return read
+
+
+def best(conn: psycopg.Connection, query: str, params: tuple[object, ...], repeat: int,
+         cpu: Callable[[], float | None]) -> tuple[float, float | None, object]:
+    """The fastest of ``repeat`` runs of a query: wall seconds, backend CPU seconds (None
+    where unknown), and its first value."""
+    times: list[float] = []
+    cpus: list[float] = []
+    value = None
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu()
         value = conn.execute(query, params).fetchone()[0]  # type: ignore[index]
         times.append(time.perf_counter() - start)
-    return min(times), value
+        cpu_end = cpu()
+        if cpu_start is not None and cpu_end is not None:
+            cpus.append(cpu_end - cpu_start)
+    return min(times), (min(cpus) if cpus else None), value
 
 
 def main() -> None:
@@ -127,8 +156,9 @@ def train(flow: PgmlFlow, path: str, max_features: int) -> None:
 def measure(url: str, repeat: int) -> None:
     """Rows per second of the deployed models: C per row, Python in one call, the BI read."""
     with psycopg.connect(url, autocommit=True) as conn:
+        # the import leaves status_category NULL or 'done': neither is open
         conn.execute("UPDATE issues SET status_category = 'in_progress'"
-                     " WHERE status_category = 'done'")
+                     " WHERE status_category IS DISTINCT FROM 'in_progress'")
         (name,) = conn.execute("SELECT model_name FROM ml_model_registry"
                                " WHERE model_name LIKE 'complexity%' ORDER BY 1 LIMIT 1"
                                ).fetchone() or ("complexity",)
@@ -142,28 +172,46 @@ def measure(url: str, repeat: int) -> None:
         native_rows = sum(bool(conn.execute("SELECT pgml_flow.native_rows(%s)", (m,))
                                .fetchone()[0]) for _, m in models)  # type: ignore[index]
         print(f"{len(models)} deployed {name} models, {native_rows} with a native ROW form")
-        totals = {"native": [0.0, 0], "python": [0.0, 0], "bi view": [0.0, 0]}
+        # path: [wall seconds, backend CPU seconds (None: unknown), rows]
+        totals: dict[str, list[Any]] = {path: [0.0, 0.0, 0] for path in (
+            "view", "native", "python", "bi view", "bi nolog")}
         queries = {
+            "view": ("SELECT count(f.*) + 0 * %s FROM pgml_flow.complexity_features f"
+                     " WHERE client_id = %s AND is_open"),
             "native": ("SELECT count(pgml.predict(%s, f)) FROM pgml_flow.complexity_features f"
-                       " WHERE client_id = %s"),
+                       " WHERE client_id = %s AND is_open"),
             "python": ("SELECT cardinality(pgml_flow.predict_rows(%s, array_agg(to_json(f))))"
-                       " FROM pgml_flow.complexity_features f WHERE client_id = %s"),
+                       " FROM pgml_flow.complexity_features f WHERE client_id = %s AND is_open"),
         }
+        bi = "SELECT count(prediction) FROM analytics.predictions(%s)"
+        cpu = backend_cpu(conn)
+
+        def add(path: str, figures: tuple[float, float | None, object]) -> None:
+            seconds, cpu_seconds, n = figures
+            totals[path][0] += seconds
+            totals[path][1] = (None if cpu_seconds is None or totals[path][1] is None
+                               else totals[path][1] + cpu_seconds)
+            totals[path][2] += int(n or 0)  # type: ignore[call-overload]
+
         for client, model in models:
             for path, query in queries.items():
-                seconds, n = best(conn, query, (model, client), repeat)
-                totals[path][0] += seconds
-                totals[path][1] += int(n or 0)  # type: ignore[call-overload]
+                add(path, best(conn, query, (model, client), repeat, cpu))
             conn.execute("SELECT set_config('pgml_flow.client_id', %s, false)", (str(client),))
-            seconds, n = best(conn, "SELECT count(prediction) FROM analytics.predictions(%s)",
-                              (name,), repeat)
-            totals["bi view"][0] += seconds
-            totals["bi view"][1] += int(n or 0)  # type: ignore[call-overload]
-        python_rate = totals["python"][1] / max(totals["python"][0], 1e-9)
-        for path, (seconds, rows) in totals.items():
+            add("bi view", best(conn, bi, (name,), repeat, cpu))
+            # the same read in a read-only transaction (a BI tool's, a standby's): no log
+            conn.execute("BEGIN READ ONLY")
+            add("bi nolog", best(conn, bi, (name,), repeat, cpu))
+            conn.execute("COMMIT")
+        python_rate = totals["python"][2] / max(totals["python"][0], 1e-9)
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; view: the"
+              " feature view alone; bi nolog: the BI read in a read-only transaction;"
+              " cpu: the backend's CPU time")
+        for path, (seconds, cpu_seconds, rows) in totals.items():
             rate = rows / max(seconds, 1e-9)
             print(f"{path:8} {rows:>7,} rows in {seconds * 1000:8.1f} ms: {rate:>10,.0f} rows/s"
-                  f" ({rate / max(python_rate, 1e-9):5.1f}x the Python path)")
+                  f" ({rate / max(python_rate, 1e-9):5.1f}x the Python path)"
+                  + (f"; cpu {cpu_seconds * 1000:7.1f} ms: {rows / max(cpu_seconds, 1e-9):>9,.0f}"
+                     " rows/s" if cpu_seconds is not None else ""))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import typer
 
 from cli import (
     bench_commands,
+    citus_commands,
     evaluate_commands,
     import_commands,
     log_commands,
@@ -124,7 +125,7 @@ def db_stop(as_json: JsonOption = False) -> None:
 @db_app.command("status")
 def db_status(as_json: JsonOption = False) -> None:
     """Where the database is, whether it runs, the schema revision, and how models are served
-    (native scoring; CatBoost: installed, and why not native)."""
+    (native scoring; CatBoost: installed, and which of its models are native)."""
     pf = flow()
     info = pf.database_info()
     current: str | None = None
@@ -184,6 +185,7 @@ replica_app = typer.Typer(
     help="A local hot standby of the embedded cluster (read replica for tests and demos).",
     no_args_is_help=True)
 db_app.add_typer(replica_app, name="replica")
+db_app.add_typer(citus_commands.cluster_app, name="cluster")
 
 
 @replica_app.command("start")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli import bench_citus
 from cli.output import JsonOption, console, err_console, flow, new_table, print_json
 from cli.progress import Steps, steps
 from pgml_flow.errors import Interrupted
@@ -217,6 +218,10 @@ def run_all(
         found["memory"] = benchmarks.memory(work, models, small_cache_mb, progress=run.progress)
         found["targets"] = benchmarks.check(
             [*found["per_row"], *found["end_to_end"], *found["cold_start"]], found["memory"])
+
+
+# one server against a local Citus cluster: its own module (it starts two systems)
+app.command("citus")(bench_citus.citus)
 
 
 def _report(run: Run, name: str, out: Path, as_json: bool, *, interrupted: bool) -> Path:

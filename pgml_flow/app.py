@@ -7,6 +7,7 @@ Keeping the CLI, the scheduler and the tests on this one object means the rules
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from pgml_flow import monitoring
+    from pgml_flow.citus_cluster import CitusCluster, CitusStatus
     from pgml_flow.evaluation import Evaluation
     from pgml_flow.imports import ImportReport
     from pgml_flow.imports import Source as ImportSource
@@ -116,6 +118,18 @@ class PgmlFlow:
         else:
             self.replica.stop()
         return self.replica.replica_status()
+
+    @cached_property
+    def citus(self) -> CitusCluster:
+        """The local Citus cluster, or the one DATABASE_URL names (``pgml-flow db cluster``)."""
+        from pgml_flow.citus_cluster import CitusCluster
+
+        return CitusCluster(self.settings)
+
+    def start_citus(self, workers: int | None = None) -> CitusStatus:
+        """Start (first time: build Citus if missing, create) a coordinator and ``workers``
+        workers, with the server venv on every node; more workers than before adds them."""
+        return self.citus.start(workers)
 
     @property
     def read_url(self) -> str:
@@ -265,7 +279,7 @@ class PgmlFlow:
         progress: Callable[[TrainingResult], None] | None = None,
     ) -> list[TrainingResult]:
         """Train each model for each client (every active client with None), in turn."""
-        from pgml_flow import training
+        from pgml_flow import citus_tenants, database, training
         from pgml_models.specs import get_spec
 
         specs = self.model_specs(spec_files)
@@ -273,7 +287,21 @@ class PgmlFlow:
         self.require_current_schema()
         with self.connect() as conn:
             ids = list(client_ids) if client_ids is not None else training.active_client_ids(conn)
-            return training.train(conn, chosen, ids, reason=reason, progress=progress)
+            groups = citus_tenants.route(conn, self.url, ids)
+            if len(groups) == 1 and groups[0].node is None:
+                return training.train(conn, chosen, ids, reason=reason, progress=progress)
+            # Citus: each client trains on the worker holding its rows (citus_tenants);
+            # unknown clients are refused and the specs registered here first
+            training.train(conn, [], ids)
+            for spec in chosen:
+                training.register(conn, spec)
+            conn.commit()
+        results = []
+        for group in groups:
+            with database.connect(group.url) as node:
+                results.append(training.train(node, chosen, group.client_ids, reason=reason,
+                                              progress=progress))
+        return citus_tenants.in_order(results, ids)
 
     def retraining_events(self, model: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         from pgml_flow import training
@@ -370,16 +398,37 @@ class PgmlFlow:
         spec_files: Iterable[str] = (), progress: Callable[[TrainingResult], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> list[TrainingResult]:
-        """Decide and retrain (challenger vs champion) each client's models; see retraining."""
-        from pgml_flow import retraining
+        """Decide and retrain (challenger vs champion) each client's models; see retraining.
+
+        On Citus each client is retrained on the worker holding its rows (citus_tenants),
+        the nodes at the same time (one thread each), each with the options' parallelism:
+        N workers retrain about N times as fast as one."""
+        import dataclasses
+
+        from pgml_flow import citus_tenants, database, retraining, training
+        from pgml_models import retraining as retrain_policy
 
         specs = self._specs(models, spec_files)
         self.require_current_schema()
+        chosen = options or retraining.RetrainOptions()
         with self.connect() as conn:
             ids = self._ids(conn, client_ids)
-        return retraining.retrain(self.connect, specs, ids, now or dt.datetime.now(dt.UTC),
-                                  options or retraining.RetrainOptions(), progress=progress,
-                                  should_stop=should_stop)
+            groups = citus_tenants.route(conn, self.url, ids)
+            if groups and groups[0].node is not None:
+                for spec in specs:
+                    training.register(conn, spec)
+                # the data's age, from the coordinator's training summary: the workers
+                # have none (pgml_models.retraining.gather)
+                chosen = dataclasses.replace(chosen, summary=retrain_policy.summary_newest(
+                    conn, ids))
+                conn.commit()
+        when = now or dt.datetime.now(dt.UTC)
+        return citus_tenants.in_order(citus_tenants.per_group(groups, lambda group, report: (
+            retraining.retrain(
+                self.connect if group.node is None else functools.partial(database.connect,
+                                                                          group.url),
+                specs, group.client_ids, when, chosen, progress=report,
+                should_stop=should_stop)), progress), ids)
 
     def deploy(self, model: str, client_id: int, model_id: int | None = None, *,
                rollback: bool = False, spec_files: Iterable[str] = ()) -> TrainingResult:
@@ -704,11 +753,16 @@ class PgmlFlow:
 
     def audit_isolation(self, progress: Callable[[str, int], None] | None = None
                         ) -> AuditReport:
-        """The tenant isolation audit; ``progress(role, logins)`` after each BI login."""
-        from pgml_flow import isolation
+        """The tenant isolation audit; ``progress(role, logins)`` after each BI login.
+
+        On Citus, each BI login logs in on every node (citus_tenants.audit_nodes)."""
+        from pgml_flow import citus_tenants, isolation
 
         self.require_current_schema()
         with self.connect() as conn:
+            if citus_tenants.is_citus(conn):
+                conn.rollback()
+                return citus_tenants.audit_nodes(conn, self.url, progress)
             return isolation.audit(conn, progress)
 
     @contextmanager

@@ -233,8 +233,7 @@ class Cluster:
         pgml_flow.loopback_conninfo as superuser-only settings (ext/pgml_native/settings.c):
         defined before any session starts, no session can ever SET them.
         """
-        preload = [lib for lib in ("pg_cron", "pgml_native")
-                   if self.installation.has_extension_library(lib)]
+        preload = self._preload_libraries()
         lines = [
             f"port = {state.port}",
             "listen_addresses = '127.0.0.1'",
@@ -251,6 +250,7 @@ class Cluster:
             lines.append(f"cron.database_name = '{self.settings.database}'")
         if server_venv is not None:
             lines.append(f"pgml.venv = '{server_venv}'")
+        lines.extend(self._extra_conf_lines())
         conf = self.data_dir / _CONF_NAME
         text = "\n".join(lines) + "\n"
         old = conf.read_text() if conf.exists() else ""
@@ -259,6 +259,15 @@ class Cluster:
             user = pwd.getpwnam(state.os_user)
             os.chown(conf, user.pw_uid, user.pw_gid)
         return _preload_line(old) != _preload_line(text)
+
+    def _preload_libraries(self) -> list[str]:
+        """``shared_preload_libraries`` of this cluster (a Citus node puts citus first)."""
+        return [lib for lib in ("pg_cron", "pgml_native")
+                if self.installation.has_extension_library(lib)]
+
+    def _extra_conf_lines(self) -> list[str]:
+        """Settings a kind of cluster adds to pgml-flow's (a Citus node: its own)."""
+        return []
 
     def _ensure_database(self, state: ClusterState) -> None:
         import psycopg

@@ -11,6 +11,13 @@ newest rows, or the same hash-chosen rows at every training.
 view's rows, whatever its features or preprocessing were) and computes the spec's key
 metric, so that a champion and a challenger are always compared on the same rows, on the
 metric the spec names.
+
+A retrain reads the client's rows once (:func:`materialize`): a temporary table of the
+training view's rows, numbered in split order, which the model choice
+(:mod:`pgml_flow.selection`), the scoring here and the baseline statistics read instead of
+evaluating the view again (it computes every feature and hashes every row for the order:
+most of what scoring cost). Only ``pgml.train`` of the chosen model reads the view itself,
+so that its snapshot names it.
 """
 
 from __future__ import annotations
@@ -42,6 +49,20 @@ def test_rows(rows: int, test_size: float) -> int:
     return math.ceil(rows * test_size) if test_size <= 1 else int(test_size)
 
 
+def materialize(conn: psycopg.Connection, spec: ModelSpec, client_id: int) -> sql.Identifier:
+    """The client's rows of the spec's training view (every column: a champion trained on
+    other columns than the spec's now reads its own), read once into a temporary table
+    (dropped at commit) with their number ``_row`` in split order (1 = the first): the
+    table's name in pg_temp. The caller holds the transaction.
+    """
+    table = sql.Identifier(f"rows_{spec.project(client_id)}")
+    conn.execute(sql.SQL(sqlfiles.query("drop_client_rows", SOURCE)).format(table=table))
+    conn.execute(sql.SQL(sqlfiles.query("create_client_rows", SOURCE)).format(
+        table=table, source=sql.Identifier(*split_relation(spec.training_view)),
+        client_id=sql.Literal(int(client_id)), order=order_by(spec)))
+    return table
+
+
 def predictions(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
                 rows: int) -> tuple[list[float], list[float | None]]:
     """The held-out rows' targets and ``model_id``'s predictions of them (one query; None
@@ -49,18 +70,29 @@ def predictions(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model
 
     Raises :class:`~pgml_flow.errors.ModelError` when the model cannot be used at all.
     """
+    y, predicted, _ = _predictions(conn, spec, client_id, model_id, None, rows)
+    return y, predicted
+
+
+def _predictions(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
+                 other_id: int | None, rows: int, table: sql.Identifier | None = None
+                 ) -> tuple[list[float], list[float | None], list[float | None]]:
     from pgml_models.client import PgmlClient
 
-    query = sql.SQL(sqlfiles.query("holdout_predictions", SOURCE)).format(
-        target=sql.Identifier(spec.target),
-        source=sql.Identifier(*split_relation(spec.training_view)),
-        order=order_by(spec),
-    )
+    if table is None:  # the view itself
+        query = sql.SQL(sqlfiles.query("holdout_predictions", SOURCE)).format(
+            target=sql.Identifier(spec.target),
+            source=sql.Identifier(*split_relation(spec.training_view)),
+            order=order_by(spec),
+        )
+    else:
+        query = sql.SQL(sqlfiles.query("holdout_predictions_of_rows", SOURCE)).format(
+            target=sql.Identifier(spec.target), table=table)
     skip = rows - test_rows(rows, spec.test_size)
     found = PgmlClient(conn).fetch(query, {"client_id": client_id, "model_id": model_id,
-                                           "skip": max(skip, 0)})
-    y, predicted = found[0] if found else (None, None)
-    return [float(v) for v in y or []], list(predicted or [])
+                                           "other_id": other_id, "skip": max(skip, 0)})
+    y, predicted, other = found[0] if found else (None, None, None)
+    return [float(v) for v in y or []], list(predicted or []), list(other or [])
 
 
 def metric(name: str, task: str, y: Sequence[float], predicted: Sequence[Any]) -> float | None:
@@ -94,12 +126,36 @@ def metric(name: str, task: str, y: Sequence[float], predicted: Sequence[Any]) -
     return float(scorer(y, labels, **kwargs))
 
 
-def score(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
-          rows: int) -> tuple[float | None, int]:
-    """The spec's key metric of ``model_id`` on the held-out rows, and how many there are;
-    None when the model cannot predict them."""
+def score_pair(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
+               other_id: int, rows: int, table: sql.Identifier | None = None
+               ) -> tuple[float | None, float | None, int]:
+    """:func:`score` of a challenger (``model_id``) and the champion (``other_id``) on the
+    held-out rows, read once for both: the key metric of each (None: it cannot predict
+    them) and how many rows there are.
+
+    Reading a client's rows (its training view computes text lengths and hashes every row
+    for the split order) cost as much as scoring them; a retrain read them twice. When one
+    of the models cannot be used at all, each is scored alone, so that a broken champion
+    does not stop its challenger from being judged.
+    """
     try:
-        y, predicted = predictions(conn, spec, client_id, model_id, rows)
+        y, predicted, other = _predictions(conn, spec, client_id, model_id, other_id, rows,
+                                           table)
+    except PgmlFlowError:
+        after, held_out = score(conn, spec, client_id, model_id, rows, table)
+        before, _ = score(conn, spec, client_id, other_id, rows, table)
+        return after, before, held_out
+    return (metric(spec.key_metric, spec.task, y, predicted),
+            metric(spec.key_metric, spec.task, y, other), len(y))
+
+
+def score(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
+          rows: int, table: sql.Identifier | None = None) -> tuple[float | None, int]:
+    """The spec's key metric of ``model_id`` on the held-out rows, and how many there are;
+    None when the model cannot predict them. ``table``: :func:`materialize`'s, read
+    instead of the training view."""
+    try:
+        y, predicted, _ = _predictions(conn, spec, client_id, model_id, None, rows, table)
     except PgmlFlowError:
         return None, test_rows(rows, spec.test_size)
     return metric(spec.key_metric, spec.task, y, predicted), len(y)

@@ -357,6 +357,13 @@ def drop_idempotent(bind: Connection) -> None:
     Without CASCADE: an object outside these schemas that depends on one inside (a user's
     view or policy, say) makes a statement fail, naming it.
     """
+    citus = bind.exec_driver_sql(sqlfiles.query("citus_installed", SOURCE)).scalar()
+    for node, port, success, result in bind.exec_driver_sql(
+            sqlfiles.query("drop_worker_training_views", SOURCE)).fetchall() if citus else ():
+        if not success:
+            raise MigrationError(
+                f"dropping the training views on Citus worker {node}:{port} failed: {result}; "
+                "the schema is unchanged")
     policies = bind.exec_driver_sql(
         sqlfiles.query("product_policies", SOURCE), {"names": list(PRODUCT_POLICIES)}
     ).fetchall()

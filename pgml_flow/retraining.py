@@ -32,8 +32,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
@@ -83,6 +83,11 @@ class RetrainOptions:
     #: clients retrained at the same time, each in its own connection (so its own backend,
     #: where pgml.train runs); 1 = one client after another (see :func:`retrain`)
     parallelism: int = 1
+    #: the newest row per (client, model) of the training summary, read on the Citus
+    #: coordinator before the clients are routed to their workers, which lack the summary
+    #: (pgml_models.retraining.gather); None: read where the run is
+    summary: Mapping[tuple[int, str], dt.datetime | None] | None = field(default=None,
+                                                                         hash=False)
 
     def __post_init__(self) -> None:
         check_margin(self.margin)
@@ -405,8 +410,8 @@ def run_one(conn: psycopg.Connection, spec: ModelSpec, client_id: int, now: dt.d
     """Decide for one client and spec, and retrain when the decision says so."""
     started = time.perf_counter()
     client, ml_enabled = _client(conn, client_id)
-    decision = decide(spec, gather(conn, spec, client_id, client, ml_enabled), now,
-                      force=options.force)
+    decision = decide(spec, gather(conn, spec, client_id, client, ml_enabled,
+                                   summary=options.summary), now, force=options.force)
     conn.rollback()
     reason = f"{options.reason}: {decision.reason}"
     if not decision.retrain:

@@ -188,6 +188,10 @@ def seed(
             f"(got {clients}, {issues}, {first_client_id})"
         )
     ids = list(range(first_client_id, first_client_id + clients))
+    # On Citus, one connection per node for the whole (one) transaction: it writes a
+    # reference table (issuetypes) after reading and writing distributed ones, which Citus
+    # allows only so, because of the foreign keys between them (elsewhere a no-op setting)
+    conn.execute("SET LOCAL citus.multi_shard_modify_mode = 'sequential'")
     existing = footprints(conn, ids)
     if existing and not replace and not (
             replace_synthetic and all(c.synthetic for c in existing)):
@@ -205,7 +209,7 @@ def seed(
         with conn.transaction():
             if client_id in replaced:
                 # before the fast path below: the models' files go by ON DELETE CASCADE
-                _delete_models(conn, client_id)
+                delete_client_models(conn, client_id)
             if fast_path:
                 # Like pg_restore --disable-triggers: skip per-row foreign-key checks. Safe
                 # because the generator builds references that exist by construction (the
@@ -213,6 +217,12 @@ def seed(
                 conn.execute("SET LOCAL session_replication_role = replica")
             conn.execute(sqlfiles.query("delete_client"), {"client_id": client_id})
             _load_client(conn, profile, data)
+            if fast_path:
+                # back on: this block is a savepoint of the seed's one transaction, and a SET
+                # LOCAL outlives its release; left on, the next client's _delete_models ran
+                # without the ON DELETE CASCADE triggers and left its pgml.models behind
+                # (on Citus on the coordinator's placement only: the replicas diverged)
+                conn.execute("SET LOCAL session_replication_role = origin")
         total_issues += len(data)
         total_prs += len(data.pull_requests["pull_request_id"])
         if progress:
@@ -257,8 +267,14 @@ def _refusal(conn: psycopg.Connection, ids: list[int], existing: list[ClientFoot
     )
 
 
-def _delete_models(conn: psycopg.Connection, client_id: int) -> None:
-    """Delete the client's pgml projects with their models, deployments and files."""
+def delete_client_models(conn: psycopg.Connection, client_id: int) -> None:
+    """Delete the client's pgml projects with their models, deployments and files, and its
+    training views (left behind, they would outlive the client and block a downgrade of
+    the feature views they read)."""
+    for (view,) in conn.execute(sqlfiles.query("client_training_views"),
+                                {"client_id": client_id}).fetchall():
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(
+            sql.Identifier("pgml_flow_training", view)))
     projects = [r[0] for r in conn.execute(sqlfiles.query("client_projects"),
                                            {"client_id": client_id}).fetchall()]
     if not projects:

@@ -19,6 +19,14 @@ those (``pgml_flow.training.challenge``): the held-out rows decide deployment, n
 choice. :func:`record` keeps every candidate's score with the model it chose for
 (``ml_model_candidates``), which ``pgml-flow models runs`` shows.
 
+A choice is reused when nothing it depends on changed: :func:`select` digests the fit and
+validation rows (in split order) with the candidates as they are trained (``rows_key``);
+when the project's latest recorded choice has the same key, the candidates would be
+trained with the same seeds on the same rows and score the same, so their recorded scores
+are taken instead of training them again (``Selection.reused``, said in the event). A
+forced retrain of a client whose rows did not change, or a retrain due to staleness alone,
+then trains one model instead of one per candidate and one; new rows change the key.
+
 A candidate's keys are merged onto the spec's: ``preprocess`` column by column,
 ``hyperparams`` key by key when it keeps the spec's algorithm (a candidate naming another
 algorithm starts from no hyperparams), so ``{ hyperparams = { max_depth = 3 } }`` is the
@@ -29,6 +37,7 @@ with only a name (``{ name = "as specified" }``) is the spec as it is.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -68,6 +77,10 @@ class Selection:
     chosen: int
     fit_rows: int
     validation_rows: int
+    #: digest of the rows and candidates (see the module docstring); None: not computed
+    rows_key: str | None = None
+    #: the model whose recorded choice, made with the same rows_key, was reused
+    reused: int | None = None
 
     @property
     def winner(self) -> Scored:
@@ -77,8 +90,10 @@ class Selection:
         """``chose xgboost depth 3 (mae 1.234 on 120 validation rows; 4 candidates)``."""
         w = self.winner
         metric = metric_label(w.spec.key_metric)
+        reused = (f"; reused model {self.reused}'s choice: same rows and candidates"
+                  if self.reused is not None else "")
         return (f"chose {w.label} ({metric} {_num(w.value)} on {self.validation_rows} "
-                f"validation rows; {len(self.candidates)} candidates)")
+                f"validation rows; {len(self.candidates)} candidates{reused})")
 
 
 def candidate_spec(spec: ModelSpec, candidate: dict[str, Any]) -> ModelSpec:
@@ -120,10 +135,11 @@ def slices(spec: ModelSpec, rows: int) -> tuple[int, int]:
     return before - validation, validation
 
 
-def select(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
-           rows: int) -> Selection | None:
+def select(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: int,
+           table: sql.Identifier) -> Selection | None:
     """Train and judge each candidate of ``spec`` for one client (see the module
-    docstring); None when the spec has none. The caller holds the transaction.
+    docstring); None when the spec has none. ``table``: the client's training rows
+    (:func:`pgml_flow.holdout.materialize`). The caller holds the transaction.
 
     Raises :class:`ModelError` when no candidate could be scored.
     """
@@ -132,9 +148,57 @@ def select(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
     project = spec.project(client_id)
     fit, validation = slices(spec, rows)
     view = sql.Identifier(f"selection_{project}")
-    conn.execute(sql.SQL(sqlfiles.query("drop_selection_view", SOURCE)).format(view=view))
-    conn.execute(sql.SQL(sqlfiles.query("create_selection_view", SOURCE)).format(
-        view=view, source=sql.Identifier(project), rows=sql.Literal(fit + validation)))
+    before = sql.Literal(fit + validation)
+
+    def run(name: str, **parts: sql.Composable) -> psycopg.Cursor[Any]:
+        return conn.execute(sql.SQL(sqlfiles.query(name, SOURCE)).format(**parts))
+
+    run("drop_selection_view", view=view)
+    run("create_selection_view", view=view, table=table, rows=before,
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in (*spec.features, spec.target)))
+    digest = run("selection_rows_digest", table=table, rows=before).fetchone()
+    key = rows_key(spec, str(digest[0]) if digest else "", fit, validation)
+    chosen = (_reuse(conn, spec, client_id, key, fit, validation)
+              or _train_candidates(conn, spec, client_id, key, fit, validation))
+    # (on an error, the caller's transaction rolls it back with everything else)
+    run("drop_selection_view", view=view)
+    return chosen
+
+
+def rows_key(spec: ModelSpec, rows_digest: str, fit: int, validation: int) -> str:
+    """The digest of what a choice depends on: the rows (``rows_digest``, md5 of them in
+    order), the slices, and each candidate as trained (task, target, key metric,
+    algorithm, hyperparams, preprocess, seed)."""
+    candidates = [{"algorithm": v.algorithm, "hyperparams": v.hyperparams,
+                   "preprocess": v.preprocess}
+                  for v in (candidate_spec(spec, c) for c in spec.candidates)]
+    text = json.dumps({"rows": rows_digest, "fit": fit, "validation": validation,
+                       "task": spec.task, "target": spec.target, "metric": spec.key_metric,
+                       "seed": spec.seed, "candidates": candidates},
+                      sort_keys=True, default=str)
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _reuse(conn: psycopg.Connection, spec: ModelSpec, client_id: int, key: str, fit: int,
+           validation: int) -> Selection | None:
+    """The project's latest choice with this ``key``, as a Selection; None: there is none
+    (or its candidates are not the spec's any more)."""
+    found = conn.execute(sqlfiles.query("reusable_selection", SOURCE), {
+        "client_id": client_id, "project": spec.project(client_id), "key": key}).fetchall()
+    if ([int(r[0]) for r in found] != list(range(len(spec.candidates)))
+            or sum(bool(r[4]) for r in found) != 1):
+        return None
+    scored = tuple(Scored(int(index), str(name), candidate_spec(spec, spec.candidates[index]),
+                          None if value is None else float(value), 0.0, error)
+                   for index, name, value, error, _, _ in found)
+    chosen = next(int(r[0]) for r in found if r[4])
+    return Selection(scored, chosen, fit, validation, key, int(found[0][5]))
+
+
+def _train_candidates(conn: psycopg.Connection, spec: ModelSpec, client_id: int, key: str,
+                      fit: int, validation: int) -> Selection:
+    """Train and score every candidate on the selection view (see :func:`select`)."""
+    project = spec.project(client_id)
     relation = conn.execute(sqlfiles.query("selection_view_name", SOURCE),
                             {"view": f"selection_{project}"}).fetchone()
     assert relation is not None
@@ -161,7 +225,6 @@ def select(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
             value = None
         scored.append(Scored(index, label(spec, candidate), variant, value,
                              time.perf_counter() - started, error))
-    conn.execute(sql.SQL(sqlfiles.query("drop_selection_view", SOURCE)).format(view=view))
     best: Scored | None = None
     for s in scored:
         if s.value is not None and (best is None or best.value is None
@@ -171,7 +234,7 @@ def select(conn: psycopg.Connection, spec: ModelSpec, client_id: int,
         first = next((s.error for s in scored if s.error), "no candidate had a key metric")
         raise ModelError(f"{spec.name}: none of the {len(scored)} candidates could be "
                          f"trained and scored on the validation slice; first error: {first}")
-    return Selection(tuple(scored), best.index, fit, validation)
+    return Selection(tuple(scored), best.index, fit, validation, key)
 
 
 def record(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int,
@@ -186,6 +249,7 @@ def record(conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: 
             "validation_value": s.value, "fit_rows": selection.fit_rows,
             "validation_rows": selection.validation_rows, "seconds": s.seconds,
             "chosen": s.index == selection.chosen, "error": s.error,
+            "rows_key": selection.rows_key,
         })
 
 

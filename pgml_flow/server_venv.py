@@ -116,11 +116,13 @@ def _verify(venv: Path, server_user: str) -> None:
         )
 
 
-#: why a CatBoost model is not scored by the C scorer (`pgml-flow db status` says so)
-CATBOOST_NOT_NATIVE = (
-    "served by the Python path: the C scorer (ext/pgml_native) has no compiled form for "
-    "CatBoost's oblivious trees yet, so pgml.predict of a catboost model runs CatBoost "
-    "itself (about 1,000 times slower per row than a compiled XGBoost or LightGBM model)"
+#: how a CatBoost model is served (`pgml-flow db status` says so)
+CATBOOST_SERVING = (
+    "served by the C scorer: ext/pgml_native compiles CatBoost's oblivious trees (float "
+    "features; regression, Logloss, MultiClass); a model using CatBoost's own categorical, "
+    "text or embedding features (cat_features, text_features, ...) or a non-symmetric "
+    "grow_policy stays on the Python path, which runs CatBoost (about 40 times slower per "
+    "row for 1,000 trees), and its pgml.train prints why"
 )
 
 
@@ -141,9 +143,9 @@ def package_version(venv: str | Path | None, name: str) -> str | None:
 
 def catboost_status(venv: str | Path | None) -> str:
     """``pgml-flow db status``'s line on CatBoost: installed where the server imports from,
-    and why its models are not served natively."""
+    and which of its models the C scorer serves."""
     version = package_version(venv, "catboost")
     if version is None:
         return ("not installed in the server's Python environment: pgml.train(..., "
                 "'catboost') is refused; `./dev setup` installs it")
-    return f"{version}, {CATBOOST_NOT_NATIVE}"
+    return f"{version}, {CATBOOST_SERVING}"

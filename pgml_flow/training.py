@@ -221,7 +221,8 @@ def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: i
     project = spec.project(client_id)
     pgml = PgmlClient(conn)
     champion = pgml.deployed_model(project)
-    chosen = selection.select(conn, spec, client_id, rows)
+    table = holdout.materialize(conn, spec, client_id)  # read once for all but the training
+    chosen = selection.select(conn, spec, client_id, rows, table)
     trained = spec if chosen is None else chosen.winner.spec
     pgml.train(
         project, task=spec.task, relation=f"pgml_flow_training.{project}",
@@ -234,10 +235,12 @@ def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: i
     challenger = pgml.models(project)[-1]
     if chosen is not None:
         selection.record(conn, spec, client_id, challenger.id, chosen)
-    after, held_out = holdout.score(conn, spec, client_id, challenger.id, rows)
     before = None
-    if champion is not None:
-        before, _ = holdout.score(conn, spec, client_id, champion.id, rows)
+    if champion is None:
+        after, held_out = holdout.score(conn, spec, client_id, challenger.id, rows, table)
+    else:  # both on the same rows, read once
+        after, before, held_out = holdout.score_pair(conn, spec, client_id, challenger.id,
+                                                     champion.id, rows, table)
     label = metric_label(spec.key_metric)
     if after is None:
         promoted, verdict = False, "the challenger could not predict the held-out rows"
@@ -254,7 +257,7 @@ def challenge(conn: psycopg.Connection, spec: ModelSpec, client_id: int, rows: i
             verdict += f" by more than the margin {margin:g}"
     if promoted:
         pgml.deploy_model(challenger.id)
-    _store_baseline(conn, spec, client_id, challenger.id, rows)
+    _store_baseline(conn, spec, client_id, challenger.id, rows, table)
     if promoted:
         # what drift is measured against, and the anomaly score's calibration: the rows it
         # was trained on, read in this transaction (pgml_flow.monitoring)
@@ -430,10 +433,12 @@ def train(
 
 
 def _store_baseline(
-    conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int, rows: int
+    conn: psycopg.Connection, spec: ModelSpec, client_id: int, model_id: int, rows: int,
+    table: sql.Identifier,
 ) -> None:
     """Mean and spread of the numeric features (as a feature view's features array holds
-    them: number and boolean columns, arrays flattened, in spec order) and of the target."""
+    them: number and boolean columns, arrays flattened, in spec order) and of the target,
+    over the training's rows (``table``: :func:`holdout.materialize`'s)."""
     project = spec.project(client_id)
     numeric = conn.execute(_query("numeric_columns"),
                            {"view": f"pgml_flow_training.{project}"}).fetchall()
@@ -452,7 +457,7 @@ def _store_baseline(
     widths = sql.SQL(", ").join(
         sql.SQL("max(cardinality(v.{}))").format(sql.Identifier(n)) if a else sql.SQL("1")
         for n, a in columns)
-    query = _template("feature_stats", view=sql.Identifier(project), flat=flat, widths=widths,
+    query = _template("feature_stats", table=table, flat=flat, widths=widths,
                       target=sql.Identifier(spec.target))
     with conn.cursor(row_factory=dict_row) as cur:
         stats = cur.execute(query).fetchone()

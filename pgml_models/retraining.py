@@ -25,6 +25,7 @@ at the deployed model's training, its key metric, the newest row, the drift sign
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -148,8 +149,14 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
 
 
 def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: str,
-           ml_enabled: bool) -> Facts:
-    """Read the facts of one client and model (read-only)."""
+           ml_enabled: bool,
+           summary: Mapping[tuple[int, str], dt.datetime | None] | None = None) -> Facts:
+    """Read the facts of one client and model (read-only).
+
+    ``summary``: the newest row per (client, model) of ``mv_ml_training_summary``, read
+    by the caller where the summary is (:func:`summary_newest`). On Citus the summary is
+    the coordinator's, and a client's retrain runs on a worker, where it could not be read:
+    the coordinator reads it before routing, so the decision is the one server's."""
     project = spec.project(client_id)
     source = sql.Identifier(*split_relation(spec.training_view))
     params = {"client_id": client_id, "model_name": spec.name}
@@ -157,8 +164,12 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
     if spec.timestamp_column:
         newest = _scalar(conn, sql.SQL(_query("client_newest")).format(
             source=source, column=sql.Identifier(spec.timestamp_column)), params)
-    else:
+    elif summary is not None:  # read on the Citus coordinator before routing
+        newest = summary.get((client_id, spec.name))
+    elif _scalar(conn, _query("has_summary"), {}):
         newest = _scalar(conn, _query("summary_newest"), params)
+    else:  # a Citus worker without the coordinator's summary: the data's age is unknown
+        newest = None
     facts = Facts(client_id, client, spec.name, project, ml_enabled, int(rows),
                   key_metric=spec.key_metric, newest_data=newest)
     model = PgmlClient(conn).deployed_model(project)
@@ -181,6 +192,15 @@ def gather(conn: psycopg.Connection, spec: ModelSpec, client_id: int, client: st
                     + ("" if pvalue is None else f", KS p {pvalue:.1g}")
                     + f", {items} items" for feature, psi, pvalue, items in drifted),
     )
+
+
+def summary_newest(conn: psycopg.Connection, client_ids: Sequence[int]
+                   ) -> dict[tuple[int, str], dt.datetime | None]:
+    """The newest row per (client, model) of ``mv_ml_training_summary`` (read-only): what
+    :func:`gather` takes as ``summary`` for runs on a node without the summary."""
+    rows = conn.execute(_query("summary_newest_of_clients"),
+                        {"client_ids": list(client_ids)}).fetchall()
+    return {(int(cid), str(model)): newest for cid, model, newest in rows}
 
 
 def _query(name: str) -> str:

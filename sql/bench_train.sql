@@ -2,7 +2,7 @@
 -- against the same library's fit outside the database, on the same rows.
 
 -- name: drop_table
-DROP TABLE IF EXISTS pgml_flow_bench_digits;
+DROP TABLE IF EXISTS pgml_flow_bench_digits, pgml_flow_bench_outside_models;
 
 -- name: create_table
 -- scikit-learn's digits, one row per image: 64 pixel values and the digit.
@@ -15,8 +15,10 @@ COPY pgml_flow_bench_digits (image, target) FROM STDIN;
 SELECT image, target FROM pgml_flow_bench_digits;
 
 -- name: create_store
--- Where the outside fit stores its model, as pgml.train stores its own in pgml.files.
-CREATE TEMP TABLE IF NOT EXISTS pgml_flow_bench_outside_models (id serial, data bytea);
+-- Where the outside fit stores its model, as pgml.train stores its own in pgml.files: a
+-- table like it (not a temporary one, whose rows skip the write-ahead log), dropped by
+-- drop_table at the end of the run.
+CREATE TABLE IF NOT EXISTS pgml_flow_bench_outside_models (id serial, data bytea);
 
 -- name: store_model
 INSERT INTO pgml_flow_bench_outside_models (data) VALUES (%(data)s);

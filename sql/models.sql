@@ -17,7 +17,9 @@ ON CONFLICT (model_name) DO UPDATE
        feature_view = excluded.feature_view, target = excluded.target,
        features = excluded.features, key_metric = excluded.key_metric,
        performance_threshold = excluded.performance_threshold, spec = excluded.spec,
-       updated_at = now()
+       -- the column's default, now(): Citus refuses a volatile function call in DO UPDATE
+       -- SET on a reference table, a column of the excluded row it takes
+       updated_at = excluded.updated_at
  WHERE (r.task, r.training_view, r.feature_view, r.target, r.features, r.key_metric,
         r.performance_threshold, r.spec)
        IS DISTINCT FROM
@@ -68,12 +70,35 @@ SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
 -- The rows pgml.train held out (the last of the training view's rows in split order), their
 -- targets and a model's predictions of them: the ROW form (the model reads its input
 -- columns by name), all rows in one call (pgml_flow.predict_rows; NULL: not scorable).
-SELECT array_agg(h.y ORDER BY h.n), pgml_flow.predict_rows(%(model_id)s::bigint,
-                                                          array_agg(h.row ORDER BY h.n))
-  FROM (SELECT {target}::double precision AS y, to_json(s) AS row,
+-- %(other_id)s, when not NULL, is a second model (the champion) scored on the same rows in
+-- the same read: the client's rows are read, ordered and hashed once for both (the two
+-- identical array_agg are computed once), and only the held-out ones become JSON.
+SELECT array_agg(h.y ORDER BY h.n),
+       pgml_flow.predict_rows(%(model_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n)),
+       pgml_flow.predict_rows(%(other_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n))
+  FROM (SELECT {target}::double precision AS y, s AS r,
                row_number() OVER (ORDER BY {order}) AS n
           FROM {source} AS s WHERE client_id = %(client_id)s) AS h
  WHERE h.n > %(skip)s;
+
+-- name: drop_client_rows
+DROP TABLE IF EXISTS pg_temp.{table};
+
+-- name: create_client_rows
+-- A client's training rows read once for a training (pgml_flow.holdout.materialize):
+-- every column of the spec's training view (a champion trained on other columns reads
+-- its own), numbered in the split order of the client's training view (create_training_view).
+CREATE TEMPORARY TABLE {table} ON COMMIT DROP AS
+SELECT row_number() OVER (ORDER BY {order}) AS "_row", s.*
+  FROM {source} AS s WHERE s.client_id = {client_id};
+
+-- name: holdout_predictions_of_rows
+-- holdout_predictions on the rows of create_client_rows (the same rows, the same order).
+SELECT array_agg(r.{target}::double precision ORDER BY r."_row"),
+       pgml_flow.predict_rows(%(model_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row")),
+       pgml_flow.predict_rows(%(other_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row"))
+  FROM pg_temp.{table} AS r
+ WHERE r."_row" > %(skip)s;
 
 -- name: count_rows
 SELECT count(*) FROM pgml_flow_training.{view};
@@ -92,10 +117,11 @@ SELECT a.attname, e.oid IS NOT NULL AS is_array
 -- name: feature_stats
 -- Mean and spread of each element of the numeric features (scalars and arrays flattened
 -- in order, as the features array of a feature view), each array's length, and the
--- target's mean and spread.
+-- target's mean and spread, over the client's rows as the training read them
+-- (pgml_flow.holdout.materialize's table).
 WITH elements AS (
     SELECT u.i, avg(u.v) AS mean, stddev_pop(u.v) AS sd
-      FROM pgml_flow_training.{view} v
+      FROM pg_temp.{table} v
      CROSS JOIN LATERAL unnest({flat}) WITH ORDINALITY AS u(v, i)
      GROUP BY u.i
 )
@@ -106,7 +132,7 @@ SELECT coalesce((SELECT array_agg(e.mean ORDER BY e.i) FROM elements e), '{{}}')
        ARRAY[{widths}]::integer[] AS widths,
        avg({target}::double precision) AS target_mean,
        stddev_pop({target}::double precision) AS target_stddev
-  FROM pgml_flow_training.{view} v;
+  FROM pg_temp.{table} v;
 
 -- name: lock_project
 -- Held by a training run of a project for its whole run (released at its end, or when its

@@ -17,10 +17,14 @@ SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS pg_type
 SELECT id, name, task::text AS task FROM pgml.projects WHERE name = $1;
 
 -- name: insert_project
-INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) RETURNING id, name, task::text AS task;
+-- task without ::text (PL/Python returns an enum as its label anyway): Citus refuses the
+-- cast, a STABLE function, in the RETURNING clause of a write to a reference table
+INSERT INTO pgml.projects (name, task) VALUES ($1, $2::pgml.task) RETURNING id, name, task;
 
 -- name: touch_project
-UPDATE pgml.projects SET updated_at = clock_timestamp() WHERE id = $1;
+-- $2: the wall-clock time, taken by the caller: Citus refuses a VOLATILE function
+-- (clock_timestamp()) in an UPDATE of a reference table
+UPDATE pgml.projects SET updated_at = $2::timestamptz WHERE id = $1;
 
 -- name: latest_snapshot
 SELECT s.* FROM pgml.snapshots s JOIN pgml.models m ON m.snapshot_id = s.id

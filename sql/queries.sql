@@ -12,17 +12,25 @@ ON CONFLICT (client_id) DO UPDATE
 -- name: client_footprint
 -- What replacing clients would delete (pgml-flow seed): per existing client in the range,
 -- its rows and its models (pgml projects <model>__client_<id>, pgml_flow.project_name).
+-- Counted per table grouped by client_id, then joined: on Citus each count runs on the
+-- shards (a subquery correlated with clients, a reference table, would be refused).
+WITH i AS (SELECT client_id, count(*) AS n FROM issues
+            WHERE client_id = ANY(%(client_ids)s) GROUP BY client_id),
+     p AS (SELECT client_id, count(*) AS n FROM pull_requests
+            WHERE client_id = ANY(%(client_ids)s) GROUP BY client_id),
+     l AS (SELECT client_id, count(*) AS n FROM ml_prediction_log
+            WHERE client_id = ANY(%(client_ids)s) GROUP BY client_id),
+     e AS (SELECT client_id, count(*) AS n FROM ml_retraining_events
+            WHERE client_id = ANY(%(client_ids)s) GROUP BY client_id)
 SELECT c.client_id, c.name, c.synthetic,
-       (SELECT count(*) FROM issues i WHERE i.client_id = c.client_id) AS issues,
-       (SELECT count(*) FROM pull_requests p WHERE p.client_id = c.client_id) AS pull_requests,
-       (SELECT count(*) FROM ml_prediction_log l WHERE l.client_id = c.client_id)
-           AS prediction_logs,
-       (SELECT count(*) FROM ml_retraining_events e WHERE e.client_id = c.client_id)
-           AS retraining_events,
-       (SELECT count(*) FROM pgml.models m JOIN pgml.projects p ON p.id = m.project_id
-         WHERE right(p.name, length('__client_' || c.client_id)) = '__client_' || c.client_id)
+       coalesce(i.n, 0) AS issues, coalesce(p.n, 0) AS pull_requests,
+       coalesce(l.n, 0) AS prediction_logs, coalesce(e.n, 0) AS retraining_events,
+       (SELECT count(*) FROM pgml.models m JOIN pgml.projects pr ON pr.id = m.project_id
+         WHERE right(pr.name, length('__client_' || c.client_id)) = '__client_' || c.client_id)
            AS models
   FROM clients c
+  LEFT JOIN i USING (client_id) LEFT JOIN p USING (client_id)
+  LEFT JOIN l USING (client_id) LEFT JOIN e USING (client_id)
  WHERE c.client_id = ANY(%(client_ids)s)
  ORDER BY c.client_id;
 
@@ -32,6 +40,14 @@ SELECT name FROM pgml.projects
  WHERE right(name, length('__client_' || %(client_id)s::bigint))
        = '__client_' || %(client_id)s::bigint
  ORDER BY name;
+
+-- name: client_training_views
+-- The training views of one client's models (pgml_flow_training.<model>__client_<id>).
+SELECT c.relname FROM pg_class c
+ WHERE c.relnamespace = 'pgml_flow_training'::regnamespace AND c.relkind = 'v'
+   AND right(c.relname, length('__client_' || %(client_id)s::bigint))
+       = '__client_' || %(client_id)s::bigint
+ ORDER BY c.relname;
 
 -- name: next_client_id
 SELECT coalesce(max(client_id), 0) + 1 FROM clients;

@@ -11,6 +11,17 @@ SELECT max({column})::timestamptz FROM {source} WHERE client_id = %(client_id)s;
 SELECT latest_data FROM mv_ml_training_summary
  WHERE client_id = %(client_id)s AND model_type = %(model_name)s;
 
+-- name: summary_newest_of_clients
+-- The same for several clients, on the Citus coordinator before their retrains are routed
+-- to the workers (pgml_models.retraining.summary_newest).
+SELECT client_id, model_type, latest_data FROM mv_ml_training_summary
+ WHERE client_id = ANY(%(client_ids)s);
+
+-- name: has_summary
+-- Whether this node has the training summary: on Citus it is on the coordinator only, and
+-- a client is retrained on the worker holding its rows (pgml_flow.citus_tenants).
+SELECT to_regclass('public.mv_ml_training_summary') IS NOT NULL;
+
 -- name: baseline
 SELECT training_rows, trained_at FROM ml_model_baselines
  WHERE client_id = %(client_id)s AND model_id = %(model_id)s;

@@ -24,6 +24,7 @@ from psycopg import sql
 from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.settings import Settings
+from tests.citus_fixture import citus_cluster, citus_url  # noqa: F401  (session fixtures)
 
 
 def shared_datasets() -> Path:

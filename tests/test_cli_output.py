@@ -35,7 +35,8 @@ HEAVY = {"alembic", "sqlalchemy", "numpy", "scipy", "sklearn", "xgboost", "light
 #: commands that print no data of their own (only the URL, for `psql "$(pgml-flow db url)"`),
 #: or whose one output format is fixed by a protocol: Prometheus text (metrics show), the
 #: readiness probe's JSON (metrics ready), an HTTP server (metrics serve)
-NO_JSON = {"db url", "db replica url", "metrics serve", "metrics show", "metrics ready"}
+NO_JSON = {"db url", "db replica url", "db cluster url", "metrics serve", "metrics show",
+           "metrics ready"}
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -29,8 +29,9 @@ from tests.conftest import shared_datasets
 
 DEEPSE = shared_datasets() / "deepse-storypoints"
 PROJECTS = ("jirasoftware", "clover")
-#: the complexity spec, cheap, with two candidates: its own trees and a constant (the
-#: train median: xgboost's absolute-error base score, no tree steps)
+#: the complexity spec, cheap, with three candidates: its own trees, a constant (the
+#: train median: xgboost's absolute-error base score, no tree steps) and the median of the
+#: most similar issues' points (knn over tf-idf, shrunk halfway to the median, snapped)
 SPECS = """
 [models.complexity]
 task = "regression"
@@ -55,6 +56,17 @@ name = "trees"
 [[models.complexity.candidates]]
 name = "median"
 hyperparams = { n_estimators = 1, learning_rate = 0.0 }
+
+[[models.complexity.candidates]]
+name = "neighbours"
+algorithm = "knn"
+hyperparams = { n_neighbors = 10, metric = "cosine", aggregate = "median", shrink = 0.5 }
+[models.complexity.candidates.preprocess]
+story_points = { snap = true }
+title = { text = "tfidf", ngram = [1, 2] }
+description = { text = "tfidf" }
+title_length = { scale = "max_abs" }
+description_words = { scale = "max_abs" }
 
 [models.complexity.retraining]
 schedule = "0 3 * * 3"
@@ -99,7 +111,8 @@ def test_evaluate_chooses_on_validation_and_compares_with_published(
         assert round(p["baselines"]["Median"], 2) == float(reproduced[name]["MAE_median_baseline"])
         assert p["published"]["GPT2SP (fixed)"] == published[(name, "GPT2SP")]
         assert p["published"]["Deep-SE (raw SP)"] == published[(name, "Deep-SE (DL2SP, raw SP)")]
-        assert p["ours"] is not None and 0 < p["ours"] < 10 and p["chosen"] in ("trees", "median")
+        assert p["ours"] is not None and 0 < p["ours"] < 10
+        assert p["chosen"] in ("trees", "median", "neighbours")
         # the test split never reaches training: the client's training view holds train
         # and valid only, and the candidates' slices and the held-out rows cover it
         view = f"pgml_flow_training.complexity_evaluation__client_{p['client_id']}"
@@ -109,7 +122,8 @@ def test_evaluate_chooses_on_validation_and_compares_with_published(
             "SELECT label, validation_value, chosen, fit_rows, validation_rows, model_id "
             "FROM ml_model_candidates WHERE client_id = %s ORDER BY candidate",
             (p["client_id"],)).fetchall()
-        assert [s[0] for s in scored] == ["trees", "median"]
+        assert [s[0] for s in scored] == ["trees", "median", "neighbours"]
+        assert all(s[1] is not None for s in scored)  # each trained and scored, knn too
         best = min(scored, key=lambda s: (s[1], [x[0] for x in scored].index(s[0])))
         assert [s[0] for s in scored if s[2]] == [best[0]] == [p["chosen"]]
         assert scored[0][3] + scored[0][4] + holdout.test_rows(rows[0], 0.25) == rows[0]
@@ -125,8 +139,8 @@ def test_evaluate_chooses_on_validation_and_compares_with_published(
     runs = flow.retraining_events("complexity_evaluation")
     chosen = sorted(p["chosen"] for p in by_name.values())
     assert sorted(r["chosen"]["label"] for r in runs) == chosen
-    assert {r["chosen"]["candidates"] for r in runs} == {2}
-    assert _chosen(runs[0]["chosen"]).endswith(" rows), 1 of 2")
+    assert {r["chosen"]["candidates"] for r in runs} == {3}
+    assert _chosen(runs[0]["chosen"]).endswith(" of 3")
 
     # the candidates are operator information: a BI login reads none of them
     client = by_name["clover"]["client_id"]

@@ -132,6 +132,29 @@ def test_lead_time_and_rework_evaluations(flow: PgmlFlow, conn: psycopg.Connecti
         "pgml_flow.lead_time_features WHERE client_id = %s ORDER BY created LIMIT 2",
         (cxx.client_id,)).fetchall()
     assert first[0] == (0, 0, 0, 0) and first[1][0] == 1
+    # the per-type and per-points history: the mean log(1 + days) of the issues of the same
+    # type (story points) resolved before the issue was created, never itself or later ones
+    history = conn.execute(
+        "SELECT i.issue_key, f.type_log_lead, f.points_log_lead "
+        "FROM pgml_flow.lead_time_features f JOIN issues i "
+        "ON i.client_id = f.client_id AND i.issue_id = f.entity_id "
+        "WHERE f.client_id = %s ORDER BY f.created", (cxx.client_id,)).fetchall()
+    by_key = {r["Issue_Key"]: r for r in data}
+    for key, by_type, by_points in history[::10]:
+        issue = by_key[key]
+        before = [r for r in data if r is not issue and r["Resolution_Date"] != "NULL"
+                  and r["Resolution_Date"] <= issue["Creation_Date"]]
+
+        def mean_of(rows: list[dict[str, str]], fallback: float) -> float:
+            return statistics.fmean(math.log1p(float(r["Resolution_Time_Minutes"]) / 1440)
+                                    for r in rows) if rows else fallback
+
+        overall = mean_of(before, 0.0)
+        assert by_type == pytest.approx(
+            mean_of([r for r in before if r["Type"] == issue["Type"]], overall), abs=1e-3)
+        assert by_points == pytest.approx(
+            mean_of([r for r in before if r["Story_Point"] == issue["Story_Point"]], overall),
+            abs=1e-3)
     assert len(lead.targets) == 1 and lead.targets[0].result.endswith("of 1")
 
     # rework at opening: zsh-completions (193 pull requests, 35 % reworked)
@@ -171,6 +194,9 @@ def test_lead_time_and_rework_evaluations(flow: PgmlFlow, conn: psycopg.Connecti
     by = {p.project: p for p in merge.projects}
     assert list(by) == [rework.PAPER, rework.ARRIVAL, rework.REVIEW]
     assert by[rework.PAPER].published["random forest (published)"] == 0.94
+    # beside the paper's table, its own 10 runs on half the rows (published_results/)
+    assert by[rework.PAPER].published[rework.PER_RUN_2014[83442]] == pytest.approx(0.920,
+                                                                                abs=5e-4)
     assert all(p.ours is not None and 0 <= p.ours <= 1 for p in merge.projects)
     total = len(_rows(ICSE / "data" / "JetBrains@kotlin.csv.gz"))
     half = conn.execute("SELECT count(*) FROM pgml_flow_evaluation.merge_decision_training "

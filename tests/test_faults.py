@@ -20,7 +20,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -36,8 +35,8 @@ from psycopg import sql
 from pgml_flow.app import PgmlFlow
 from pgml_flow.errors import DatabaseUnreachable
 from pgml_flow.retraining import RetrainOptions
-from pgml_flow.settings import Settings
 from scheduler.runner import run_once
+from tests.scratch import own_cluster_settings
 
 #: long checks: `./dev test -m slow` (kept out of the default run, docs/contributing.md)
 pytestmark = pytest.mark.slow
@@ -52,14 +51,8 @@ RECONNECT = RetrainOptions(force=True, attempts=6, backoff_seconds=0.5)
 # -- the scratch cluster -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[PgmlFlow]:
-    settings = Settings.from_env()
-    if settings.external:
-        pytest.skip("restarts need a cluster of our own, not the external server")
-    # right under /tmp, so that the unprivileged server user can reach it: not under pytest's
-    # base temp, which a concurrent pytest session makes private again (mode 0700)
-    home = Path(tempfile.mkdtemp(prefix="pgml-flow-faults-", dir="/tmp"))
-    home.chmod(0o755)
-    flow = PgmlFlow(dataclasses.replace(settings, home=home / "cluster", port=None))
+    home, settings = own_cluster_settings("pgml-flow-faults-")
+    flow = PgmlFlow(dataclasses.replace(settings, home=home / "cluster"))
     started = time.monotonic()
     try:
         flow.start_database()

@@ -69,9 +69,18 @@ def test_synthetic_clients_are_replaced_without_asking_on_the_embedded_database(
     """What PgmlFlow.seed does when DATABASE_URL is unset (replace_synthetic=True)."""
     flow.seed(clients=2, issues=100, seed=1, as_of=AS_OF)
     assert conn.execute("SELECT bool_and(synthetic) FROM clients").fetchone() == (True,)
+    # a model of the second client: its deletion came after the first client's fast-path
+    # load, whose SET LOCAL session_replication_role = replica (no cascades) outlived it
+    conn.execute("CREATE TABLE points AS SELECT g::real AS x, 2 * g::real AS y "
+                 "FROM generate_series(1, 40) g")
+    conn.execute("SELECT * FROM pgml.train('complexity__client_2', 'regression', 'points', 'y')")
+    conn.commit()
     report = run_seed(conn, clients=2, issues=120, seed=2, as_of=AS_OF, replace_synthetic=True)
     assert [c.client_id for c in report.replaced] == [1, 2]
     assert conn.execute("SELECT count(*) FROM issues").fetchone() == (240,)
+    assert conn.execute("SELECT (SELECT count(*) FROM pgml.projects)"
+                        " + (SELECT count(*) FROM pgml.models)"
+                        " + (SELECT count(*) FROM pgml.deployments)").fetchone() == (0,)
 
 
 def _real_client(conn: psycopg.Connection) -> None:

@@ -153,12 +153,16 @@ def test_bench_train_compares_each_training_with_the_same_fit_outside(db_url: st
     from pgml_flow.benchmarks import training
 
     figures = training.train_speed(db_url, repeat=1, grid=False, loads=(training.IDLE,))
+    threads = [training.OUTSIDE_THREADS.format(threads=n) for n in training.thread_settings()]
     assert [(f.benchmark, f.note.split(",")[0]) for f in figures] == [
-        (training.OUTSIDE, training.IDLE), (training.INSIDE, training.IDLE),
-        (training.INSIDE_FIRST, training.IDLE)]
+        *((name, training.IDLE) for name in threads), (training.OUTSIDE, training.IDLE),
+        (training.INSIDE, training.IDLE), (training.INSIDE_FIRST, training.IDLE),
+        (training.OUTSIDE_CPU, training.IDLE), (training.INSIDE_CPU, training.IDLE)]
     assert all(f.rows == 1_347 and f.seconds > 0 for f in figures)
-    [target] = training.targets(figures)
-    assert target.met is not None and "idle" in target.name
+    assert {t.name for t in training.targets(figures)} == {
+        "pgml.train vs the same fit outside at its fastest (idle)",
+        "the same, in CPU seconds (idle)"}
+    assert all(t.met is not None for t in training.targets(figures))
     with psycopg.connect(db_url) as conn:  # the table and projects are dropped
         assert conn.execute("SELECT to_regclass('pgml_flow_bench_digits'), count(*)"
                             " FROM pgml.projects").fetchone() == (None, 0)

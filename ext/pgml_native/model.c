@@ -6,7 +6,8 @@
  *
  *   header, 64 bytes
  *     0  char[8] magic "PGMLNATV"      8  u32 version (1)
- *     12 u32 kind (1 trees, 2 linear)   16 u32 task (0 regression, 1 classification)
+ *     12 u32 kind (1 trees, 2 linear, 3 oblivious trees)
+ *                                       16 u32 task (0 regression, 1 classification)
  *     20 u32 link                       24 u32 num_features F
  *     28 u32 num_outputs K (raw width)  32 u32 num_classes C (0 for regression)
  *     36 u32 flags (bit0 preprocess, bit1 class labels, bit2 read |x| <= 1e-35 as 0,
@@ -20,6 +21,11 @@
  *             node[n_nodes] = {i32 left, i32 right, u32 feature, u32 flags, f32 threshold},
  *             f64 leaf_values[n_leaves * W]
  *     linear: f64 coef[K * F]
+ *     oblivious (CatBoost): u32 n_trees, u32 leaf_width W, u64 n_splits,
+ *             u32 tree_depth[n_trees], u32 tree_group[n_trees],
+ *             split[n_splits] = {u32 feature, u32 flags (bit0 NaN counts as above),
+ *             f32 threshold} (tree by tree, level 0 first), f64 leaf_values[sum of
+ *             2^depth * W]: level d sets bit d of the leaf index when x > threshold
  *     row section (version 2, flags bit3): u32 n_columns, then per column
  *       u32 kind, u32 encode, u32 flags (bit0 fill, bit1 array), u32 width,
  *       u32 name_len, u8 name[], u32 n_categories, {u32 len, u8 bytes[]}[],
@@ -82,6 +88,9 @@
 #define NODE_ZERO_MISSING 0x2u
 #define NODE_KNOWN_FLAGS (NODE_DEFAULT_LEFT | NODE_ZERO_MISSING)
 #define BLOB_NODE_SIZE 20
+#define BLOB_SPLIT_SIZE 12
+#define OBL_NAN_ABOVE 0x1u		/* oblivious split: NaN sets the bit (CatBoost's AsTrue) */
+#define OBL_MAX_DEPTH 16		/* CatBoost's own limit */
 
 /* internal node flags live in the top bits of feat */
 #define IN_DEFAULT_RIGHT 0x80000000u
@@ -128,6 +137,11 @@ typedef struct
 	double *tmeans, tprior;
 	double *fill, *center, *scale;
 	pgmln_text text;		/* multi_hot, words, tfidf, hashing (text.c) */
+	/* pgmln_row_encode_used: the model's used[ulo .. uhi) are this column's, and
+	 * `sparse` when its text encoding can be written touched columns only (no
+	 * centering or scaling) */
+	uint32_t ulo, uhi;
+	int sparse;
 } rowcol;
 
 /* sizes of the row section, counted while validating it */
@@ -179,6 +193,14 @@ struct pgmln_model
 	float *pleaves_f;
 	/* linear */
 	double *coef;
+	/* oblivious trees (n_trees, group shared with the trees above): tree t's
+	 * odepth[t] splits follow tree t-1's in ofeat/othr/onan, its 2^odepth[t] * W
+	 * leaves follow tree t-1's in oleaves */
+	uint32_t *odepth;
+	uint32_t *ofeat;
+	float *othr;
+	uint8_t *onan;
+	double *oleaves;
 	/* row form: columns and the pools they point into */
 	uint32_t n_rowcols;
 	rowcol *rowcols;
@@ -196,6 +218,13 @@ struct pgmln_model
 	/* evaluation scratch: a model is for one thread at a time */
 	double *acc;
 	float *xbuf;
+	/* the features the model reads, ascending (mark_used): the split features of trees,
+	 * every feature of a linear model.  The row form prepares only these, and the text
+	 * encodings write only these and the columns a text touches (text.c) */
+	uint32_t n_used;
+	uint32_t *used;
+	pgmln_text_scratch tsp;	/* row form: pgmln_text_encode_used's scratch, F wide */
+	uint32_t *tindex;		/* the pool of the text encodings' vocabulary indexes */
 };
 
 /* ---------- checksum ---------- */
@@ -910,6 +939,65 @@ output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t *n_sca
 	return NULL;
 }
 
+/*
+ * The features the model reads (m->used, ascending): the split features of every
+ * internal node (explicit trees, from the blob's nodes), of every split (oblivious
+ * trees), all of them for a linear model.  Then each row column's range in that list,
+ * and the row form's scratch.  Called once the row section is filled.
+ */
+static void
+mark_used(pgmln_model *m, const unsigned char *nodes_p, uint64_t n_nodes,
+		  const unsigned char *splits_p, uint64_t n_splits)
+{
+	uint32_t	n = 0;
+	uint64_t	pool = 0;
+
+	for (uint32_t j = 0; j < m->F; j++)
+		m->used[j] = m->kind == PGMLN_KIND_LINEAR;
+	/* the perfect layout pads shallow leaves with always-left nodes on feature 0 */
+	m->used[0] = 1;
+	for (uint64_t i = 0; nodes_p && i < n_nodes; i++)
+	{
+		const unsigned char *np = nodes_p + i * BLOB_NODE_SIZE;
+
+		if (!((int32_t) rd_u32(np) == -1 && (int32_t) rd_u32(np + 4) == -1))
+			m->used[rd_u32(np + 8)] = 1;
+	}
+	for (uint64_t i = 0; splits_p && i < n_splits; i++)
+		m->used[rd_u32(splits_p + i * BLOB_SPLIT_SIZE)] = 1;
+	for (uint32_t j = 0; j < m->F; j++)
+		if (m->used[j])
+			m->used[n++] = j;	/* n <= j: compacting in place */
+	m->n_used = n;
+	for (uint32_t c = 0; c < m->n_rowcols; c++)
+	{
+		rowcol	   *rc = &m->rowcols[c];
+		uint32_t	u = 0;
+
+		while (u < n && m->used[u] < rc->offset)
+			u++;
+		rc->ulo = u;
+		while (u < n && m->used[u] < rc->offset + rc->width)
+			u++;
+		rc->uhi = u;
+		rc->sparse = rc->encode >= PGMLN_ENC_MULTI_HOT;
+		if (rc->sparse && rc->encode != PGMLN_ENC_HASHING)
+		{
+			pgmln_text_index(&rc->text, m->tindex + pool);
+			pool += pgmln_text_index_slots(rc->text.ncat);
+		}
+		for (uint32_t j = 0; j < rc->width && rc->sparse; j++)
+			rc->sparse = rc->center[j] == 0.0 && rc->scale[j] == 1.0;
+	}
+	if (m->tsp.count)
+	{
+		for (uint32_t j = 0; j < m->F; j++)
+			m->tsp.count[j] = 0.0;
+		for (uint32_t w = 0; w < (m->F + 63) / 64; w++)
+			m->tsp.bits[w] = 0;
+	}
+}
+
 int
 pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			pgmln_model **out, char *err, size_t errlen)
@@ -924,6 +1012,8 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		*leaves_p = NULL, *coef_p = NULL;
 	uint32_t n_trees = 0, W = 0;
 	uint64_t n_nodes = 0, n_leaves = 0;
+	const unsigned char *odepth_p = NULL, *splits_p = NULL;
+	uint64_t n_splits = 0;
 	uint32_t n_blocks = 0;
 	int perfect = 0, any_zm = 0, leaves_f32 = 1;
 	uint64_t pn_total = 0, pl_total = 0;
@@ -965,7 +1055,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		FAIL("blob checksum mismatch (corrupt data)");
 
 	/* header semantics */
-	if (kind != PGMLN_KIND_TREES && kind != PGMLN_KIND_LINEAR)
+	if (kind != PGMLN_KIND_TREES && kind != PGMLN_KIND_LINEAR && kind != PGMLN_KIND_OBLIVIOUS)
 		FAIL("unknown model kind");
 	if (task != PGMLN_TASK_REGRESSION && task != PGMLN_TASK_CLASSIFICATION)
 		FAIL("unknown task");
@@ -1116,6 +1206,55 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		}
 		n_blocks = (n_trees + LOCKSTEP - 1) / LOCKSTEP;
 	}
+	else if (kind == PGMLN_KIND_OBLIVIOUS)
+	{
+		const unsigned char *hdr = take(&r, 16, 1);
+		uint64_t depths = 0;
+
+		if (!hdr)
+			FAIL("truncated oblivious tree header");
+		n_trees = rd_u32(hdr);
+		W = rd_u32(hdr + 4);
+		n_splits = rd_u64(hdr + 8);
+		if (n_trees < 1)
+			FAIL("tree ensemble without trees");
+		if (W != 1 && W != K)
+			FAIL("leaf width must be 1 or the number of outputs");
+		if (n_splits > (uint64_t) n_trees * OBL_MAX_DEPTH)
+			FAIL("bad split count");
+		if (!(odepth_p = take(&r, n_trees, 4)) || !(tree_group_p = take(&r, n_trees, 4)))
+			FAIL("truncated tree table");
+		for (uint32_t t = 0; t < n_trees; t++)
+		{
+			uint32_t d = rd_u32(odepth_p + 4 * (size_t) t);
+
+			if (d > OBL_MAX_DEPTH)
+				FAIL("oblivious tree deeper than 16 levels");
+			depths += d;
+			n_leaves += (uint64_t) 1 << d;
+			if (rd_u32(tree_group_p + 4 * (size_t) t) >= K)
+				FAIL("tree output group out of range");
+		}
+		if (depths != n_splits)
+			FAIL("oblivious tree depths do not add up to the split count");
+		if (!(splits_p = take(&r, n_splits, BLOB_SPLIT_SIZE)))
+			FAIL("truncated splits");
+		for (uint64_t i = 0; i < n_splits; i++)
+		{
+			const unsigned char *sp = splits_p + i * BLOB_SPLIT_SIZE;
+
+			if (rd_u32(sp) >= F)
+				FAIL("split feature out of range");
+			if (rd_u32(sp + 4) & ~OBL_NAN_ABOVE)
+				FAIL("unknown split flags");
+			if (isnan(rd_f32(sp + 8)))
+				FAIL("split threshold is NaN");
+		}
+		if (!(leaves_p = take(&r, n_leaves * W, 8)))
+			FAIL("truncated leaf values");
+		if (!sane_f64s(leaves_p, n_leaves * W, 0))
+			FAIL("leaf values must be finite");
+	}
 	else
 	{
 		if (!(coef_p = take(&r, (uint64_t) K * F, 8)))
@@ -1209,6 +1348,15 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 				ALLOC(leaf_values, double, n_leaves * W);
 			}
 		}
+		else if (kind == PGMLN_KIND_OBLIVIOUS)
+		{
+			ALLOC(group, uint32_t, n_trees);
+			ALLOC(odepth, uint32_t, n_trees);
+			ALLOC(ofeat, uint32_t, n_splits);
+			ALLOC(othr, float, n_splits);
+			ALLOC(onan, uint8_t, n_splits);
+			ALLOC(oleaves, double, n_leaves * W);
+		}
 		else
 			ALLOC(coef, double, (size_t) K * F);
 		if (flags & FLAG_ROW)
@@ -1229,6 +1377,16 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		}
 		ALLOC(acc, double, K + (C > K ? C : K));
 		ALLOC(xbuf, float, F);
+		ALLOC(used, uint32_t, F);
+		if (flags & FLAG_ROW)
+		{
+			ALLOC(tsp.count, double, F);
+			ALLOC(tsp.bits, uint64_t, ((uint64_t) F + 63) / 64);
+			ALLOC(tsp.touched, uint32_t, F);
+			ALLOC(tsp.lower, char, (PGMLN_MAX_NGRAM + 1) * (rsz.scratch + 1));
+			/* the text encodings' vocabulary indexes (pgmln_text_index_slots) */
+			ALLOC(tindex, uint32_t, 4 * rsz.cats + 8 * (uint64_t) rsz.ncols);
+		}
 #undef ALLOC
 		if (pass == 0)
 		{
@@ -1284,6 +1442,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 		(void) row_section(&row_r, F, NULL, m); /* validated above: cannot fail */
 	if (flags & FLAG_OUTPUT)
 		(void) output_section(&out_r, task, K, C, &n_scale, &n_cal, m);
+	mark_used(m, nodes_p, n_nodes, splits_p, n_splits);
 	if (kind == PGMLN_KIND_TREES)
 	{
 		uint64_t off = 0, leaf = 0;
@@ -1377,6 +1536,25 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 				m->block_steps[t / LOCKSTEP] = (uint32_t) height;
 			off += cnt;
 		}
+	}
+	else if (kind == PGMLN_KIND_OBLIVIOUS)
+	{
+		m->n_trees = n_trees;
+		for (uint32_t t = 0; t < n_trees; t++)
+		{
+			m->odepth[t] = rd_u32(odepth_p + 4 * (size_t) t);
+			m->group[t] = rd_u32(tree_group_p + 4 * (size_t) t);
+		}
+		for (uint64_t i = 0; i < n_splits; i++)
+		{
+			const unsigned char *sp = splits_p + i * BLOB_SPLIT_SIZE;
+
+			m->ofeat[i] = rd_u32(sp);
+			m->onan[i] = (uint8_t) (rd_u32(sp + 4) & OBL_NAN_ABOVE);
+			m->othr[i] = rd_f32(sp + 8);
+		}
+		for (uint64_t i = 0; i < n_leaves * W; i++)
+			m->oleaves[i] = rd_f64(leaves_p + 8 * i);
 	}
 	else
 	{
@@ -1498,8 +1676,13 @@ row_is_plain(const pgmln_model *m, const float *x)
 {
 	int special = 0;
 
-	for (uint32_t j = 0; j < m->F; j++)
+	/* the features the trees read (feature 0 among them: the padding's) */
+	for (uint32_t u = 0; u < m->n_used; u++)
+	{
+		uint32_t j = m->used[u];
+
 		special |= isnan(x[j]) | (m->any_zero_missing && fabsf(x[j]) <= ZERO_THRESHOLD);
+	}
 	return !special;
 }
 
@@ -1798,6 +1981,50 @@ raw_trees(const pgmln_model *m, const float *x, double *acc)
 		acc[k] = m->base[k] + acc[k] / m->divisor;
 }
 
+/*
+ * Oblivious trees (CatBoost): every node of a level tests the same feature
+ * against the same threshold, so a tree is its depth's list of splits and the
+ * leaf index is the bit pattern of their outcomes (bit d: level d's x >
+ * threshold, in float32 as CatBoost compares; NaN is below everything unless
+ * the split says otherwise).  No branches and no child loads: each tree costs
+ * depth compares, and the trees' leaves are summed in CatBoost's order.
+ */
+static void
+raw_oblivious(const pgmln_model *m, const float *x, double *acc)
+{
+	const uint32_t *feat = m->ofeat;
+	const float *thr = m->othr;
+	const uint8_t *nan_above = m->onan;
+	const double *leaves = m->oleaves;
+	uint32_t T = m->n_trees, K = m->K, W = m->W;
+
+	for (uint32_t k = 0; k < K; k++)
+		acc[k] = 0.0;
+	for (uint32_t t = 0; t < T; t++)
+	{
+		uint32_t D = m->odepth[t];
+		uint32_t idx = 0;
+
+		for (uint32_t d = 0; d < D; d++)
+		{
+			float v = x[feat[d]];
+
+			idx |= (uint32_t) ((v > thr[d]) | (nan_above[d] & (v != v))) << d;
+		}
+		if (W == 1)
+			acc[m->group[t]] += leaves[idx];
+		else
+			for (uint32_t k = 0; k < W; k++)
+				acc[k] += leaves[(size_t) idx * W + k];
+		feat += D;
+		thr += D;
+		nan_above += D;
+		leaves += ((size_t) 1 << D) * W;
+	}
+	for (uint32_t k = 0; k < K; k++)
+		acc[k] = m->base[k] + acc[k] / m->divisor;
+}
+
 static void
 raw_linear(const pgmln_model *m, const float *x, double *acc)
 {
@@ -1829,6 +2056,8 @@ raw_scores(const pgmln_model *m, const float *x, double *acc)
 {
 	if (m->kind == PGMLN_KIND_TREES)
 		raw_trees(m, prepare(m, x), acc);
+	else if (m->kind == PGMLN_KIND_OBLIVIOUS)
+		raw_oblivious(m, prepare(m, x), acc);
 	else
 		raw_linear(m, x, acc); /* linear applies preprocessing in double */
 }
@@ -2060,8 +2289,11 @@ pgmln_outputs_rows(const pgmln_model *m, const float *x, size_t n, double *out)
 static const float *
 prepare_f64(const pgmln_model *m, const double *x)
 {
-	for (uint32_t j = 0; j < m->F; j++)
+	/* only the features the trees read: the row form's rows are thousands wide with
+	 * text, of which the splits read a few hundred */
+	for (uint32_t u = 0; u < m->n_used; u++)
 	{
+		uint32_t j = m->used[u];
 		double d = x[j];
 		float v;
 
@@ -2111,6 +2343,8 @@ raw_scores_f64(const pgmln_model *m, const double *x, double *acc)
 {
 	if (m->kind == PGMLN_KIND_TREES)
 		raw_trees(m, prepare_f64(m, x), acc);
+	else if (m->kind == PGMLN_KIND_OBLIVIOUS)
+		raw_oblivious(m, prepare_f64(m, x), acc);
 	else
 		raw_linear_f64(m, x, acc);
 }
@@ -2397,12 +2631,31 @@ pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x)
 	return PGMLN_ROW_OK;
 }
 
+/*
+ * pgmln_row_encode for a caller that only scores x (the server): a text encoding
+ * without centering or scaling writes the features the model reads and those the
+ * value touches (text.c), not its whole width, and leaves its other features as they
+ * were (finite: a text encoding never gives NaN).  x must start finite (zeros).
+ */
+int
+pgmln_row_encode_used(const pgmln_model *m, int col, const pgmln_value *v, double *x)
+{
+	const rowcol *rc = &m->rowcols[col];
+
+	if (!rc->sparse)
+		return pgmln_row_encode(m, col, v, x);
+	/* the used features of this column are used[ulo .. uhi), offset in x */
+	pgmln_text_encode_used(&rc->text, v, x + rc->offset, m->rtext, &m->tsp,
+						   m->used + rc->ulo, rc->uhi - rc->ulo, rc->offset);
+	return PGMLN_ROW_OK;
+}
+
 int
 pgmln_row_float32_ok(const pgmln_model *m, int col)
 {
 	const rowcol *rc = &m->rowcols[col];
 
-	if (m->kind != PGMLN_KIND_TREES || m->snap_zero || m->has_pre || rc->kind == PGMLN_COL_TEXT)
+	if (m->kind == PGMLN_KIND_LINEAR || m->snap_zero || m->has_pre || rc->kind == PGMLN_COL_TEXT)
 		return 0;
 	for (uint32_t j = 0; j < rc->width; j++)
 		if (rc->center[j] != 0.0 || rc->scale[j] != 1.0)

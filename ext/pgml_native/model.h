@@ -29,6 +29,9 @@ extern "C" {
 /* model kinds */
 #define PGMLN_KIND_TREES 1
 #define PGMLN_KIND_LINEAR 2
+/* oblivious trees (CatBoost): one split per depth level, the leaf index is the
+ * bit pattern of the level decisions (bit d set when level d's x > threshold) */
+#define PGMLN_KIND_OBLIVIOUS 3
 
 /* tasks */
 #define PGMLN_TASK_REGRESSION 0
@@ -168,6 +171,13 @@ int pgmln_row_kind(const pgmln_model *m, int col);
 int pgmln_row_is_array(const pgmln_model *m, int col);
 int pgmln_row_width(const pgmln_model *m, int col);
 int pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x);
+/*
+ * The same for a caller that passes x only to the scorer: a text column writes the
+ * features the model reads and those its value touches instead of its whole width
+ * (the others keep their previous, finite, values; x must start zeroed), with the
+ * same values to the bit.  pgml_native.c's serving path.
+ */
+int pgmln_row_encode_used(const pgmln_model *m, int col, const pgmln_value *v, double *x);
 /*
  * 1 if this number column's values only matter as float32: a tree model read
  * in float32 (not LightGBM, which reads doubles) with no prefix, and the

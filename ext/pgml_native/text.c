@@ -143,6 +143,34 @@ typedef struct
 	size_t		start, end;		/* byte span in the source */
 } span;
 
+/* is_word and lower_cp of the ASCII code points, as tables: most text is ASCII */
+static const unsigned char ascii_word[128] = {
+	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+	['8'] = 1, ['9'] = 1,
+	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+	['Y'] = 1, ['Z'] = 1,
+	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+	['y'] = 1, ['z'] = 1,
+};
+
+/* is_word of the code point at s[*i], advancing *i: one table load for an ASCII byte */
+static inline int
+word_at(const unsigned char *s, size_t n, size_t *pos)
+{
+	unsigned char c = s[*pos];
+
+	if (c < 0x80)
+	{
+		(*pos)++;
+		return ascii_word[c];
+	}
+	return is_word(next_cp(s, n, pos));
+}
+
 /* the next token (a run of 2+ word code points) from *pos; 0 at the end */
 static int
 next_token(const unsigned char *s, size_t n, size_t *pos, span *tok)
@@ -153,10 +181,10 @@ next_token(const unsigned char *s, size_t n, size_t *pos, span *tok)
 					end;
 		size_t		count = 1;
 
-		if (!is_word(next_cp(s, n, pos)))
+		if (!word_at(s, n, pos))
 			continue;
 		end = *pos;
-		while (*pos < n && is_word(next_cp(s, n, pos)))
+		while (*pos < n && word_at(s, n, pos))
 		{
 			count++;
 			end = *pos;
@@ -303,17 +331,20 @@ vocab_code(const pgmln_text *t, const char *s, size_t len)
 	return -1;
 }
 
-/* the n-gram of the last n tokens (ring[k - n + 1 .. k]) counted into out */
-static void
-count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_t k,
-			uint32_t n, double *out, char *scratch)
+/*
+ * The column the n-gram of the last n tokens (ring[k - n + 1 .. k]) counts in, into *j,
+ * and what it adds there, into *delta (hashing: -1 for a negative hash with
+ * alternate_sign); 0 when it counts nowhere (not in the vocabulary).
+ */
+static int
+ngram_column(const pgmln_text *t, const unsigned char *s, const span *ring, size_t k,
+			 uint32_t n, char *scratch, uint32_t *j, double *delta)
 {
 	if (t->encode == PGMLN_ENC_HASHING)
 	{
 		murmur		m = {0, 0, 0, 0};
 		unsigned char buf[4];
 		int32_t		h;
-		uint32_t	j;
 
 		for (uint32_t g = 0; g < n; g++)
 		{
@@ -331,9 +362,9 @@ count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_
 			}
 		}
 		h = mm_final(&m);
-		j = (uint32_t) ((h < 0 ? -(int64_t) h : (int64_t) h) % t->width);
-		out[j] += ((t->flags & PGMLN_TEXT_ALTERNATE_SIGN) && h < 0) ? -1.0 : 1.0;
-		return;
+		*j = (uint32_t) ((h < 0 ? -(int64_t) h : (int64_t) h) % t->width);
+		*delta = ((t->flags & PGMLN_TEXT_ALTERNATE_SIGN) && h < 0) ? -1.0 : 1.0;
+		return 1;
 	}
 	{
 		size_t		len = n - 1;
@@ -347,7 +378,7 @@ count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_
 			len += tok.end - tok.start;
 		}
 		if (len > t->maxlen)
-			return;				/* longer than every vocabulary term */
+			return 0;			/* longer than every vocabulary term */
 		for (uint32_t g = 0; g < n; g++)
 		{
 			if (g > 0)
@@ -357,12 +388,27 @@ count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_
 		}
 		code = vocab_code(t, scratch, o);
 		if (code < 0)
-			return;
-		if (t->encode == PGMLN_ENC_WORDS)
-			out[code] = 1.0;
-		else
-			out[code] += 1.0;
+			return 0;
+		*j = (uint32_t) code;
+		*delta = 1.0;
+		return 1;
 	}
+}
+
+/* the n-gram of the last n tokens counted into out */
+static void
+count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_t k,
+			uint32_t n, double *out, char *scratch)
+{
+	uint32_t	j;
+	double		delta;
+
+	if (!ngram_column(t, s, ring, k, n, scratch, &j, &delta))
+		return;
+	if (t->encode == PGMLN_ENC_WORDS)
+		out[j] = 1.0;
+	else
+		out[j] += delta;
 }
 
 void
@@ -421,5 +467,424 @@ pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out, char *
 			for (uint32_t j = 0; j < W; j++)
 				out[j] /= norm;
 		}
+	}
+}
+
+/* ---------- the touched columns only (the serving path) ---------- */
+
+/*
+ * The serving path's vocabulary lookup.  Most n-grams of a text (nearly every word
+ * pair) are not in the vocabulary, and vocab_code pays for a miss with the byte-wise
+ * FNV-1a and, at half load, about two probes that each read a term's length from
+ * elsewhere.  This index hashes eight bytes at a time and keeps 16 bits of the hash in
+ * the slot (4 bytes: a 2,000-term vocabulary's index is 16 kB, which stays in L1): a
+ * miss is mostly one or two probes of one array.
+ */
+static inline uint64_t
+term_hash(const char *p, size_t len)
+{
+	uint64_t	h = 0x9E3779B97F4A7C15ull ^ (uint64_t) len;
+
+	while (len >= 8)
+	{
+		uint64_t	w;
+
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+		p += 8;
+		len -= 8;
+	}
+	if (len > 0)
+	{
+		/* the last 1-7 bytes as two loads that may overlap (with len mixed in above,
+		 * the word still tells such keys apart): no byte-wise copy to memory that the
+		 * word load would wait for */
+		uint64_t	w;
+
+		if (len >= 4)
+		{
+			uint32_t	a,
+						b;
+
+			memcpy(&a, p, 4);
+			memcpy(&b, p + len - 4, 4);
+			w = (uint64_t) a | (uint64_t) b << 32;
+		}
+		else
+			w = (uint64_t) (unsigned char) p[0] | (uint64_t) (unsigned char) p[len / 2] << 8 |
+				(uint64_t) (unsigned char) p[len - 1] << 16;
+		h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+		h ^= h >> 29;
+	}
+	h *= 0x9E3779B97F4A7C15ull;
+	return h ^ (h >> 31);
+}
+
+#define INDEX_MAX_TERMS 65535u
+
+uint32_t
+pgmln_text_index_slots(uint32_t ncat)
+{
+	uint32_t	n = 8;
+
+	if (ncat >= INDEX_MAX_TERMS)
+		return 0;
+	while (n < 2 * ncat)
+		n <<= 1;
+	return n;
+}
+
+/*
+ * An n-gram's hash for the index of a token vocabulary (words, tfidf): its tokens'
+ * term_hash mixed in order, so that a text's n-grams are hashed from its tokens' hashes,
+ * each token hashed once, without assembling the n-gram.  A vocabulary term is the
+ * n-gram's tokens joined by one space, and is hashed from its space-separated parts (a
+ * term no text's tokens can form gets a hash no lookup makes, as it should).
+ */
+static inline uint64_t
+gram_mix(uint64_t h, uint64_t x)
+{
+	h = (h ^ (h >> 31)) * 0x9E3779B97F4A7C15ull + x;
+	return h ^ (h >> 29);
+}
+
+static uint64_t
+gram_hash_of_term(const char *s, size_t len)
+{
+	uint64_t	h = 0;
+	size_t		start = 0;
+
+	for (size_t i = 0; i <= len; i++)
+		if (i == len || s[i] == ' ')
+		{
+			uint64_t	x = term_hash(s + start, i - start);
+
+			h = start == 0 ? x : gram_mix(h, x);
+			start = i + 1;
+		}
+	return h;
+}
+
+/* the slot of the term (s, len) of hash h in the index: where it is, or the empty slot
+ * it goes to */
+static inline uint32_t
+index_slot(const pgmln_text *t, uint64_t h, const char *s, size_t len, uint32_t *tag)
+{
+	uint32_t	i = (uint32_t) h & t->imask;
+
+	*tag = (uint32_t) (h >> 48) << 16;
+	for (;; i = (i + 1) & t->imask)
+	{
+		uint32_t	e = t->index[i];
+		uint32_t	k = (e & 0xFFFFu) - 1;
+
+		if (e == 0 || ((e & 0xFFFF0000u) == *tag && t->cat_len[k] == len &&
+					   memcmp(t->cat[k], s, len) == 0))
+			return i;
+	}
+}
+
+void
+pgmln_text_index(pgmln_text *t, uint32_t *tab)
+{
+	uint32_t	slots = pgmln_text_index_slots(t->ncat);
+
+	t->index = slots ? tab : NULL;
+	t->imask = slots - 1;
+	for (uint32_t i = 0; i < slots; i++)
+		tab[i] = 0;
+	/* as model.c's table: a repeated term keeps the last index */
+	for (uint32_t k = 0; k < t->ncat && slots; k++)
+	{
+		const char *term = t->cat[k];
+		size_t		len = t->cat_len[k];
+		uint32_t	tag;
+		uint32_t	i = index_slot(t, t->encode == PGMLN_ENC_MULTI_HOT ? term_hash(term, len)
+								   : gram_hash_of_term(term, len), term, len, &tag);
+
+		tab[i] = tag | (k + 1);
+	}
+}
+
+/* vocab_code through the index (multi_hot: whole strings) */
+static inline int64_t
+indexed_code(const pgmln_text *t, const char *s, size_t len)
+{
+	uint32_t	tag,
+				e;
+
+	if (t->index == NULL)
+		return vocab_code(t, s, len);
+	e = t->index[index_slot(t, term_hash(s, len), s, len, &tag)];
+	return e == 0 ? -1 : (int64_t) ((e & 0xFFFFu) - 1);
+}
+
+/*
+ * The vocabulary index of the n-gram of the last n tokens, whose lower-cased bytes are in
+ * the ring's slots (lens: their lengths; len: the n-gram's, spaces included) and whose
+ * hash is h (gram_mix of the tokens' hashes); -1 if not in the vocabulary.  A term
+ * matches when it is those bytes joined by single spaces, as the n-gram vocab_code
+ * looks up.
+ */
+static inline int64_t
+gram_code(const pgmln_text *t, uint64_t h, const char *lower, size_t slot_len,
+		  const size_t *lens, size_t k, uint32_t n, size_t len)
+{
+	uint32_t	tag = (uint32_t) (h >> 48) << 16;
+
+	for (uint32_t i = (uint32_t) h & t->imask;; i = (i + 1) & t->imask)
+	{
+		uint32_t	e = t->index[i];
+		uint32_t	c = (e & 0xFFFFu) - 1;
+		const char *term;
+		uint32_t	g;
+
+		if (e == 0)
+			return -1;
+		if ((e & 0xFFFF0000u) != tag || t->cat_len[c] != len)
+			continue;
+		term = t->cat[c];
+		for (g = 0; g < n; g++)
+		{
+			size_t		from = (k - n + 1 + g) % PGMLN_MAX_NGRAM;
+
+			if (g > 0 && *term++ != ' ')
+				break;
+			if (memcmp(term, lower + from * slot_len, lens[from]) != 0)
+				break;
+			term += lens[from];
+		}
+		if (g == n)
+			return c;
+	}
+}
+
+/* column j is touched by this call: listed once */
+static inline void
+touch(const pgmln_text_scratch *sp, uint32_t j, uint32_t *ntouched)
+{
+	uint64_t	bit = (uint64_t) 1 << (j & 63);
+
+	if (!(sp->bits[j >> 6] & bit))
+	{
+		sp->bits[j >> 6] |= bit;
+		sp->touched[(*ntouched)++] = j;
+	}
+}
+
+/* the touched columns in column order, their bits cleared: an insertion sort for a few,
+ * else the bitmap read in order (a 64th of the width) */
+static void
+sort_touched(const pgmln_text_scratch *sp, uint32_t ntouched, uint32_t width)
+{
+	uint32_t   *a = sp->touched;
+
+	if (ntouched <= 16)
+	{
+		for (uint32_t i = 1; i < ntouched; i++)
+		{
+			uint32_t	x = a[i],
+						k = i;
+
+			for (; k > 0 && a[k - 1] > x; k--)
+				a[k] = a[k - 1];
+			a[k] = x;
+		}
+		for (uint32_t i = 0; i < ntouched; i++)
+			sp->bits[a[i] >> 6] = 0;
+	}
+	else
+	{
+		uint32_t	n = 0;
+
+		for (uint32_t w = 0; w < (width + 63) / 64; w++)
+		{
+			uint64_t	b = sp->bits[w];
+
+			sp->bits[w] = 0;
+			for (; b; b &= b - 1)
+				a[n++] = w * 64 + (uint32_t) __builtin_ctzll(b);
+		}
+	}
+}
+
+/* a token's lower-cased bytes into d: a table for ASCII, lower_into for the rest */
+static inline void
+lower_token(const unsigned char *s, span t, unsigned char *d)
+{
+	for (size_t i = t.start; i < t.end; i++)
+	{
+		unsigned char c = s[i];
+
+		if (c >= 0x80)
+		{
+			lower_into(s, t, d);
+			return;
+		}
+		d[i - t.start] = (c >= 'A' && c <= 'Z') ? (unsigned char) (c + 32) : c;
+	}
+}
+
+/*
+ * pgmln_text_encode for a caller that reads only some of the width columns: the
+ * columns zero[0 .. nzero) - base get their value (most are 0),
+ * and so does every column the text touched; the others are left as they were.  A
+ * description has tens of distinct n-grams against a vocabulary of thousands, so this
+ * costs the tokens and the touched columns instead of five passes over the width.
+ *
+ * The values are pgmln_text_encode's to the bit: the counts are accumulated in the same
+ * order, the l2 norm sums the squares in column order (the touched columns sorted; an
+ * untouched column adds +0.0, which changes no sum) and each value is divided by it.
+ */
+void
+pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
+					   char *scratch, const pgmln_text_scratch *sp, const uint32_t *zero,
+					   uint32_t nzero, uint32_t base)
+{
+	uint32_t	ntouched = 0;
+
+	for (uint32_t u = 0; u < nzero; u++)
+		out[zero[u] - base] = 0.0;
+	if (v->isnull)
+		return;
+	if (t->encode == PGMLN_ENC_MULTI_HOT)
+	{
+		for (size_t i = 0; i < v->nitems; i++)
+		{
+			int64_t		code;
+
+			if (v->items[i] == NULL)
+				continue;
+			code = indexed_code(t, v->items[i], v->item_lens[i]);
+			if (code >= 0)
+				out[code] = 1.0;
+		}
+		return;
+	}
+	if (t->encode == PGMLN_ENC_HASHING)
+	{
+		const unsigned char *s = (const unsigned char *) v->str;
+		span		ring[PGMLN_MAX_NGRAM];
+		size_t		pos = 0,
+					k = 0;
+		span		tok;
+
+		for (; next_token(s, v->len, &pos, &tok); k++)
+		{
+			ring[k % PGMLN_MAX_NGRAM] = tok;
+			for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
+			{
+				uint32_t	j;
+				double		delta;
+
+				if (!ngram_column(t, s, ring, k, n, scratch, &j, &delta))
+					continue;
+				touch(sp, j, &ntouched);
+				sp->count[j] += delta;
+			}
+		}
+	}
+	else
+	{
+		/*
+		 * A vocabulary: each token is lower-cased once, into its slot of the ring, and
+		 * hashed once (if it can be part of a term at all: not longer than the longest);
+		 * an n-gram's hash mixes its tokens' (gram_code), or, without an index, its
+		 * bytes are the slots' joined by spaces (vocab_code).  ngram_column's lookup,
+		 * without lower-casing, copying and hashing a token again for every n-gram it
+		 * is part of.
+		 */
+		const unsigned char *s = (const unsigned char *) v->str;
+		size_t		slot_len = (size_t) t->maxlen + 1;
+		char	   *gram = sp->lower + PGMLN_MAX_NGRAM * slot_len;
+		size_t		lens[PGMLN_MAX_NGRAM];
+		uint64_t	hashes[PGMLN_MAX_NGRAM];
+		size_t		pos = 0,
+					k = 0;
+		span		tok;
+
+		for (; next_token(s, v->len, &pos, &tok); k++)
+		{
+			size_t		slot = k % PGMLN_MAX_NGRAM;
+
+			lens[slot] = tok.end - tok.start;
+			if (lens[slot] <= t->maxlen)
+			{
+				lower_token(s, tok, (unsigned char *) sp->lower + slot * slot_len);
+				hashes[slot] = term_hash(sp->lower + slot * slot_len, lens[slot]);
+			}
+			for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
+			{
+				size_t		len = n - 1;
+				int64_t		code;
+
+				for (uint32_t g = 0; g < n; g++)
+					len += lens[(k - g) % PGMLN_MAX_NGRAM];
+				if (len > t->maxlen)
+					continue;	/* longer than every vocabulary term */
+				if (t->index)
+				{
+					uint64_t	h = hashes[(k - n + 1) % PGMLN_MAX_NGRAM];
+
+					for (uint32_t g = 1; g < n; g++)
+						h = gram_mix(h, hashes[(k - n + 1 + g) % PGMLN_MAX_NGRAM]);
+					code = gram_code(t, h, sp->lower, slot_len, lens, k, n, len);
+				}
+				else
+				{
+					size_t		o = 0;
+
+					for (uint32_t g = 0; g < n; g++)
+					{
+						size_t		from = (k - n + 1 + g) % PGMLN_MAX_NGRAM;
+
+						if (g > 0)
+							gram[o++] = ' ';
+						memcpy(gram + o, sp->lower + from * slot_len, lens[from]);
+						o += lens[from];
+					}
+					code = vocab_code(t, gram, len);
+				}
+				if (code < 0)
+					continue;
+				touch(sp, (uint32_t) code, &ntouched);
+				if (t->encode == PGMLN_ENC_WORDS)
+					sp->count[code] = 1.0;
+				else
+					sp->count[code] += 1.0;
+			}
+		}
+	}
+	if (t->encode != PGMLN_ENC_WORDS)
+	{
+		double		total = 0.0;
+
+		sort_touched(sp, ntouched, t->width);
+		for (uint32_t u = 0; u < ntouched; u++)
+		{
+			uint32_t	j = sp->touched[u];
+			double		c = sp->count[j];
+
+			if (t->encode == PGMLN_ENC_TFIDF && c != 0.0)
+				c = ((t->flags & PGMLN_TEXT_SUBLINEAR_TF) ? 1.0 + log(c) : c) * t->idf[j];
+			sp->count[j] = c;
+			total += c * c;
+		}
+		if (total != 0.0)
+		{
+			double		norm = sqrt(total);
+
+			for (uint32_t u = 0; u < ntouched; u++)
+				sp->count[sp->touched[u]] /= norm;
+		}
+	}
+	for (uint32_t u = 0; u < ntouched; u++)
+	{
+		uint32_t	j = sp->touched[u];
+
+		out[j] = sp->count[j];
+		sp->count[j] = 0.0;
+		sp->bits[j >> 6] = 0;	/* cleared already unless words */
 	}
 }

@@ -31,7 +31,18 @@ typedef struct
 	uint32_t	mask;
 	double	   *idf;			/* tfidf */
 	uint32_t	maxlen;			/* longest vocabulary term, bytes */
+	/* pgmln_text_encode_used's vocabulary index (pgmln_text_index): per slot 16 bits of
+	 * the term's hash and its index + 1, 0 empty; imask + 1 slots; NULL for a vocabulary
+	 * of 65,535 terms or more (vocab_code serves it) */
+	uint32_t   *index;
+	uint32_t	imask;
 } pgmln_text;
+
+/* the slots pgmln_text_index needs for a vocabulary of ncat terms (a power of two) */
+uint32_t	pgmln_text_index_slots(uint32_t ncat);
+
+/* build t's vocabulary index into tab (pgmln_text_index_slots(t->ncat) slots) */
+void		pgmln_text_index(pgmln_text *t, uint32_t *tab);
 
 /* the hash model.c builds the category tables with (FNV-1a) */
 uint32_t	pgmln_text_fnv1a(const char *p, size_t len);
@@ -43,6 +54,24 @@ uint32_t	pgmln_text_fnv1a(const char *p, size_t len);
  */
 void		pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out,
 							  char *scratch);
+
+/* scratch of pgmln_text_encode_used, as wide as the widest encoding (model.c owns it) */
+typedef struct
+{
+	double	   *count;			/* all zeros between calls */
+	uint64_t   *bits;			/* bit j: column j touched by this call; zeros between calls */
+	uint32_t   *touched;		/* the columns touched by this call */
+	char	   *lower;			/* PGMLN_MAX_NGRAM + 1 slots of (longest term + 1) bytes */
+} pgmln_text_scratch;
+
+/*
+ * pgmln_text_encode's values for the columns zero[0 .. nzero) - base and every column the
+ * value touches (bit for bit the same); the other columns of out are left as they were.
+ * The serving path's: the trees read a few hundred of thousands of text columns.
+ */
+void		pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
+								   char *scratch, const pgmln_text_scratch *sp,
+								   const uint32_t *zero, uint32_t nzero, uint32_t base);
 
 /* signed MurmurHash3 x86_32 of bytes, seed 0 (exported for the tests) */
 int32_t		pgmln_murmur3(const void *data, size_t len);

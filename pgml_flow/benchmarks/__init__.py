@@ -13,7 +13,11 @@ rows/s, µs/row and ratios; results are also written as JSON (docs/benchmarks.md
 * :mod:`~pgml_flow.benchmarks.coldstart`: cold start and memory per backend;
 * :mod:`~pgml_flow.benchmarks.targets`: the issue's targets against a run's figures;
 * :mod:`~pgml_flow.benchmarks.training`: ``pgml.train`` against the same fit outside the
-  database, and a grid search against ``GridSearchCV`` (``bench train``).
+  database, and a grid search against ``GridSearchCV`` (``bench train``);
+* :mod:`~pgml_flow.benchmarks.citus`: one server against a local Citus cluster, the
+  retrain of every client and BI reads as tenant logins (``bench citus``).
+* :mod:`~pgml_flow.benchmarks.cpu`: core-seconds of a server process from ``/proc``,
+  reported beside wall time on a shared machine.
 """
 
 from __future__ import annotations

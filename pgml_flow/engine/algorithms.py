@@ -82,7 +82,8 @@ _REGRESSION: dict[str, EstimatorSpec] = {
     "lasso": _sk("linear_model:Lasso", True),
     "elastic_net": _sk("linear_model:ElasticNet", True),
     "ridge": _sk("linear_model:Ridge", True),
-    "knn": _sk("neighbors:KNeighborsRegressor", True),
+    # scikit-learn's, plus aggregate = "median" and shrink (pgml_flow/engine/neighbors.py)
+    "knn": EstimatorSpec("pgml_flow.engine.neighbors:KNeighborsRegressor", "sklearn", {}, True),
     "random_forest": _sk("ensemble:RandomForestRegressor", True),
     "least_angle": _sk("linear_model:Lars", True),
     "lasso_least_angle": _sk("linear_model:LassoLars", True),

@@ -27,6 +27,11 @@ Supported
   lasso, elastic net, SGD, Huber, logistic regression binary/multinomial/OvR,
   linear SVMs, GLMs with identity or log link); ``RANSACRegressor`` and
   ``MultiOutputRegressor`` over supported regressors.
+* CatBoost oblivious trees (``CatBoostRegressor``/``CatBoostClassifier`` with the
+  default symmetric ``grow_policy``) on float features: RMSE-like losses (identity),
+  Poisson/Tweedie (exp), Logloss/CrossEntropy (sigmoid), MultiClass (softmax), read
+  from the model's own JSON export.  Categorical, text and embedding features
+  (CatBoost's CTRs) and the non-symmetric grow policies stay on the Python path.
 
 Blob format, versions 1 and 2 (all little-endian)
 -------------------------------------------------
@@ -39,7 +44,7 @@ Header, 64 bytes::
     off  type     field
     0    char[8]  magic b"PGMLNATV"
     8    u32      version = 1
-    12   u32      kind: 1 tree ensemble, 2 linear
+    12   u32      kind: 1 tree ensemble, 2 linear, 3 oblivious trees (CatBoost)
     16   u32      task: 0 regression, 1 classification
     20   u32      link: 0 identity, 1 sigmoid(link_param * raw), 2 softmax, 3 exp,
                   4 one-vs-rest (sigmoid each, normalise), 5 none (class only)
@@ -79,6 +84,15 @@ Body, in order::
       f64 leaf_values[n_leaves * W]  leaves in node order
     kind 2 (linear):
       f64 coef[K * F]                row-major: raw[k] = base[k] + sum_j coef[k*F + j] * x_j
+    kind 3 (oblivious trees: every node of a level has the same split):
+      u32 n_trees, u32 leaf_width W, u64 n_splits,
+      u32 tree_depth[n_trees]        D_t <= 16 levels (0: a constant tree)
+      u32 tree_group[n_trees]        output a W == 1 tree adds to
+      split[n_splits], 12 bytes:     u32 feature, u32 flags (bit0 NaN counts as
+                                     above the threshold), f32 threshold; tree by
+                                     tree, level 0 first
+      f64 leaf_values[sum 2^D_t * W] tree t's leaf i is the one whose level d sets
+                                     bit d of i exactly when x > threshold
     row section (flags bit3): the ROW(...) form of pgml.predict, i.e. the training
     snapshot's input columns in order and their fitted preprocessing
     (pgml_flow.engine.preprocess.Encoder), whose widths add up to F:
@@ -162,6 +176,7 @@ FLAG_OUTPUT = 128
 
 KIND_TREES = 1
 KIND_LINEAR = 2
+KIND_OBLIVIOUS = 3
 TASK_REGRESSION = 0
 TASK_CLASSIFICATION = 1
 LINK_IDENTITY = 0
@@ -173,11 +188,15 @@ LINK_NONE = 5
 
 NODE_DEFAULT_LEFT = 1
 NODE_ZERO_MISSING = 2
+#: oblivious split flag: NaN sets the level's bit (CatBoost's nan_value_treatment AsTrue)
+SPLIT_NAN_ABOVE = 1
+OBLIVIOUS_MAX_DEPTH = 16
 
 _HEADER = struct.Struct("<8sIIIIIIIIddQ")
 _NODE_DTYPE = np.dtype(
     [("left", "<i4"), ("right", "<i4"), ("feature", "<u4"), ("flags", "<u4"), ("thr", "<f4")]
 )
+_SPLIT_DTYPE = np.dtype([("feature", "<u4"), ("flags", "<u4"), ("thr", "<f4")])
 
 
 class NotCompilable(ModelError):
@@ -213,6 +232,18 @@ class _Spec:
     leaf_width: int = 1
     coef: np.ndarray | None = None
     snap_zero: bool = False
+    oblivious: _Oblivious | None = None
+
+
+@dataclass
+class _Oblivious:
+    """Oblivious trees (kind 3): tree t has ``depth[t]`` splits, level 0 first, and
+    ``2 ** depth[t]`` leaves of ``leaf_width`` values each, all trees concatenated."""
+
+    depth: np.ndarray  # uint32 (n_trees,)
+    group: np.ndarray  # uint32 (n_trees,)
+    splits: np.ndarray  # _SPLIT_DTYPE (sum of depth,)
+    leaves: np.ndarray  # float64 (sum of 2 ** depth, leaf_width)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -528,6 +559,20 @@ def _write(
             groups.tobytes(),
             nodes.tobytes(),
             leaves.astype("<f8").tobytes(),
+        ]
+    elif spec.kind == KIND_OBLIVIOUS:
+        obl = spec.oblivious
+        assert obl is not None
+        if np.any(obl.splits["feature"] >= nf):
+            raise NotCompilable("a split uses a feature index beyond the model's feature count")
+        if not np.all(np.isfinite(obl.leaves)):
+            raise NotCompilable("model has non-finite leaf values")
+        parts += [
+            struct.pack("<IIQ", len(obl.depth), spec.leaf_width, len(obl.splits)),
+            obl.depth.astype("<u4").tobytes(),
+            obl.group.astype("<u4").tobytes(),
+            obl.splits.astype(_SPLIT_DTYPE).tobytes(),
+            obl.leaves.astype("<f8").tobytes(),
         ]
     else:
         assert spec.coef is not None
@@ -898,6 +943,117 @@ def _compile_lightgbm(model: Any) -> _Spec:
     )
 
 
+# --------------------------------------------------------------------------- CatBoost
+
+#: CatBoost losses whose ``predict`` is the raw formula value, and those it exponentiates
+_CB_IDENTITY = {"RMSE", "MAE", "Quantile", "Expectile", "MAPE", "Huber", "Lq", "LogCosh",
+                "FairLoss"}
+_CB_EXP = {"Poisson", "Tweedie"}
+_CB_SIGMOID = {"Logloss", "CrossEntropy"}
+
+
+def _catboost_json(model: Any) -> dict[str, Any]:
+    """The model as CatBoost exports it to JSON (its documented, stable model format)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pgml_flow_cb_") as tmp:
+        path = os.path.join(tmp, "model.json")
+        model.save_model(path, format="json")
+        with open(path, encoding="utf-8") as f:
+            doc: dict[str, Any] = json.load(f)
+    return doc
+
+
+def _compile_catboost(model: Any) -> _Spec:
+    """CatBoost's oblivious trees as kind 3, read from its JSON export.
+
+    Each tree is its list of splits (``float_feature_index``, ``border``), level 0
+    first; CatBoost sets bit d of the leaf index when ``x > border`` (float32) and
+    treats NaN as ``nan_value_treatment`` says (AsTrue: above every border; AsFalse and
+    AsIs: below).  ``raw = scale * sum(leaves) + bias`` per output: the scale is folded
+    into the leaves, the bias is the base.  What the JSON holds beyond float features
+    (CTRs of categorical, text or embedding features) raises :class:`NotCompilable`.
+    """
+    doc = _catboost_json(model)
+    info = doc.get("features_info") or {}
+    other = sorted(k for k, v in info.items() if k != "float_features" and v)
+    if other:
+        raise NotCompilable(
+            f"CatBoost model uses {', '.join(other)} (CatBoost's own categorical, text or "
+            "embedding handling, computed by CatBoost at predict time); only float features "
+            "compile, so it is served by the Python path"
+        )
+    if "oblivious_trees" not in doc:
+        raise NotCompilable(
+            "CatBoost model has non-symmetric trees (grow_policy Depthwise or Lossguide); "
+            "only the default SymmetricTree policy's oblivious trees compile"
+        )
+    floats = {int(f["feature_index"]): f for f in info.get("float_features") or []}
+    nf = int(getattr(model, "n_features_in_", 0) or 0) or len(model.feature_names_ or [])
+    params = (doc.get("model_info") or {}).get("params") or {}
+    loss = str((params.get("loss_function") or {}).get("type", ""))
+    scale, bias = doc.get("scale_and_bias") or [1.0, [0.0]]
+    base = np.atleast_1d(np.asarray(bias, dtype=np.float64))
+    k = len(base)
+    classifier = type(model).__name__ == "CatBoostClassifier"
+    if classifier and loss in _CB_SIGMOID and k == 1:
+        task, link, nclasses = TASK_CLASSIFICATION, LINK_SIGMOID, 2
+    elif classifier and loss == "MultiClass" and k == len(model.classes_) > 2:
+        task, link, nclasses = TASK_CLASSIFICATION, LINK_SOFTMAX, k
+    elif not classifier and k == 1 and loss in _CB_IDENTITY | _CB_EXP:
+        task, nclasses = TASK_REGRESSION, 0
+        link = LINK_EXP if loss in _CB_EXP else LINK_IDENTITY
+    else:
+        raise NotCompilable(
+            f"CatBoost {type(model).__name__} with loss {loss!r} and {k} outputs is not "
+            "compiled (regression losses, Logloss, CrossEntropy and MultiClass are)"
+        )
+    trees_json = doc["oblivious_trees"]
+    depth = np.array([len(t["splits"]) for t in trees_json], dtype=np.uint32)
+    if np.any(depth > OBLIVIOUS_MAX_DEPTH):
+        raise NotCompilable(f"CatBoost tree deeper than {OBLIVIOUS_MAX_DEPTH} levels")
+    splits = np.zeros(int(depth.sum()), dtype=_SPLIT_DTYPE)
+    borders = np.zeros(len(splits), dtype=np.float64)
+    i = 0
+    for t in trees_json:
+        for s in t["splits"]:
+            if s.get("split_type", "FloatFeature") != "FloatFeature":
+                raise NotCompilable(f"CatBoost split of type {s.get('split_type')!r} "
+                                    "(only float feature splits compile)")
+            f = floats[int(s["float_feature_index"])]
+            splits[i]["feature"] = int(f["flat_feature_index"])
+            splits[i]["flags"] = (SPLIT_NAN_ABOVE if f.get("nan_value_treatment") == "AsTrue"
+                                  else 0)
+            borders[i] = float(s["border"])
+            i += 1
+    # x > border in float32 is x > (the largest float32 not above border)
+    splits["thr"] = _f32_le_from_f64(borders)
+    leaves = np.concatenate([np.asarray(t["leaf_values"], dtype=np.float64)
+                             for t in trees_json]) if trees_json else np.zeros(0)
+    if len(leaves) != int((2 ** depth.astype(np.int64)).sum()) * k:
+        raise NotCompilable("CatBoost leaf values do not match the trees' depths")
+    if float(scale) != 1.0:
+        leaves = leaves * float(scale)
+    obl = _Oblivious(depth=depth, group=np.zeros(len(depth), dtype=np.uint32), splits=splits,
+                     leaves=leaves.reshape(-1, k))
+    if not len(depth):
+        obl = _Oblivious(np.zeros(1, np.uint32), np.zeros(1, np.uint32),
+                         np.zeros(0, _SPLIT_DTYPE), np.zeros((1, k)))
+    return _Spec(
+        kind=KIND_OBLIVIOUS,
+        task=task,
+        link=link,
+        num_features=max(nf, 1),
+        num_outputs=k,
+        num_classes=nclasses,
+        base=base,
+        labels=_labels(model.classes_) if classifier else None,
+        leaf_width=k,
+        oblivious=obl,
+    )
+
+
 # --------------------------------------------------------------------------- scikit-learn
 
 
@@ -1154,6 +1310,8 @@ def _to_spec(model: Any) -> _Spec:
         return _compile_xgboost(model)
     if module.startswith("lightgbm"):
         return _compile_lightgbm(model)
+    if module.startswith("catboost"):
+        return _compile_catboost(model)
     if not module.startswith("sklearn"):
         raise NotCompilable(f"{module}.{name} is not supported for native scoring")
     if not hasattr(model, "n_features_in_") and name != "MultiOutputRegressor":

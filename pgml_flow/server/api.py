@@ -12,6 +12,7 @@ message; a ``hint`` says what to do where the message alone would not.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import math
@@ -34,7 +35,7 @@ QUERY_TYPES: dict[str, list[str]] = {
     "relation_columns": ["bigint"],
     "project_by_name": ["text"],
     "insert_project": ["text", "text"],
-    "touch_project": ["bigint"],
+    "touch_project": ["bigint", "text"],
     "latest_snapshot": ["bigint"],
     "insert_snapshot": ["text", "text[]", "real", "text", "text", "text", "boolean"],
     "insert_model": ["bigint", "bigint", "integer", "text", "text", "text", "text", "text",
@@ -281,7 +282,7 @@ def train(
         else:
             plpy.notice(f"model {model_id} not deployed: its {key} {new:.4g} is worse than the "
                         f"deployed model {current['model_id']}'s {old:.4g}")
-    _rows(plpy, GD, "touch_project", project["id"])
+    _rows(plpy, GD, "touch_project", project["id"], dt.datetime.now(dt.UTC).isoformat())
     # The model is loaded into this backend's cache at its first prediction: the trained
     # estimator stays in the child, and a session that only trains never pays for loading.
     return [(project_name, project["task"], algorithm, deployed)]
@@ -332,9 +333,9 @@ def _fit(
         parallel.configure(limits, values=dataset.x_train.size)  # the backend stays 1 thread
     result = engine.train(task, algorithm, dataset, hyperparams, search, search_params,
                           search_args)
+    candidate = _compile_native(result, dataset) if native else None  # may add a warning
     return Fitted(result.files, result.metrics, result.hyperparams, result.num_features,
-                  result.key_metric, result.warnings,
-                  _compile_native(result, dataset) if native else None)
+                  result.key_metric, result.warnings, candidate)
 
 
 def _train_limits(plpy: Any, GD: dict[str, Any], task: str, algorithm: str) -> Any:
@@ -423,7 +424,11 @@ def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
         return None
     try:
         blob = native.compile_model(result.estimator)
-    except ModelError:
+    except ModelError as exc:
+        if type(result.estimator).__module__.startswith("catboost"):
+            # CatBoost is native unless the model uses its own categorical/text features
+            # or a non-symmetric grow policy: say why this one is not (a notice)
+            result.warnings.append(f"served by the Python path, not the C scorer: {exc}")
         return None
     rows = dataset.x_test if len(dataset.x_test) else dataset.x_train
     x32 = np.asarray(rows[:200], dtype=np.float32)
@@ -476,6 +481,15 @@ def _native_files(
         _reraise_interrupt(exc)
         blob = native.without_input_rules(blob)  # non-finite rows then go to Python
         with_row = with_row and native.without_input_rules(with_row)
+        try:  # a scorer older than the model's kind (CatBoost's oblivious trees) refuses it
+            with plpy.subtransaction():
+                plan.execute([blob, x32[0].tolist()])
+        except plpy.SPIError as exc2:
+            _reraise_interrupt(exc2)
+            plpy.notice(f"{algorithm}: the server's pgml_native does not read this model's "
+                        f"compiled form ({exc2}); rebuild it (./dev setup) to score it "
+                        "natively; it is served by the Python path")
+            return []
     if with_row is None:
         plpy.notice(f"{algorithm}: the ROW form of pgml.predict stays on the Python "
                     f"path: {candidate.row_problem}")

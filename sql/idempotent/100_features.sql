@@ -84,13 +84,20 @@ SELECT f.*,
            i.labels,
            i.title,
            i.description,
-           coalesce(length(i.title), 0)::real AS title_length,
-           (CASE WHEN coalesce(btrim(i.description), '') = '' THEN 0
-                 ELSE array_length(regexp_split_to_array(btrim(i.description), '\s+'), 1)
-            END)::real AS description_words
+           w.title_length,
+           w.description_words
       FROM public.issues i
       LEFT JOIN public.issuetypes t
              ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
+     -- once per row: flattening the view copies an expression into every column that
+     -- uses it (features, and a whole-row reference such as pgml.predict(model, f), three
+     -- word counts per row); OFFSET 0 keeps this subquery from being flattened
+     CROSS JOIN LATERAL (
+         SELECT coalesce(length(i.title), 0)::real AS title_length,
+                -- regexp_split_to_array(btrim(description), '\s+')'s fields, in C where
+                -- the native scorer is installed (095_word_count.sql)
+                pgml_flow.word_count(i.description)::real AS description_words
+         OFFSET 0) w
   ) f
 $view$, $view$ AS
 SELECT client_id, entity_id, created,

@@ -45,9 +45,15 @@ RETURNS TABLE(model_id bigint, project text, task text, feature_view text,
               trained_at timestamptz, log_rows integer, feature_mean double precision[],
               feature_stddev double precision[], target_mean double precision,
               target_stddev double precision)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- PL/pgSQL, not SQL: Citus plans a query with parameters of a SQL function only when it
+-- reads no distributed table (ml_model_baselines is one), while PL/pgSQL's parameters
+-- become constants that route the query to the client's shard (docs/scale-out.md)
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT CASE WHEN c.ml_enabled THEN d.model_id END,
            pgml_flow.project_name(r.model_name, p_client),
            r.task, r.feature_view, b.trained_at,
@@ -63,7 +69,8 @@ AS $$
                           WHERE x.project_id = p.id ORDER BY x.id DESC LIMIT 1) d ON true
       LEFT JOIN public.ml_model_baselines b
              ON b.client_id = p_client AND b.model_id = d.model_id
-     WHERE r.model_name = p_model
+     WHERE r.model_name = p_model;
+END;
 $$;
 
 -- Severity of an anomaly score: < 3 none, < 4 low, < 6 medium, else high; none for an

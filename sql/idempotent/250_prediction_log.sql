@@ -178,16 +178,26 @@ COMMENT ON FUNCTION pgml_flow.log_predictions(bigint, text, bigint, integer, big
 
 -- What the prune removes for one client now: rows created before expire_before (by age),
 -- and rows with id <= prune_through_id (all but the newest max_rows). NULL: no such limit.
+-- PL/pgSQL, one query per step: Citus cannot plan a SQL function's parameters against a
+-- distributed table (ml_prediction_log), and here the log's query has constants only.
 CREATE OR REPLACE FUNCTION pgml_flow.prediction_log_bounds(p_client bigint)
 RETURNS TABLE(expire_before timestamptz, prune_through_id bigint)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN p.retention_days >= 0 THEN now() - p.retention_days * interval '1 day' END,
-           CASE WHEN p.max_rows >= 0 THEN
-                (SELECT l.id FROM public.ml_prediction_log l WHERE l.client_id = p_client
-                  ORDER BY l.id DESC OFFSET p.max_rows LIMIT 1) END
-      FROM pgml_flow.prediction_log_policy(p_client) p
+DECLARE
+    pol record;
+BEGIN
+    SELECT * INTO STRICT pol FROM pgml_flow.prediction_log_policy(p_client);
+    expire_before := CASE WHEN pol.retention_days >= 0
+                          THEN now() - pol.retention_days * interval '1 day' END;
+    prune_through_id := NULL;
+    IF pol.max_rows >= 0 THEN
+        SELECT l.id INTO prune_through_id FROM public.ml_prediction_log l
+         WHERE l.client_id = p_client ORDER BY l.id DESC OFFSET pol.max_rows LIMIT 1;
+    END IF;
+    RETURN NEXT;
+END;
 $$;
 
 -- Per client: its log (rows, bytes, oldest), what a prune would delete now (expired by
@@ -199,35 +209,46 @@ RETURNS TABLE(client_id bigint, client text, logged_rows bigint, bytes bigint,
               rows_per_hour bigint, retention_days integer, max_rows bigint,
               logged_this_hour bigint, capped_rows_24h bigint, capped_reads_24h bigint,
               busy_reads_24h bigint)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.client_id, c.name, s.n, s.bytes, s.oldest, s.expired, s.over_size,
-           p.rows_per_hour, p.retention_days, p.max_rows,
-           coalesce(u.this_hour, 0), coalesce(u.capped_rows, 0), coalesce(u.capped_reads, 0),
-           coalesce(u.busy_reads, 0)
-      FROM public.clients c
-     CROSS JOIN LATERAL pgml_flow.prediction_log_policy(c.client_id) p
-     CROSS JOIN LATERAL pgml_flow.prediction_log_bounds(c.client_id) b
-     CROSS JOIN LATERAL (
-           SELECT count(*) AS n, coalesce(sum(pg_column_size(l.*)), 0)::bigint AS bytes,
-                  min(l.created_at) AS oldest,
-                  count(*) FILTER (WHERE l.created_at < b.expire_before) AS expired,
-                  count(*) FILTER (WHERE l.id <= b.prune_through_id
-                                     AND NOT coalesce(l.created_at < b.expire_before, false))
-                      AS over_size
-             FROM public.ml_prediction_log l WHERE l.client_id = c.client_id) s
-      LEFT JOIN LATERAL (
-           SELECT sum(x.logged_rows) FILTER (
-                      WHERE x.period_start = date_trunc('hour', now(), 'UTC')) AS this_hour,
-                  sum(x.capped_rows) AS capped_rows, sum(x.capped_reads) AS capped_reads,
-                  sum(x.busy_reads) AS busy_reads
-             FROM public.ml_prediction_log_usage x
-            WHERE x.client_id = c.client_id
-              AND x.period_start > date_trunc('hour', now(), 'UTC') - interval '24 hours') u
-             ON true
-     WHERE p_client IS NULL OR c.client_id = p_client
-     ORDER BY c.client_id
+#variable_conflict use_column
+DECLARE
+    c record;
+    pol record;
+    bnd record;
+BEGIN
+    -- one client at a time, its limits and bounds first: each query of the log then has
+    -- that client's constants, and on Citus is routed to the client's shard (Citus plans
+    -- neither a SQL function's parameters nor a lateral join from the clients reference
+    -- table into a distributed table)
+    FOR c IN SELECT x.client_id, x.name FROM public.clients x
+              WHERE p_client IS NULL OR x.client_id = p_client
+              ORDER BY x.client_id LOOP
+        SELECT * INTO STRICT pol FROM pgml_flow.prediction_log_policy(c.client_id);
+        SELECT * INTO STRICT bnd FROM pgml_flow.prediction_log_bounds(c.client_id);
+        client_id := c.client_id;
+        client := c.name;
+        rows_per_hour := pol.rows_per_hour;
+        retention_days := pol.retention_days;
+        max_rows := pol.max_rows;
+        SELECT count(*), coalesce(sum(pg_column_size(l.*)), 0)::bigint, min(l.created_at),
+               count(*) FILTER (WHERE l.created_at < bnd.expire_before),
+               count(*) FILTER (WHERE l.id <= bnd.prune_through_id
+                                  AND NOT coalesce(l.created_at < bnd.expire_before, false))
+          INTO logged_rows, bytes, oldest, expired_rows, over_size_rows
+          FROM public.ml_prediction_log l WHERE l.client_id = c.client_id;
+        SELECT coalesce(sum(x.logged_rows) FILTER (
+                            WHERE x.period_start = date_trunc('hour', now(), 'UTC')), 0),
+               coalesce(sum(x.capped_rows), 0), coalesce(sum(x.capped_reads), 0),
+               coalesce(sum(x.busy_reads), 0)
+          INTO logged_this_hour, capped_rows_24h, capped_reads_24h, busy_reads_24h
+          FROM public.ml_prediction_log_usage x
+         WHERE x.client_id = c.client_id
+           AND x.period_start > date_trunc('hour', now(), 'UTC') - interval '24 hours';
+        RETURN NEXT;
+    END LOOP;
+END;
 $$;
 COMMENT ON FUNCTION pgml_flow.prediction_log_status(bigint) IS
     'Per client: prediction-log rows, what a prune would delete now, limits and hourly usage';

@@ -27,9 +27,14 @@ COMMENT ON FUNCTION pgml_flow.rollout_bucket(bigint, text) IS
 -- not scored at all, NULL. reason is NULL when enabled.
 CREATE OR REPLACE FUNCTION pgml_flow.rollout_state(p_client bigint, p_model text)
 RETURNS TABLE(state text, reason text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
+-- PL/pgSQL, not SQL: Citus cannot plan a SQL function's parameters against a distributed
+-- table (ml_rollout), PL/pgSQL's become constants (as pgml_flow.serving_model's)
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT s.state, CASE WHEN s.state <> 'enabled' THEN s.reason END
       FROM (
         SELECT 1 AS rank, g.state,
@@ -63,7 +68,8 @@ AS $$
         SELECT 6, 'enabled', NULL
       ) s
      ORDER BY s.rank
-     LIMIT 1
+     LIMIT 1;
+END;
 $$;
 COMMENT ON FUNCTION pgml_flow.rollout_state(bigint, text) IS
     'enabled, shadow or disabled, and why: what the BI surface does with a client''s model now';

@@ -14,7 +14,10 @@ WITH (security_invoker = true) AS
 SELECT i.client_id,
        i.issue_id,
        i.issue_key,
-       t.original_name AS issue_type,
+       -- a lookup, not a LEFT JOIN: on Citus (PostgreSQL 15) an outer join next to the
+       -- tenant policies' filter is refused ("outer joins and pseudoconstant quals")
+       (SELECT t.original_name FROM public.issuetypes t
+         WHERE t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id) AS issue_type,
        i.title,
        i.status,
        i.priority,
@@ -27,7 +30,6 @@ SELECT i.client_id,
        p.serving_reason
   FROM analytics.predictions('complexity', missing_ok => true) p
   JOIN public.issues i ON i.client_id = p.client_id AND i.issue_id = p.entity_id
-  LEFT JOIN public.issuetypes t ON t.client_id = i.client_id AND t.issuetype_id = i.issuetype_id
 $view$);
 COMMENT ON VIEW analytics.issue_story_points IS
     'Predicted story points of every open standard issue (model: complexity)';
@@ -176,10 +178,33 @@ RETURNS TABLE(client_id bigint, model_name text, project text, task text, model_
               performance_threshold double precision, meets_threshold boolean, metrics jsonb,
               training_rows bigint, trained_at timestamptz, last_run_status text,
               last_run_at timestamptz, last_run_detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT c.cid, r.model_name, pgml_flow.project_name(r.model_name, c.cid), r.task,
+#variable_conflict use_column
+DECLARE
+    -- the caller's client, resolved once here, where the caller's session is: on Citus a
+    -- call inside the shard query would run on a worker, in Citus's own session
+    cid constant bigint := pgml_flow.current_client_id();
+BEGIN
+    IF cid IS NULL THEN
+        RETURN;
+    END IF;
+    -- The client's own rows of the per-client tables first, one query each (on Citus: one
+    -- shard each), then joined with the shared tables: Citus refuses a lateral or outer
+    -- join from a reference table (ml_model_registry) into a distributed one.
+    RETURN QUERY
+    WITH b AS MATERIALIZED (
+             SELECT bb.model_id, bb.training_rows, bb.trained_at
+               FROM public.ml_model_baselines bb
+              WHERE bb.client_id = cid),
+         e AS MATERIALIZED (
+             SELECT DISTINCT ON (v.model_name) v.model_name, v.status, v.finished_at,
+                    v.started_at, v.detail, v.error
+               FROM public.ml_retraining_events v
+              WHERE v.client_id = cid
+              ORDER BY v.model_name, v.started_at DESC, v.id DESC)
+    SELECT cid, r.model_name, pgml_flow.project_name(r.model_name, cid), r.task,
            d.model_id, m.algorithm, r.key_metric, (m.metrics ->> r.key_metric)::double precision,
            r.performance_threshold::numeric::double precision,
            CASE WHEN r.key_metric IN ('mean_absolute_error', 'mean_squared_error')
@@ -189,17 +214,14 @@ AS $$
                      >= r.performance_threshold::numeric::double precision END,
            m.metrics - 'search_results', b.training_rows, b.trained_at,
            e.status, coalesce(e.finished_at, e.started_at), coalesce(e.detail, e.error)
-      FROM (SELECT pgml_flow.current_client_id() AS cid) c
-      CROSS JOIN public.ml_model_registry r
-      LEFT JOIN pgml.projects p ON p.name = pgml_flow.project_name(r.model_name, c.cid)
+      FROM public.ml_model_registry r
+      LEFT JOIN pgml.projects p ON p.name = pgml_flow.project_name(r.model_name, cid)
       LEFT JOIN LATERAL (SELECT x.model_id FROM pgml.deployments x
                           WHERE x.project_id = p.id ORDER BY x.id DESC LIMIT 1) d ON true
       LEFT JOIN pgml.models m ON m.id = d.model_id
-      LEFT JOIN public.ml_model_baselines b ON b.client_id = c.cid AND b.model_id = d.model_id
-      LEFT JOIN LATERAL (SELECT * FROM public.ml_retraining_events v
-                          WHERE v.client_id = c.cid AND v.model_name = r.model_name
-                          ORDER BY v.started_at DESC, v.id DESC LIMIT 1) e ON true
-     WHERE c.cid IS NOT NULL
+      LEFT JOIN b ON b.model_id = d.model_id
+      LEFT JOIN e ON e.model_name = r.model_name;
+END;
 $$;
 
 SELECT pgml_flow.replace_view('analytics.model_quality', $view$

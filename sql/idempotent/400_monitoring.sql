@@ -228,7 +228,8 @@ BEGIN
         VALUES (p_client, p_model_id, b.model_name, raw_p99, 3 / raw_p99, n)
         ON CONFLICT ON CONSTRAINT ml_anomaly_calibration_pkey DO UPDATE
            SET raw_p99 = excluded.raw_p99, scale = excluded.scale, rows = excluded.rows,
-               created_at = now();
+               -- its default, now(): Citus refuses now() in DO UPDATE SET
+               created_at = excluded.created_at;
     END IF;
     RETURN stored;
 END;
@@ -397,6 +398,19 @@ AS $$
         ELSE false END
 $$;
 
+-- The clients the session's user may see (pgml_flow.monitor_sees), resolved once per call
+-- where the caller's session is. The monitoring functions filter the per-client tables with
+-- client_id = ANY(this): on Citus a filter evaluated inside the shard query would run on a
+-- worker, in a session of the function's owner, where session_user is not the caller.
+CREATE OR REPLACE FUNCTION pgml_flow.monitored_client_ids()
+RETURNS bigint[]
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(c.client_id ORDER BY c.client_id), '{}')
+      FROM public.clients c WHERE pgml_flow.monitor_sees(c.client_id)
+$$;
+
 -- The deployed model of each visible client and registered model.
 CREATE OR REPLACE FUNCTION pgml_flow.monitored_models()
 RETURNS TABLE(client_id bigint, client text, model_name text, model_id bigint,
@@ -434,25 +448,43 @@ RETURNS TABLE(client_id bigint, client text, model_name text, model_id bigint,
               p95_latency_ms double precision, anomaly_rate double precision,
               anomalies bigint, critical_predictions bigint, key_metric text,
               key_metric_value double precision, range_start timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+    logged jsonb;
+BEGIN
+    -- PL/pgSQL, the log aggregated per client and model by a query of its own, then joined
+    -- here: Citus plans neither a SQL function's parameters nor a lateral join into a
+    -- distributed table, and one query for both would be routed whole to the worker of a
+    -- single visible client, where monitored_models() would run in the session of this
+    -- function's owner (monitor_sees: every client)
+    SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO logged
+      FROM (SELECT x.client_id, x.model_name, count(*) AS n,
+                   count(DISTINCT x.entity_id) AS items,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY x.response_time_ms) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY x.response_time_ms) AS p95,
+                   count(*) FILTER (WHERE x.is_anomaly) AS anomalies,
+                   count(*) FILTER (WHERE x.severity = 'high') AS critical
+              FROM public.ml_prediction_log x
+             WHERE x.client_id = ANY (visible) AND x.created_at >= now() - since
+             GROUP BY x.client_id, x.model_name) a;
+    RETURN QUERY
     SELECT mm.client_id, mm.client, mm.model_name, mm.model_id, coalesce(l.n, 0),
            coalesce(l.items, 0), l.p50, l.p95,
            CASE WHEN l.n > 0 THEN l.anomalies::double precision / l.n END,
            coalesce(l.anomalies, 0), coalesce(l.critical, 0), mm.key_metric,
            mm.key_metric_value, now() - since
       FROM pgml_flow.monitored_models() mm
-      LEFT JOIN LATERAL (
-          SELECT count(*) AS n, count(DISTINCT x.entity_id) AS items,
-                 percentile_cont(0.5) WITHIN GROUP (ORDER BY x.response_time_ms) AS p50,
-                 percentile_cont(0.95) WITHIN GROUP (ORDER BY x.response_time_ms) AS p95,
-                 count(*) FILTER (WHERE x.is_anomaly) AS anomalies,
-                 count(*) FILTER (WHERE x.severity = 'high') AS critical
-            FROM public.ml_prediction_log x
-           WHERE x.client_id = mm.client_id AND x.model_name = mm.model_name
-             AND x.created_at >= now() - since) l ON true
-     ORDER BY 1, 3
+      LEFT JOIN jsonb_to_recordset(logged)
+                AS l(client_id bigint, model_name text, n bigint, items bigint,
+                     p50 double precision, p95 double precision, anomalies bigint,
+                     critical bigint)
+             ON l.client_id = mm.client_id AND l.model_name = mm.model_name
+     ORDER BY 1, 3;
+END;
 $$;
 
 -- The bucket of a time range's plots: 5 minutes up to an hour, hourly up to a day, every
@@ -494,37 +526,48 @@ CREATE OR REPLACE FUNCTION monitoring.prediction_volume(since interval DEFAULT '
                                                         bucket interval DEFAULT NULL)
 RETURNS TABLE(client_id bigint, model_name text, bucket_start timestamptz,
               predictions bigint, anomalies bigint, p95_latency_ms double precision)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+    width constant interval := pgml_flow.checked_bucket(
+        coalesce(bucket, pgml_flow.monitoring_bucket(since)));
+BEGIN
+    RETURN QUERY
     SELECT x.client_id, x.model_name,
-           date_bin(w.width, x.created_at, timestamptz '2000-01-01 00:00+00') AS b,
+           date_bin(width, x.created_at, timestamptz '2000-01-01 00:00+00') AS b,
            count(*), count(*) FILTER (WHERE x.is_anomaly),
            percentile_cont(0.95) WITHIN GROUP (ORDER BY x.response_time_ms)
-      FROM (SELECT pgml_flow.checked_bucket(coalesce(bucket,
-                                                     pgml_flow.monitoring_bucket(since))) AS width
-           ) w,
-           public.ml_prediction_log x
-     WHERE x.created_at >= now() - since AND pgml_flow.monitor_sees(x.client_id)
+      FROM public.ml_prediction_log x
+     WHERE x.created_at >= now() - since AND x.client_id = ANY (visible)
      GROUP BY 1, 2, 3
-     ORDER BY 1, 2, 3
+     ORDER BY 1, 2, 3;
+END;
 $$;
 
 -- Anomalies per client, model and severity over the range (severity none: not flagged).
 CREATE OR REPLACE FUNCTION monitoring.anomaly_summary(since interval DEFAULT '24 hours')
 RETURNS TABLE(client_id bigint, model_name text, severity text, predictions bigint,
               share double precision, max_score double precision, last_seen timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+BEGIN
+    RETURN QUERY
     SELECT x.client_id, x.model_name, x.severity, count(*),
            count(*)::double precision / sum(count(*)) OVER (PARTITION BY x.client_id,
                                                                          x.model_name),
            max(x.anomaly_score)::numeric::double precision, max(x.created_at)
       FROM public.ml_prediction_log x
-     WHERE x.created_at >= now() - since AND pgml_flow.monitor_sees(x.client_id)
+     WHERE x.created_at >= now() - since AND x.client_id = ANY (visible)
      GROUP BY 1, 2, 3
-     ORDER BY 1, 2, 3
+     ORDER BY 1, 2, 3;
+END;
 $$;
 
 -- Retraining runs that started in the range, with the key metric before and after.
@@ -534,9 +577,14 @@ RETURNS TABLE(client_id bigint, model_name text, started_at timestamptz,
               challenger_model_id bigint, key_metric text,
               metric_before double precision, metric_after double precision,
               duration_seconds double precision, detail text)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+BEGIN
+    RETURN QUERY
     SELECT e.client_id, e.model_name, e.started_at, e.finished_at, e.status, e.reason,
            e.champion_model_id, e.challenger_model_id, r.key_metric,
            (e.metrics_before ->> r.key_metric)::double precision,
@@ -544,8 +592,9 @@ AS $$
            e.duration_seconds::double precision, coalesce(e.detail, e.error)
       FROM public.ml_retraining_events e
       LEFT JOIN public.ml_model_registry r ON r.model_name = e.model_name
-     WHERE e.started_at >= now() - since AND pgml_flow.monitor_sees(e.client_id)
-     ORDER BY e.client_id, e.model_name, e.started_at
+     WHERE e.started_at >= now() - since AND e.client_id = ANY (visible)
+     ORDER BY e.client_id, e.model_name, e.started_at;
+END;
 $$;
 
 -- The key metric of each model deployed in the range (and of the one deployed before it),
@@ -575,14 +624,20 @@ CREATE OR REPLACE FUNCTION monitoring.drift(since interval DEFAULT '7 days')
 RETURNS TABLE(client_id bigint, model_name text, model_id bigint, feature text, kind text,
               psi double precision, ks_pvalue double precision, drifted boolean,
               recent_rows bigint, checked_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+BEGIN
+    RETURN QUERY
     SELECT d.client_id, d.model_name, d.model_id, d.feature, d.kind, d.psi, d.ks_pvalue,
            d.drifted, d.recent_rows, d.checked_at
       FROM public.ml_drift_checks d
-     WHERE d.checked_at >= now() - since AND pgml_flow.monitor_sees(d.client_id)
-     ORDER BY 1, 2, 4, 10
+     WHERE d.checked_at >= now() - since AND d.client_id = ANY (visible)
+     ORDER BY 1, 2, 4, 10;
+END;
 $$;
 
 -- Health per client and model, now: ok, warning or critical, and why. critical: no
@@ -596,9 +651,40 @@ RETURNS TABLE(client_id bigint, client text, model_name text, model_id bigint,
               anomaly_rate_24h double precision, drifted_features text[],
               max_psi double precision, last_run_status text, last_run_at timestamptz,
               status text, reasons text)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+DECLARE
+    visible constant bigint[] := pgml_flow.monitored_client_ids();
+    logged jsonb;
+    drifts jsonb;
+    runs jsonb;
+BEGIN
+    -- the per-client tables aggregated per client and model, a query each, then joined
+    -- here to the deployed models (why: monitoring.model_performance)
+    SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO logged
+      FROM (SELECT x.client_id, x.model_name, count(*) AS n,
+                   count(*) FILTER (WHERE x.is_anomaly) AS anomalies
+              FROM public.ml_prediction_log x
+             WHERE x.client_id = ANY (visible)
+               AND x.created_at >= now() - interval '24 hours'
+             GROUP BY x.client_id, x.model_name) a;
+    SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO drifts
+      FROM (SELECT z.client_id, z.model_name, z.model_id,
+                   array_agg(z.feature ORDER BY z.feature) FILTER (WHERE z.drifted)
+                       AS drifted,
+                   max(z.psi) AS max_psi
+              FROM pgml_flow.latest_drift z
+             WHERE z.client_id = ANY (visible)
+             GROUP BY z.client_id, z.model_name, z.model_id) a;
+    SELECT coalesce(jsonb_agg(to_jsonb(a)), '[]') INTO runs
+      FROM (SELECT DISTINCT ON (v.client_id, v.model_name) v.client_id, v.model_name,
+                   v.status, v.finished_at, v.started_at
+              FROM public.ml_retraining_events v
+             WHERE v.client_id = ANY (visible)
+             ORDER BY v.client_id, v.model_name, v.started_at DESC, v.id DESC) a;
+    RETURN QUERY
     SELECT h.*,
            CASE WHEN h.model_id IS NULL OR h.last_run_status = 'failed'
                      OR cardinality(h.drifted_features) > 0 THEN 'critical'
@@ -618,29 +704,27 @@ AS $$
       FROM (
         SELECT mm.client_id, mm.client, mm.model_name, mm.model_id, mm.key_metric,
                mm.key_metric_value, mm.meets_threshold,
-               extract(epoch FROM now() - mm.deployed_at) / 3600 AS model_age_hours,
+               (extract(epoch FROM now() - mm.deployed_at) / 3600)::double precision
+                   AS model_age_hours,
                coalesce(l.n, 0) AS predictions_24h,
                CASE WHEN l.n > 0 THEN l.anomalies::double precision / l.n END
                    AS anomaly_rate_24h,
                coalesce(d.drifted, '{}') AS drifted_features, d.max_psi,
                e.status AS last_run_status, coalesce(e.finished_at, e.started_at) AS last_run_at
           FROM pgml_flow.monitored_models() mm
-          LEFT JOIN LATERAL (
-              SELECT count(*) AS n, count(*) FILTER (WHERE x.is_anomaly) AS anomalies
-                FROM public.ml_prediction_log x
-               WHERE x.client_id = mm.client_id AND x.model_name = mm.model_name
-                 AND x.created_at >= now() - interval '24 hours') l ON true
-          LEFT JOIN LATERAL (
-              SELECT array_agg(z.feature ORDER BY z.feature) FILTER (WHERE z.drifted)
-                         AS drifted,
-                     max(z.psi) AS max_psi
-                FROM pgml_flow.latest_drift z
-               WHERE z.client_id = mm.client_id AND z.model_name = mm.model_name
-                 AND z.model_id = mm.model_id) d ON true
-          LEFT JOIN LATERAL (
-              SELECT v.status, v.finished_at, v.started_at FROM public.ml_retraining_events v
-               WHERE v.client_id = mm.client_id AND v.model_name = mm.model_name
-               ORDER BY v.started_at DESC, v.id DESC LIMIT 1) e ON true
+          LEFT JOIN jsonb_to_recordset(logged) AS l(client_id bigint, model_name text,
+                                                   n bigint, anomalies bigint)
+                 ON l.client_id = mm.client_id AND l.model_name = mm.model_name
+          LEFT JOIN jsonb_to_recordset(drifts) AS d(client_id bigint, model_name text,
+                                                   model_id bigint, drifted text[],
+                                                   max_psi double precision)
+                 ON d.client_id = mm.client_id AND d.model_name = mm.model_name
+                AND d.model_id = mm.model_id
+          LEFT JOIN jsonb_to_recordset(runs) AS e(client_id bigint, model_name text,
+                                                 status text, finished_at timestamptz,
+                                                 started_at timestamptz)
+                 ON e.client_id = mm.client_id AND e.model_name = mm.model_name
       ) h
-     ORDER BY 1, 3
+     ORDER BY 1, 3;
+END;
 $$;

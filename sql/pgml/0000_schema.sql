@@ -11,6 +11,25 @@
 CREATE EXTENSION IF NOT EXISTS plpython3u;
 CREATE SCHEMA IF NOT EXISTS pgml;
 
+-- Citus: a `seed --replace` before the fix of issue 17 deleted projects with the foreign
+-- keys' cascade switched off on the coordinator's placement of the pgml reference tables
+-- only, whose models and deployments stayed there (not on the workers'), and the key
+-- checks below failed on them. A DELETE of a reference table runs on every placement, and
+-- finds these rows on the coordinator's only: the placements agree again.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')
+       AND to_regclass('pgml.projects') IS NOT NULL
+       AND to_regclass('pgml.models') IS NOT NULL
+       AND to_regclass('pgml.deployments') IS NOT NULL THEN
+        DELETE FROM pgml.deployments d
+         WHERE NOT EXISTS (SELECT FROM pgml.projects p WHERE p.id = d.project_id);
+        DELETE FROM pgml.models m
+         WHERE NOT EXISTS (SELECT FROM pgml.projects p WHERE p.id = m.project_id);
+    END IF;
+END;
+$$;
+
 DO $$
 DECLARE
     enums constant jsonb := jsonb_build_object(

@@ -1,1 +1,2 @@
--- placeholder: nothing yet
+-- Revision 0015_many_clients, undone: choices are made again at every training.
+ALTER TABLE ml_model_candidates DROP COLUMN rows_key;

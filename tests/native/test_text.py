@@ -62,9 +62,9 @@ def _lib(native_lib: NativeLib) -> ctypes.CDLL:
                                  ctypes.c_size_t]
     lib.pgmln_murmur3.restype = ctypes.c_int32
     lib.pgmln_murmur3.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-    lib.pgmln_row_encode.restype = ctypes.c_int
-    lib.pgmln_row_encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
-                                     ctypes.c_void_p]
+    for encode in (lib.pgmln_row_encode, lib.pgmln_row_encode_used):
+        encode.restype = ctypes.c_int
+        encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.pgmln_row_columns.restype = ctypes.c_int
     lib.pgmln_row_columns.argtypes = [ctypes.c_void_p]
     lib.pgmln_row_name.restype = ctypes.c_char_p
@@ -91,9 +91,12 @@ class Value(ctypes.Structure):
                 ("item_lens", ctypes.POINTER(ctypes.c_size_t)), ("nitems", ctypes.c_size_t)]
 
 
-def _c_features(lib: ctypes.CDLL, model: NativeModel, row: dict[str, Any]) -> np.ndarray:
-    """pgmln_row_encode of every column of one row (as pgml_native.c passes them)."""
-    x = np.full(model.num_features, np.nan)
+def _c_features(lib: ctypes.CDLL, model: NativeModel, row: dict[str, Any],
+                x: np.ndarray | None = None) -> np.ndarray:
+    """pgmln_row_encode of every column of one row; with ``x``, pgmln_row_encode_used into
+    it (the server's: the features the model reads, over the previous row's)."""
+    encode = lib.pgmln_row_encode if x is None else lib.pgmln_row_encode_used
+    x = np.full(model.num_features, np.nan) if x is None else x
     keep: list[Any] = []
     for c in range(lib.pgmln_row_columns(model._ptr)):
         value = row[lib.pgmln_row_name(model._ptr, c).decode()]
@@ -110,7 +113,7 @@ def _c_features(lib: ctypes.CDLL, model: NativeModel, row: dict[str, Any]) -> np
             v.str, v.len = raw, len(raw)
         elif value is not None:
             v.num = float(value)
-        assert lib.pgmln_row_encode(model._ptr, c, ctypes.byref(v), x.ctypes.data) == 0
+        assert encode(model._ptr, c, ctypes.byref(v), x.ctypes.data) == 0
     return x
 
 
@@ -179,12 +182,19 @@ def test_c_tokenizer_encodings_and_predictions_match_python(native_lib: NativeLi
     for estimator in (XGBRegressor(n_estimators=30, max_depth=4), Ridge(alpha=0.1)):
         estimator.fit(data.x_train, data.y_train)
         model = native_lib.load(native.compile_model(estimator, columns=data.columns))
+        served = np.zeros(model.num_features)  # reused from row to row, as the server does
         for row, want in zip(probes, expected, strict=True):
             got = _c_features(lib, model, row)
             assert np.array_equal(got, want), row
             py = float(estimator.predict(want.reshape(1, -1))[0])
             c = lib.pgmln_predict_row_f64(model._ptr, got.ctypes.data)
             assert c == pytest.approx(py, rel=1e-5, abs=1e-5)
+            # the touched-columns encoding scores the same, to the bit; a linear model
+            # reads every feature, so there it is the whole row
+            _c_features(lib, model, row, served)
+            assert lib.pgmln_predict_row_f64(model._ptr, served.ctypes.data) == c, row
+            if isinstance(estimator, Ridge):
+                assert np.array_equal(served, want), row
 
 
 @pytest.mark.parametrize("bad", [
