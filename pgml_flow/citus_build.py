@@ -33,12 +33,10 @@ from pathlib import Path
 
 from pgml_flow.errors import ClusterError
 from pgml_flow.postgres import Installation, ensure_debian_package, find_installation
+from pgml_flow.shared import shared_path
 
 logger = logging.getLogger(__name__)
 
-#: project root: the directory holding ``pgml_flow/`` (a checkout)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = PROJECT_ROOT.parent / "shared" / "vendor" / "citus"
 SOURCE_ENV = "PGML_FLOW_CITUS_SOURCE"
 
 #: Debian packages the build needs (Citus's README), each with the files that show it is
@@ -76,7 +74,7 @@ class Step:
 
 def source_dir(environ: dict[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
-    return Path(env.get(SOURCE_ENV) or DEFAULT_SOURCE).resolve()
+    return Path(env.get(SOURCE_ENV) or shared_path("vendor", "citus")).resolve()
 
 
 def installed(installation: Installation) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,23 +23,16 @@ from psycopg import sql
 from pgml_flow.app import PgmlFlow
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.settings import Settings
+from pgml_flow.shared import shared_path
 from tests.citus_fixture import citus_cluster, citus_url  # noqa: F401  (session fixtures)
 
 
 def shared_datasets() -> Path:
-    """The public datasets: ``../shared/datasets`` of this checkout or, for a clone made
-    elsewhere (CI clones main into a fresh directory), of the checkout it was cloned from;
+    """The public datasets (``../shared/datasets``, :func:`pgml_flow.shared.shared_path`);
     ``PGML_FLOW_DATASETS`` names another folder.  Read at run time, never copied."""
     if "PGML_FLOW_DATASETS" in os.environ:
         return Path(os.environ["PGML_FLOW_DATASETS"])
-    root = Path(__file__).resolve().parent.parent
-    candidates = [root.parent / "shared" / "datasets"]
-    origin = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-    if origin and "://" not in origin and ":" not in origin.split("/")[0]:
-        candidates.append(Path(origin.removeprefix("file://")).resolve().parent / "shared"
-                          / "datasets")
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+    return shared_path("datasets")
 
 
 #: the migrated template; PGML_FLOW_TEST_TEMPLATE names another, so that two test runs can share

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgml_flow import citus_build
+from pgml_flow import citus_build, shared
 from pgml_flow.app import PgmlFlow
 from pgml_flow.citus_cluster import CitusCluster, is_citus
 from pgml_flow.errors import MigrationError
@@ -58,7 +58,7 @@ def test_build_detection_and_steps(tmp_path: Path) -> None:
     assert commands[2:] == [f"./configure PG_CONFIG={inst.tool('pg_config')}", "make -j2",
                             f"make install DESTDIR={tmp_path}/stage"]
     # the build directory is never in the git-tracked tree
-    assert not str(top).startswith(str(citus_build.PROJECT_ROOT) + "/pgml_flow")
+    assert not str(top).startswith(str(shared.PROJECT_ROOT) + "/pgml_flow")
     assert citus_build.ensure(inst, home=tmp_path, auto_install=False) is False
     assert citus_build.source_dir({citus_build.SOURCE_ENV: str(tmp_path)}) == tmp_path
 
