@@ -49,7 +49,6 @@ import datetime as dt
 import math
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -60,7 +59,7 @@ from rich.table import Table
 
 from pgml_flow.app import PgmlFlow
 from pgml_flow.benchmarks import save
-from pgml_flow.benchmarks.cpu import process_cpu_seconds
+from pgml_flow.benchmarks.cpu import BackendCpu, Node
 from pgml_flow.database import drop_database, recreate_database, with_dbname
 from pgml_flow.retraining import RetrainOptions
 from pgml_flow.settings import Settings
@@ -115,66 +114,6 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "per_client_seconds": self.per_client,
                 "cpu_per_client_seconds": self.cpu_per_client}
-
-
-class BackendCpu:
-    """Core-seconds used by the backends of one database while it runs (a thread).
-
-    Every ``interval`` it lists the database's backends (pg_stat_activity) and reads each
-    one's ``/proc/<pid>/stat``: user and system time of the process and of its reaped
-    children (the training child and search workers). A backend's last reading stands
-    for its total, so at most ``interval`` of a backend's work is missed when it ends.
-    """
-
-    def __init__(self, admin: str, database: str, interval: float = 0.2) -> None:
-        self.admin, self.database, self.interval = admin, database, interval
-        self.seen: dict[int, float] = {}
-        self.start: dict[int, float] = {}
-        self.readable = True
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="backend-cpu")
-
-    def __enter__(self) -> BackendCpu:
-        self._sample()  # the sessions open before the run count from here
-        self.start = dict(self.seen)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def seconds(self) -> float | None:
-        if not self.readable:
-            return None
-        return sum(v - self.start.get(pid, 0.0) for pid, v in self.seen.items())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-        self._sample()
-
-    def _sample(self) -> None:
-        import psycopg
-
-        try:
-            with psycopg.connect(self.admin, autocommit=True) as conn:
-                pids = [int(r[0]) for r in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s",
-                    (self.database,)).fetchall()]
-        except psycopg.Error:
-            return
-        for pid in pids:
-            try:
-                self.seen[pid] = process_cpu_seconds(pid)
-            except FileNotFoundError:
-                continue  # ended since
-            except OSError:
-                self.readable = False
-                return
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +228,7 @@ def _measure(base: PgmlFlow, admin: str, database: str, clients: int, issues: in
         _progress(f"{clients} clients: {kind} retrain, {level} at a time")
         load_start = os.getloadavg()
         cpu_start = time.process_time()
-        with BackendCpu(admin, database) as cpu:
+        with BackendCpu([Node("server", with_dbname(admin, database))]) as cpu:
             started = time.perf_counter()
             results = flow.retrain(list(MODELS), ids, now=AS_OF,
                                    options=RetrainOptions(force=force, parallelism=level,
@@ -300,9 +239,9 @@ def _measure(base: PgmlFlow, admin: str, database: str, clients: int, issues: in
             dict(Counter(r.status for r in results)), sum(r.training_rows for r in results),
             load_start, os.getloadavg(),
             [f"client {r.client_id} {r.model_name}: {r.detail}" for r in results
-             if r.status == "failed"], cpu.seconds, time.process_time() - cpu_start, kind))
+             if r.status == "failed"], cpu.total, time.process_time() - cpu_start, kind))
         _progress(f"{clients} clients, {kind}, {level} at a time: {wall:.1f} s, "
-                  f"{cpu.seconds or 0:.1f} database core-s (load {_load(os.getloadavg())})")
+                  f"{cpu.total or 0:.1f} database core-s (load {_load(os.getloadavg())})")
     return prepared, runs
 
 

@@ -357,7 +357,7 @@ def drop_idempotent(bind: Connection) -> None:
     Without CASCADE: an object outside these schemas that depends on one inside (a user's
     view or policy, say) makes a statement fail, naming it.
     """
-    citus = bind.exec_driver_sql(sqlfiles.query("citus_installed", SOURCE)).scalar()
+    citus = bind.exec_driver_sql(sqlfiles.query("has_citus", "citus_tenants")).scalar()
     for node, port, success, result in bind.exec_driver_sql(
             sqlfiles.query("drop_worker_training_views", SOURCE)).fetchall() if citus else ():
         if not success:

@@ -219,8 +219,9 @@ def seed(
             _load_client(conn, profile, data)
             if fast_path:
                 # back on: this block is a savepoint of the seed's one transaction, and a SET
-                # LOCAL outlives its release; left on, the next client's _delete_models ran
-                # without the ON DELETE CASCADE triggers and left its pgml.models behind
+                # LOCAL outlives its release; left on, the next client's
+                # delete_client_models ran without the ON DELETE CASCADE triggers and left
+                # its pgml.models behind
                 # (on Citus on the coordinator's placement only: the replicas diverged)
                 conn.execute("SET LOCAL session_replication_role = origin")
         total_issues += len(data)

@@ -201,3 +201,7 @@ SELECT coalesce(sum(total_bytes) FILTER (WHERE left(name, 11) = 'pgml_native'
                                             OR left(parent, 11) = 'pgml_native'), 0)::bigint,
        sum(total_bytes)::bigint
   FROM pg_backend_memory_contexts;
+
+-- name: backends
+-- The backends of one database on one node: their /proc entries give the CPU they used.
+SELECT pid FROM pg_stat_activity WHERE datname = %(database)s AND pid <> pg_backend_pid();

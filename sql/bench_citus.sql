@@ -1,10 +1,6 @@
 -- Queries of the Citus benchmark (pgml_flow/benchmarks/citus.py, `pgml-flow bench citus`).
 -- {placeholders} are composed with psycopg.sql (identifiers and literals, never formatted in).
 
--- name: backends
--- The backends of one database on one node: their /proc entries give the CPU they used.
-SELECT pid FROM pg_stat_activity WHERE datname = %(database)s AND pid <> pg_backend_pid();
-
 -- name: bi_view
 -- One BI read of a whole view as the client's login: every row predicted (avg forces the
 -- prediction of each row), row-level security keeping it to the login's client. The

@@ -10,16 +10,13 @@ SELECT schemaname, tablename, policyname
  WHERE schemaname = 'public' AND policyname = ANY(%(names)s)
  ORDER BY tablename, policyname;
 
--- name: citus_installed
-SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus');
-
 -- name: drop_worker_training_views
 -- On a Citus coordinator: each client trains on the worker that holds its rows
 -- (pgml_flow/citus_tenants.py), so its training view is that worker's own, not propagated;
 -- a downgrade's DROP of the feature views it reads, propagated to the workers, would fail
--- on it. They are dropped there first (the next training makes them again). Run only where
--- citus_installed (the function does not exist elsewhere). No percent sign: the driver
--- would take it for a parameter.
+-- on it. They are dropped there first (the next training makes them again). Run only
+-- where citus_tenants.sql's has_citus says so (the function does not exist elsewhere).
+-- No percent sign: the driver would take it for a parameter.
 SELECT nodename, nodeport, success, result FROM pg_catalog.run_command_on_workers($cmd$
 DO $do$
 DECLARE

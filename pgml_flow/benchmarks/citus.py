@@ -58,7 +58,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgml_flow import sqlfiles
 from pgml_flow.benchmarks.common import BenchmarkError, Progress, quiet
-from pgml_flow.benchmarks.cpu import process_cpu_seconds
+from pgml_flow.benchmarks.cpu import BackendCpu, Node
 
 SOURCE = "bench_citus"
 MODELS = ("trajectory", "complexity", "rework")
@@ -79,14 +79,6 @@ def query(name: str) -> str:
 
 def loadavg() -> tuple[float, float, float]:
     return os.getloadavg()
-
-
-@dataclass(frozen=True)
-class Node:
-    """A server whose backends' CPU is read: a label and a superuser URL of the database."""
-
-    label: str
-    url: str
 
 
 @dataclass
@@ -426,77 +418,6 @@ def delete_clients(flow: Any, ids: Sequence[int]) -> None:
                 conn.execute(sql.SQL(query("delete_client_rows")).format(
                     table=sql.Identifier("public", table)), {"client_id": cid})
         conn.execute("SELECT pgml_flow.refresh_training_summary()")
-
-
-# -- CPU of the database's backends ------------------------------------------------------------
-class BackendCpu:
-    """Core-seconds used by a database's backends on each node while a block runs.
-
-    A thread lists each node's backends of the database (pg_stat_activity) every
-    ``interval`` and reads ``/proc/<pid>/stat``: user and system time of the process and
-    of its reaped children (the training child and its search workers).  A backend's last
-    reading stands for its total, so at most ``interval`` of a backend's work is missed
-    when it ends.  ``seconds`` is None when a node's processes cannot be read (a server on
-    another machine).
-    """
-
-    def __init__(self, nodes: Sequence[Node], interval: float = 0.2) -> None:
-        self.nodes = list(nodes)
-        self.interval = interval
-        self.seen: dict[tuple[str, int], float] = {}
-        self.start: dict[tuple[str, int], float] = {}
-        self.readable = bool(self.nodes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="backend-cpu")
-        self._conns: dict[str, psycopg.Connection[Any]] = {}
-
-    def __enter__(self) -> BackendCpu:
-        if self.readable:
-            self._sample()
-            self.start = dict(self.seen)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.readable:
-            self._stop.set()
-            self._thread.join()
-        for conn in self._conns.values():
-            conn.close()
-
-    @property
-    def seconds(self) -> dict[str, float] | None:
-        if not self.readable:
-            return None
-        out = {node.label: 0.0 for node in self.nodes}
-        for (label, pid), value in self.seen.items():
-            out[label] += value - self.start.get((label, pid), 0.0)
-        return out
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-        self._sample()
-
-    def _sample(self) -> None:
-        for node in self.nodes:
-            try:
-                conn = self._conns.get(node.label)
-                if conn is None or conn.closed:
-                    conn = self._conns[node.label] = psycopg.connect(node.url, autocommit=True)
-                database = conninfo_to_dict(node.url).get("dbname")
-                pids = [int(r[0]) for r in conn.execute(query("backends"),
-                                                        {"database": database}).fetchall()]
-            except psycopg.Error:
-                continue  # a restart, say: the next sample reads again
-            for pid in pids:
-                try:
-                    self.seen[(node.label, pid)] = process_cpu_seconds(pid)
-                except FileNotFoundError:
-                    continue  # ended since
-                except OSError:
-                    self.readable = False
-                    return
 
 
 # -- the systems ----------------------------------------------------------------------------
