@@ -9,7 +9,8 @@ at the deployed model's training, its key metric, the newest row, the drift sign
 2. No deployed model: yes.
 3. The newest row is older than ``data_freshness_days``: no (the data is stale; retraining
    on it cannot help, the feed needs looking at).
-4. Yes when any of: at least ``min_new_records`` rows since the deployed model was trained;
+4. Yes when any of: at least ``min_new_records`` rows since the deployed model was trained
+   (or since the last retrain that challenged it and kept it, when that saw more rows);
    its key metric worse than ``performance_threshold`` (below it for a score such as r2
    or f1, above it for an error such as mean_absolute_error); drift: a feature of the
    deployed model drifted at the latest drift check (``pgml_flow.latest_drift``: PSI of the
@@ -112,11 +113,19 @@ def decide(spec: ModelSpec, facts: Facts, now: dt.datetime, *, force: bool = Fal
         notes.append(f"newest row {age:.0f} days old")
     reasons: list[str] = []
     since = facts.rows_since
+    origin = f"model {facts.deployed_model_id}"
+    if (since is not None and facts.rows_at_last_attempt is not None
+            and facts.rows_at_training is not None
+            and facts.rows_at_last_attempt > facts.rows_at_training):
+        # a retrain already challenged the deployed model with the rows it had then and
+        # kept it: only the rows that came after that can change the outcome
+        since = facts.rows - facts.rows_at_last_attempt
+        origin = f"the last retrain, which kept model {facts.deployed_model_id}"
     if since is None:
         reasons.append(f"training rows of model {facts.deployed_model_id} unknown "
                        f"({facts.rows} rows now)")
     elif since >= policy.min_new_records:
-        reasons.append(f"{since} new rows since model {facts.deployed_model_id} "
+        reasons.append(f"{since} new rows since {origin} "
                        f"(min_new_records {policy.min_new_records})")
     else:
         notes.append(f"{since} new rows (< min_new_records {policy.min_new_records})")

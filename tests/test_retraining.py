@@ -86,6 +86,11 @@ def test_decide_rules() -> None:
     cases = {
         "quiet": (facts(), False, "0 new rows"),
         "new rows": (facts(rows=1250), True, "250 new rows since model 5"),
+        "new rows, already tried by a retrain that kept the champion": (
+            facts(rows=1250, rows_at_last_attempt=1250), False, "0 new rows"),
+        "new rows since a retrain that kept the champion": (
+            facts(rows=1500, rows_at_last_attempt=1250), True,
+            "250 new rows since the last retrain, which kept model 5"),
         "metric": (facts(key_metric_value=4.5), True, "mae 4.500 above performance_threshold"),
         "metric, same data as the last attempt": (
             facts(key_metric_value=4.5, rows_at_last_attempt=1000), False,
