@@ -26,7 +26,7 @@ RUN apt-get update \
 # plpython3u embeds Debian's Python 3.11: the venv must be made with that interpreter.
 # Same packages as pgml_flow.server_venv.SERVER_PACKAGES.
 RUN python3 -m venv /opt/pgml-venv \
- && /opt/pgml-venv/bin/pip install --no-cache-dir numpy scipy scikit-learn xgboost-cpu lightgbm catboost \
+ && /opt/pgml-venv/bin/pip install --no-cache-dir numpy scipy scikit-learn xgboost-cpu lightgbm catboost orjson \
         "psycopg[binary]" sqlalchemy alembic "apscheduler<4" \
  && echo /src > /opt/pgml-venv/lib/python3.11/site-packages/pgml_flow_source.pth
 CMD ["postgres", "-c", "shared_preload_libraries=pg_cron,pgml_native", "-c", "cron.database_name=pgmlflow", \

@@ -34,6 +34,9 @@ from pgml_flow.errors import PgmlFlowError
 from pgml_models.specs import HASH_SPLIT, ModelSpec, split_relation
 
 SOURCE = "models"
+#: key metrics scored on the probability of the positive class (two-class models only),
+#: not on the predicted labels
+PROBABILITY_METRICS = frozenset({"roc_auc", "log_loss"})
 
 
 def order_by(spec: ModelSpec) -> sql.Composable:
@@ -79,15 +82,17 @@ def _predictions(conn: psycopg.Connection, spec: ModelSpec, client_id: int, mode
                  ) -> tuple[list[float], list[float | None], list[float | None]]:
     from pgml_models.client import PgmlClient
 
+    predict = sql.Identifier("pgml_flow", "predict_positive_rows"
+                             if spec.key_metric in PROBABILITY_METRICS else "predict_rows")
     if table is None:  # the view itself
         query = sql.SQL(sqlfiles.query("holdout_predictions", SOURCE)).format(
             target=sql.Identifier(spec.target),
             source=sql.Identifier(*split_relation(spec.training_view)),
-            order=order_by(spec),
+            order=order_by(spec), predict=predict,
         )
     else:
         query = sql.SQL(sqlfiles.query("holdout_predictions_of_rows", SOURCE)).format(
-            target=sql.Identifier(spec.target), table=table)
+            target=sql.Identifier(spec.target), table=table, predict=predict)
     skip = rows - test_rows(rows, spec.test_size)
     found = PgmlClient(conn).fetch(query, {"client_id": client_id, "model_id": model_id,
                                            "other_id": other_id, "skip": max(skip, 0)})
@@ -112,6 +117,14 @@ def metric(name: str, task: str, y: Sequence[float], predicted: Sequence[Any]) -
         return value if math.isfinite(value) else None
     from sklearn import metrics as m
 
+    if name in PROBABILITY_METRICS:  # predicted: each row's probability of the larger label
+        scores = [float(p) for p in predicted]
+        if len(set(y)) != 2 or not all(math.isfinite(v) for v in scores):
+            return None  # undefined on one class, as pgml.train leaves it out
+        truth = [v == max(y) for v in y]
+        if name == "roc_auc":
+            return float(m.roc_auc_score(truth, scores))
+        return float(m.log_loss(truth, scores, labels=[False, True]))
     classes = sorted({*y, *(float(p) for p in predicted)})
     binary = len(classes) <= 2
     kwargs: dict[str, Any] = {"zero_division": 0, "average": "binary" if binary else "macro"}

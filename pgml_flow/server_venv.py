@@ -29,8 +29,9 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 #: what the in-database Python needs (the pgml API; and, for pgml_flow.run_job which pg_cron
 #: calls, the scheduler's own packages); kept in step with pyproject.toml
 SERVER_PACKAGES = ("numpy", "scipy", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost",
+                   "orjson",  # parses XGBoost's JSON for the C scorer (engine.native)
                    "psycopg[binary]", "sqlalchemy", "alembic", "apscheduler<4")
-_IMPORT_CHECK = "import numpy, sklearn, xgboost, lightgbm, pgml_flow.engine"
+_IMPORT_CHECK = "import numpy, sklearn, xgboost, lightgbm, orjson, pgml_flow.engine"
 #: directory that holds the ``pgml_flow`` package (the source checkout or site-packages)
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 

@@ -356,7 +356,7 @@ def _candidates(body: Any, search: str | None, fail: Any) -> tuple[dict[str, Any
 
 
 #: keys of the target column's preprocess entry (pgml_flow.engine.targets, docs/models.md)
-TARGET_OPTIONS = {"regression": ("transform", "snap"),
+TARGET_OPTIONS = {"regression": ("transform", "snap", "classes", "min_class"),
                   "classification": ("calibration", "calibration_size")}
 
 

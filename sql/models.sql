@@ -69,13 +69,15 @@ SELECT {features}, {target} FROM {source} AS s WHERE client_id = {client_id}
 -- name: holdout_predictions
 -- The rows pgml.train held out (the last of the training view's rows in split order), their
 -- targets and a model's predictions of them: the ROW form (the model reads its input
--- columns by name), all rows in one call (pgml_flow.predict_rows; NULL: not scorable).
+-- columns by name), all rows in one call (pgml_flow.predict_rows, or
+-- pgml_flow.predict_positive_rows when the key metric scores probabilities; NULL: not
+-- scorable).
 -- %(other_id)s, when not NULL, is a second model (the champion) scored on the same rows in
 -- the same read: the client's rows are read, ordered and hashed once for both (the two
 -- identical array_agg are computed once), and only the held-out ones become JSON.
 SELECT array_agg(h.y ORDER BY h.n),
-       pgml_flow.predict_rows(%(model_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n)),
-       pgml_flow.predict_rows(%(other_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n))
+       {predict}(%(model_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n)),
+       {predict}(%(other_id)s::bigint, array_agg(to_json(h.r) ORDER BY h.n))
   FROM (SELECT {target}::double precision AS y, s AS r,
                row_number() OVER (ORDER BY {order}) AS n
           FROM {source} AS s WHERE client_id = %(client_id)s) AS h
@@ -95,8 +97,8 @@ SELECT row_number() OVER (ORDER BY {order}) AS "_row", s.*
 -- name: holdout_predictions_of_rows
 -- holdout_predictions on the rows of create_client_rows (the same rows, the same order).
 SELECT array_agg(r.{target}::double precision ORDER BY r."_row"),
-       pgml_flow.predict_rows(%(model_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row")),
-       pgml_flow.predict_rows(%(other_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row"))
+       {predict}(%(model_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row")),
+       {predict}(%(other_id)s::bigint, array_agg(to_json(r) ORDER BY r."_row"))
   FROM pg_temp.{table} AS r
  WHERE r."_row" > %(skip)s;
 

@@ -188,7 +188,7 @@ def test_cluster_schema_distributed_and_routed(citus_cluster: CitusCluster,
             "SELECT nspname FROM pg_namespace WHERE nspname IN"
             " ('pgml', 'pgml_flow', 'analytics')").fetchall()} == {
             "pgml", "pgml_flow", "analytics"}
-    assert {"issues_trajectory_idx", "issues_complexity_idx",
+    assert {"issues_trajectory_idx", "issues_complexity_idx", "issues_open_idx",
             "pull_requests_rework_idx", "ml_prediction_log_recent_idx"} <= shard_indexes
 
 

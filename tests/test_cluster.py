@@ -39,7 +39,7 @@ LANGUAGE plpython3u AS $$
 import site, sys
 venv = plpy.execute("SELECT current_setting('pgml.venv') AS v")[0]["v"]
 site.addsitedir(f"{venv}/lib/python3.11/site-packages")
-import sklearn, xgboost, lightgbm, pgml_flow.engine
+import sklearn, xgboost, lightgbm, orjson, pgml_flow.engine  # orjson: engine.native
 return f"{sys.version_info[0]}.{sys.version_info[1]} sklearn {sklearn.__version__}"
 $$"""
         )

@@ -90,7 +90,7 @@ def test_dataset_slices_import_with_their_splits(flow: PgmlFlow, conn: psycopg.C
     slices = [("deepse-storypoints", ("jirasoftware",), None),
               ("deepse-storypoints", ("mesos",), 40),
               ("tawos-storypoints-tse2023", ("STL",), None),
-              ("tawos-resolution-time-esem2022", ("CXX", "APIKIT"), 60),
+              ("tawos-resolution-time-esem2022", ("CXX", "APIKIT", "CLOV"), 60),
               ("gousios-pullreqs-2015", ("pika@pika",), 40)]
     reports = []
     for name, projects, limit in slices:
@@ -104,6 +104,7 @@ def test_dataset_slices_import_with_their_splits(flow: PgmlFlow, conn: psycopg.C
         "tawos_sp_stl": "STL (tawos-storypoints-tse2023)",
         "tawos_rt_cxx": "CXX (tawos-resolution-time-esem2022)",
         "tawos_rt_apikit": "APIKIT (tawos-resolution-time-esem2022)",
+        "tawos_rt_clov": "CLOV (tawos-resolution-time-esem2022)",
         "gousios_pika_pika": "pika/pika (gousios-pullreqs-2015)"}
 
     def count(slug: str, table: str = "issues") -> int:
@@ -153,6 +154,21 @@ def test_dataset_slices_import_with_their_splits(flow: PgmlFlow, conn: psycopg.C
     assert row == (rt["Type"], rt["Status"], "done", rt["Resolution"],
                    utc(rt["Creation_Date"]), utc(rt["Resolution_Date"]),
                    float(rt["Story_Point"]), rt["Resolution_Time_Minutes"])
+    # ... and the title and description of the story-point datasets beside it, joined by
+    # key: TAWOS's first, Deep-SE's where TAWOS lacks the issue, none for CXX (in neither)
+    tawos = {d["issuekey"]: d for d in dataset_rows(
+        "tawos-storypoints-tse2023/data/CLOV_deep-se.csv.gz")}
+    deepse = {d["issuekey"]: d for d in dataset_rows("deepse-storypoints/data/clover.csv.gz")}
+    texts: dict[str, tuple[str | None, str | None]] = dict(conn.execute(
+        "SELECT issue_key, (title, description) FROM issues JOIN clients USING (client_id) "
+        "WHERE slug IN ('tawos_rt_clov', 'tawos_rt_cxx')").fetchall())
+    sources = [tawos.get(key) or deepse.get(key) for key in texts]
+    assert sum(k in tawos for k in texts) == 53 and sum(s is not None for s in sources) == 60
+    assert [texts[k] for k in texts] == [
+        (s["title"], s["description"] if s["description"] not in ("", "NULL") else None)
+        if s else (None, None) for s in sources]
+    assert datasets.story_point_texts(DATASETS / "gousios-pullreqs-2015", "CLOV") == {}, \
+        "no text when the story-point datasets are not beside the folder"
 
     # gousios: commits at open and after, review comments, tests; no login anywhere
     prs = dataset_rows("gousios-pullreqs-2015/data/pika@pika.csv.gz")[:40]

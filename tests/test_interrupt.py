@@ -299,6 +299,43 @@ def test_child_errors_come_back_as_the_same_class_and_message() -> None:
     big = b"x" * (5 << 20)
     assert child.run(_NoServer, lambda: big, what="t") == big
 
+    def early_then(end: Any) -> Any:
+        def work() -> Any:
+            assert child.send_early(big) and child.send_early({"n": 2})
+            return end()
+        return work
+
+    got: list[Any] = []  # early values arrive in order, before the result, however large
+    assert child.run(_NoServer, early_then(lambda: "done"), what="t", early=got.append) == "done"
+    assert got == [big, {"n": 2}]
+    got.clear()
+    with pytest.raises(ValueError, match=r"^bad input$"):  # an error after them still raises
+        child.run(_NoServer, early_then(library_bug), what="t", early=got.append)
+    assert got == [big, {"n": 2}]
+    assert not child.send_early(1)  # outside run: nobody to hand it to
+    assert child.run(_NoServer, lambda: 3, what="t", wait=False) == 3  # reaped later:
+    assert child._Early.unreaped
+    child.reap()
+    assert not child._Early.unreaped
+
+    class NoFork(_NoServer):  # fork refused: the work runs in the caller, early values too
+        warnings: list[str] = []
+
+        @classmethod
+        def warning(cls, text: str) -> None:
+            cls.warnings.append(text)
+
+    def refuse() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    got.clear()
+    fork, os.fork = os.fork, refuse
+    try:
+        assert child.run(NoFork, early_then(lambda: "here"), what="t", early=got.append) == "here"
+    finally:
+        os.fork = fork
+    assert got == [big, {"n": 2}] and "cannot start a training process" in NoFork.warnings[0]
+
 
 # -- a fast shutdown, on a throwaway cluster -----------------------------------------------------
 @pytest.fixture

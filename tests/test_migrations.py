@@ -19,7 +19,8 @@ from tests.schema_dump import dump_schema, table_names
 TENANT_TABLES = ("issuetypes", "repositories", "issues", "pull_requests",
                  "ml_prediction_log", "ml_retraining_events")
 PARTIAL_INDEXES = ("issues_trajectory_idx", "issues_complexity_idx",
-                   "pull_requests_rework_idx", "ml_prediction_log_recent_idx")
+                   "pull_requests_rework_idx", "ml_prediction_log_recent_idx",
+                   "issues_open_idx")
 
 
 def test_round_trip_and_idempotent_sql(empty_db_url: str) -> None:
@@ -60,6 +61,24 @@ def test_partial_indexes_are_valid_and_partial(conn: psycopg.Connection) -> None
     for name, (valid, predicate) in found.items():
         assert valid, name
         assert predicate and predicate.lstrip("(").startswith("active"), (name, predicate)
+
+
+def test_open_issues_index_serves_the_feature_view(conn: psycopg.Connection) -> None:
+    """issues_open_idx (0016) is only worth its writes if the planner can prove it applies
+    to complexity_features' is_open: a change of either predicate alone would leave every
+    BI read of a large client a sequential scan of all clients' issues again, silently.
+    With sequential scans priced out (the test's tables are tiny) one client's open rows
+    come from that index, and the heap rows are not tested against the predicate again."""
+    try:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT entity_id FROM pgml_flow.complexity_features"
+            " WHERE client_id = 1 AND is_open").fetchall())
+        assert "Index Scan using issues_open_idx" in plan, plan
+        assert "status_category" not in plan and "active" not in plan, plan
+    finally:
+        conn.rollback()
 
 
 def test_client_id_leads_every_key(conn: psycopg.Connection) -> None:

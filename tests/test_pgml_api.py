@@ -454,6 +454,9 @@ def test_native_scorer_serves_compiled_models_like_the_python_path(
         model_id = deployed(sql, project)
         assert one(sql, "SELECT count(*) FROM pgml.files WHERE model_id = %s AND path = 'native'",
                    model_id) == 1, algorithm
+        if algorithm == "xgboost":  # TOAST by lz4, not pglz (sql/pgml/050_files_compression)
+            assert one(sql, "SELECT pg_column_compression(data) FROM pgml.files"
+                            " WHERE model_id = %s AND path = 'booster.json'", model_id) == "lz4"
         pairs = rows(sql, f"SELECT pgml.predict(%s, {features}), pgml._py_predict(%s, {features})"
                           " FROM pgml.diabetes", project, project)
         np.testing.assert_allclose([p[0] for p in pairs], [p[1] for p in pairs], rtol=2e-5,
@@ -485,9 +488,10 @@ def test_parallel_queries_never_run_python_in_a_worker(sql: psycopg.Connection) 
                             " AND p.pronamespace IN ('pgml'::regnamespace,"
                             " 'pgml_flow'::regnamespace) AND p.proparallel = 's'"
                             # pure C: the blob's evaluation, the deployment lookup (SPI
-                            # only), description_words' count (PostgreSQL's regex at most)
+                            # only), description_words' count (PostgreSQL's regex at most),
+                            # a prediction's six digits (snprintf and strtod)
                             " AND p.proname NOT IN ('native_eval', 'native_eval_proba',"
-                            " '_native_deployed_model_id', 'word_count')")
+                            " '_native_deployed_model_id', 'word_count', 'real_digits')")
     assert python_safe == []
     sql.execute("CREATE TABLE par AS SELECT x::real AS x, (2 * x)::real AS y"
                 " FROM generate_series(1, 200) x")

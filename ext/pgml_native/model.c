@@ -20,7 +20,7 @@
  *             u32 tree_nodes[n_trees], u32 tree_group[n_trees],
  *             node[n_nodes] = {i32 left, i32 right, u32 feature, u32 flags, f32 threshold},
  *             f64 leaf_values[n_leaves * W]
- *     linear: f64 coef[K * F]
+ *     linear: f64 coef[K * F] (class-major; parsed feature-major, see struct pgmln_model)
  *     oblivious (CatBoost): u32 n_trees, u32 leaf_width W, u64 n_splits,
  *             u32 tree_depth[n_trees], u32 tree_group[n_trees],
  *             split[n_splits] = {u32 feature, u32 flags (bit0 NaN counts as above),
@@ -31,7 +31,9 @@
  *       u32 name_len, u8 name[], u32 n_categories, {u32 len, u8 bytes[]}[],
  *       [f64 target_means[n_categories], f64 target_prior], [f64 fill[width]],
  *       f64 center[width], f64 scale[width]
- *     output section (flags bit7): u32 transform (0 none, 1 expm1), u32 n_scale,
+ *     output section (flags bit7): u32 transform (0 none, 1 expm1, 2 class median:
+ *       a classifier's scalar is the lower weighted median of its class probabilities
+ *       over scale, one value per class, and it is served as regression), u32 n_scale,
  *       f64 scale[n_scale] (snapping, ascending), u32 calibration (0 none, 1 sigmoid,
  *       2 isotonic), u32 n_points, f64 points: sigmoid a, b; isotonic x[n], y[n]
  *   trailer: u32 CRC-32 (zlib polynomial) of every preceding byte
@@ -62,6 +64,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +80,8 @@
 #define FLAG_REFUSE_INF 0x40u
 #define FLAG_OUTPUT 0x80u		/* output section (target options, engine/targets.py) */
 #define OUT_EXPM1 1				/* the model learned log1p(y): its output is expm1'd */
+#define OUT_CLASS_MEDIAN 2		/* a classifier read as the median of its class values */
+#define MAX_MEDIAN_CLASSES 256u	/* engine/targets.py MAX_SCALE: a stack buffer of these */
 #define CAL_SIGMOID 1			/* q = sigmoid(a * logit(p) + b) */
 #define CAL_ISOTONIC 2			/* q = piecewise-linear table, clamped at its ends */
 #define MAX_SCALE 65536u
@@ -150,6 +155,7 @@ typedef struct
 	uint32_t ncols;
 	uint64_t chars, cats, slots, doubles;
 	uint64_t scratch;		/* text.c: the longest vocabulary term */
+	uint64_t tindex;		/* text.c: the vocabulary indexes (pgmln_text_index_slots) */
 } rowsizes;
 
 struct pgmln_model
@@ -191,8 +197,17 @@ struct pgmln_model
 	uint64_t *pleaf_off;
 	double *pleaves;
 	float *pleaves_f;
-	/* linear */
+	/* linear: coef[j * K + k] is class k's weight of feature j, feature-major (the blob
+	 * is class-major): a non-zero feature's K weights are one contiguous run, so a row
+	 * costs its non-zero features, each one cache line or two, not K strided loads */
 	double *coef;
+	/* linear row form (pgmln_predict_used_f64): `lin_sparse` when the model has no
+	 * prefix and its columns tile the features in order; then a text column's non-zero
+	 * features go to lin_idx/lin_val[offset .. offset + lin_nnz[col]) instead of x */
+	int lin_sparse;
+	uint32_t *lin_idx;
+	double *lin_val;
+	uint32_t *lin_nnz;
 	/* oblivious trees (n_trees, group shared with the trees above): tree t's
 	 * odepth[t] splits follow tree t-1's in ofeat/othr/onan, its 2^odepth[t] * W
 	 * leaves follow tree t-1's in oleaves */
@@ -821,6 +836,8 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
 
 			if (msg)
 				return msg;
+			if (!rc && encode != PGMLN_ENC_HASHING)
+				sz->tindex += pgmln_text_index_slots(ncat);
 		}
 		if (encode == PGMLN_ENC_TARGET)
 		{
@@ -872,7 +889,8 @@ row_section(reader *r, uint32_t F, rowsizes *sz, pgmln_model *m)
  * into m otherwise.  Returns an error message, or NULL.
  */
 static const char *
-output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t *n_scale,
+output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t link,
+			   uint32_t *n_scale,
 			   uint32_t *n_cal, pgmln_model *m)
 {
 	uint32_t	transform, ns, cal, np, nd;
@@ -880,7 +898,7 @@ output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t *n_sca
 
 	if (!read_u32(r, &transform) || !read_u32(r, &ns))
 		return "truncated output section";
-	if (transform > OUT_EXPM1)
+	if (transform > OUT_CLASS_MEDIAN)
 		return "unknown output transform";
 	if (ns > MAX_SCALE || !(sp = take(r, ns, 8)))
 		return "truncated or too long snapping scale";
@@ -889,7 +907,13 @@ output_section(reader *r, uint32_t task, uint32_t K, uint32_t C, uint32_t *n_sca
 	for (uint32_t i = 1; i < ns; i++)
 		if (!(rd_f64(sp + 8 * (size_t) i) > rd_f64(sp + 8 * (size_t) (i - 1))))
 			return "snapping scale must be ascending";
-	if ((transform || ns) && (task != PGMLN_TASK_REGRESSION || K != 1))
+	if (transform == OUT_CLASS_MEDIAN)
+	{
+		if (task != PGMLN_TASK_CLASSIFICATION || link == PGMLN_LINK_NONE ||
+			C > MAX_MEDIAN_CLASSES || ns != C)
+			return "class median needs a classifier with probabilities and one value per class";
+	}
+	else if ((transform || ns) && (task != PGMLN_TASK_REGRESSION || K != 1))
 		return "output transform or snapping needs a single-output regression";
 	if (!read_u32(r, &cal) || !read_u32(r, &np))
 		return "truncated calibration";
@@ -988,6 +1012,21 @@ mark_used(pgmln_model *m, const unsigned char *nodes_p, uint64_t n_nodes,
 		}
 		for (uint32_t j = 0; j < rc->width && rc->sparse; j++)
 			rc->sparse = rc->center[j] == 0.0 && rc->scale[j] == 1.0;
+	}
+	/* the linear row form's sparse text: no prefix (it would make zeros non-zero) and
+	 * columns that tile the features in order, so pgmln_predict_used_f64 can walk them */
+	if (m->kind == PGMLN_KIND_LINEAR && m->lin_idx && !m->has_pre)
+	{
+		uint32_t	next = 0;
+
+		m->lin_sparse = 1;
+		for (uint32_t c = 0; c < m->n_rowcols; c++)
+		{
+			m->lin_sparse &= m->rowcols[c].offset == next;
+			next = m->rowcols[c].offset + m->rowcols[c].width;
+			m->lin_nnz[c] = 0;
+		}
+		m->lin_sparse &= next == m->F;
 	}
 	if (m->tsp.count)
 	{
@@ -1274,7 +1313,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	out_r = r;
 	if (flags & FLAG_OUTPUT)
 	{
-		const char *msg = output_section(&r, task, K, C, &n_scale, &n_cal, NULL);
+		const char *msg = output_section(&r, task, K, C, link, &n_scale, &n_cal, NULL);
 
 		if (msg)
 			FAIL(msg);
@@ -1385,7 +1424,13 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 			ALLOC(tsp.touched, uint32_t, F);
 			ALLOC(tsp.lower, char, (PGMLN_MAX_NGRAM + 1) * (rsz.scratch + 1));
 			/* the text encodings' vocabulary indexes (pgmln_text_index_slots) */
-			ALLOC(tindex, uint32_t, 4 * rsz.cats + 8 * (uint64_t) rsz.ncols);
+			ALLOC(tindex, uint32_t, rsz.tindex + 1);
+			if (kind == PGMLN_KIND_LINEAR)
+			{
+				ALLOC(lin_idx, uint32_t, F);
+				ALLOC(lin_val, double, F);
+				ALLOC(lin_nnz, uint32_t, rsz.ncols + 1);
+			}
 		}
 #undef ALLOC
 		if (pass == 0)
@@ -1441,7 +1486,7 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	if (flags & FLAG_ROW)
 		(void) row_section(&row_r, F, NULL, m); /* validated above: cannot fail */
 	if (flags & FLAG_OUTPUT)
-		(void) output_section(&out_r, task, K, C, &n_scale, &n_cal, m);
+		(void) output_section(&out_r, task, K, C, link, &n_scale, &n_cal, m);
 	mark_used(m, nodes_p, n_nodes, splits_p, n_splits);
 	if (kind == PGMLN_KIND_TREES)
 	{
@@ -1558,8 +1603,10 @@ pgmln_parse(const void *blob, size_t len, pgmln_alloc_fn alloc, void *alloc_ctx,
 	}
 	else
 	{
-		for (uint64_t i = 0; i < (uint64_t) K * F; i++)
-			m->coef[i] = rd_f64(coef_p + 8 * i);
+		/* the blob's class-major rows, feature-major in memory (see coef) */
+		for (uint32_t k = 0; k < K; k++)
+			for (uint32_t j = 0; j < F; j++)
+				m->coef[(size_t) j * K + k] = rd_f64(coef_p + 8 * ((size_t) k * F + j));
 	}
 	*out = m;
 	return PGMLN_OK;
@@ -1588,7 +1635,8 @@ pgmln_kind(const pgmln_model *m)
 int
 pgmln_task(const pgmln_model *m)
 {
-	return m->task;
+	/* a class median model is a regression model to its callers: no probabilities */
+	return m->out_transform == OUT_CLASS_MEDIAN ? PGMLN_TASK_REGRESSION : m->task;
 }
 
 int
@@ -2025,30 +2073,51 @@ raw_oblivious(const pgmln_model *m, const float *x, double *acc)
 		acc[k] = m->base[k] + acc[k] / m->divisor;
 }
 
+/* acc[k] += class k's weight of feature j times v, for every class (feature-major) */
+static inline void
+add_feature(const pgmln_model *m, uint32_t j, double v, double *acc)
+{
+	const double *w = m->coef + (size_t) j * m->K;
+
+	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] += w[k] * v;
+}
+
+/*
+ * Each class's sum runs over the features in order, from 0.0, then adds the intercept:
+ * the class-major loop's order for every class, so the same sums to the bit.  A zero
+ * feature is skipped: w * 0 is a signed zero, and a sum that starts at +0.0 is never
+ * -0.0, so adding it changes nothing (the coefficients are finite; a NaN is not zero).
+ */
+/* feature j's value as the sums take it (the preprocessing prefix's impute and affine
+ * map applied); false: a zero without a prefix, which the sums skip */
+static inline bool
+linear_input(const pgmln_model *m, uint32_t j, double *v)
+{
+	if (m->has_pre)
+	{
+		if (isnan(*v))
+			*v = m->impute[j];
+		*v = (*v - m->shift[j]) * m->mult[j];
+		return true;
+	}
+	return *v != 0.0;
+}
+
 static void
 raw_linear(const pgmln_model *m, const float *x, double *acc)
 {
-	uint32_t F = m->F;
-
 	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] = 0.0;
+	for (uint32_t j = 0; j < m->F; j++)
 	{
-		const double *w = m->coef + (size_t) k * F;
-		double s = 0.0;
+		double		v = x[j];
 
-		if (m->has_pre)
-			for (uint32_t j = 0; j < F; j++)
-			{
-				double v = x[j];
-
-				if (isnan(v))
-					v = m->impute[j];
-				s += w[j] * ((v - m->shift[j]) * m->mult[j]);
-			}
-		else
-			for (uint32_t j = 0; j < F; j++)
-				s += w[j] * (double) x[j];
-		acc[k] = s + m->base[k];
+		if (linear_input(m, j, &v))
+			add_feature(m, j, v, acc);
 	}
+	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] += m->base[k];
 }
 
 static inline void
@@ -2148,9 +2217,42 @@ calibrate(const pgmln_model *m, double p)
 	return p;
 }
 
+static void vector_from_link(const pgmln_model *m, const double *raw, double *out);
+
+/*
+ * The lower weighted median of the class values (snap_scale) under the class
+ * probabilities: the first class whose cumulative probability reaches half the
+ * total, summed in class order (engine/targets_classes.py class_median).
+ */
+static double
+class_median(const pgmln_model *m, const double *raw)
+{
+	double		p[MAX_MEDIAN_CLASSES];
+	double		total = 0.0,
+				cum = 0.0,
+				half;
+	uint32_t	C = m->C;
+
+	vector_from_link(m, raw, p);
+	for (uint32_t k = 0; k < C; k++)
+		total += p[k];
+	if (isnan(total))
+		return total;
+	half = 0.5 * total - 1e-12;
+	for (uint32_t k = 0; k < C; k++)
+	{
+		cum += p[k];
+		if (!(cum < half))
+			return m->snap_scale[k];
+	}
+	return m->snap_scale[C - 1];
+}
+
 static double
 scalar_from_raw(const pgmln_model *m, const double *raw)
 {
+	if (m->out_transform == OUT_CLASS_MEDIAN)
+		return class_median(m, raw);
 	if (m->task == PGMLN_TASK_CLASSIFICATION)
 	{
 		uint32_t best = 0;
@@ -2311,31 +2413,55 @@ prepare_f64(const pgmln_model *m, const double *x)
 	return m->xbuf;
 }
 
-/* linear models keep the row form's double features (scikit-learn computes in double) */
+/* linear models keep the row form's double features (scikit-learn computes in double);
+ * raw_linear's order and zero skipping */
 static void
 raw_linear_f64(const pgmln_model *m, const double *x, double *acc)
 {
-	uint32_t F = m->F;
-
 	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] = 0.0;
+	for (uint32_t j = 0; j < m->F; j++)
 	{
-		const double *w = m->coef + (size_t) k * F;
-		double s = 0.0;
+		double		v = x[j];
 
-		for (uint32_t j = 0; j < F; j++)
-		{
-			double v = x[j];
-
-			if (m->has_pre)
-			{
-				if (isnan(v))
-					v = m->impute[j];
-				v = (v - m->shift[j]) * m->mult[j];
-			}
-			s += w[j] * v;
-		}
-		acc[k] = s + m->base[k];
+		if (linear_input(m, j, &v))
+			add_feature(m, j, v, acc);
 	}
+	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] += m->base[k];
+}
+
+/*
+ * raw_linear_f64 of the row pgmln_row_encode_used prepared (lin_sparse): the columns in
+ * order, a text column's non-zero features from its list, the others' from x.  The same
+ * features in the same order as raw_linear_f64 of the whole row, so the same sums to
+ * the bit, for O(non-zero features x classes) instead of O(width x classes).
+ */
+static void
+raw_linear_used(const pgmln_model *m, const double *x, double *acc)
+{
+	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] = 0.0;
+	for (uint32_t c = 0; c < m->n_rowcols; c++)
+	{
+		const rowcol *rc = &m->rowcols[c];
+
+		if (rc->sparse)
+		{
+			const uint32_t *idx = m->lin_idx + rc->offset;
+			const double *val = m->lin_val + rc->offset;
+
+			for (uint32_t i = 0; i < m->lin_nnz[c]; i++)
+				if (val[i] != 0.0)
+					add_feature(m, idx[i], val[i], acc);
+		}
+		else
+			for (uint32_t j = rc->offset; j < rc->offset + rc->width; j++)
+				if (x[j] != 0.0)
+					add_feature(m, j, x[j], acc);
+	}
+	for (uint32_t k = 0; k < m->K; k++)
+		acc[k] += m->base[k];
 }
 
 static inline void
@@ -2510,6 +2636,37 @@ pgmln_predict_checked_f64(const pgmln_model *m, const double *x, double *out, in
 }
 
 int
+pgmln_predict_used_f64(const pgmln_model *m, const double *x, double *out, int *feature)
+{
+	if (!m->lin_sparse)
+		return pgmln_predict_checked_f64(m, x, out, feature);
+	if (m->check != CHECK_NONE)
+	{
+		int			special = 0;
+
+		/* a text encoding is never NaN nor infinite: the other columns' features */
+		for (uint32_t c = 0; c < m->n_rowcols; c++)
+		{
+			const rowcol *rc = &m->rowcols[c];
+
+			for (uint32_t j = rc->offset; !rc->sparse && j < rc->offset + rc->width; j++)
+				special |= !(fabs(x[j]) <= FLT_MAX);
+		}
+		if (special)
+		{
+			/* x's text features are the zeros it started with: judged as scored */
+			int			st = judge_row_f64(m, x, feature);
+
+			if (st != PGMLN_SCORED)
+				return st;
+		}
+	}
+	raw_linear_used(m, x, m->acc);
+	*out = scalar_from_raw(m, m->acc);
+	return PGMLN_SCORED;
+}
+
+int
 pgmln_has_row(const pgmln_model *m)
 {
 	return m->n_rowcols > 0;
@@ -2635,7 +2792,9 @@ pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double *x)
  * pgmln_row_encode for a caller that only scores x (the server): a text encoding
  * without centering or scaling writes the features the model reads and those the
  * value touches (text.c), not its whole width, and leaves its other features as they
- * were (finite: a text encoding never gives NaN).  x must start finite (zeros).
+ * were (finite: a text encoding never gives NaN).  x must start finite (zeros).  A
+ * linear model without a prefix (lin_sparse) gets the list of the text's non-zero
+ * features instead and x is not written: pgmln_predict_used_f64 reads them from there.
  */
 int
 pgmln_row_encode_used(const pgmln_model *m, int col, const pgmln_value *v, double *x)
@@ -2644,6 +2803,14 @@ pgmln_row_encode_used(const pgmln_model *m, int col, const pgmln_value *v, doubl
 
 	if (!rc->sparse)
 		return pgmln_row_encode(m, col, v, x);
+	if (m->lin_sparse)
+	{
+		/* the non-zero features only, for pgmln_predict_used_f64; x is not written */
+		m->lin_nnz[col] = pgmln_text_encode_sparse(&rc->text, v, m->rtext, &m->tsp,
+												   rc->offset, m->lin_idx + rc->offset,
+												   m->lin_val + rc->offset);
+		return PGMLN_ROW_OK;
+	}
 	/* the used features of this column are used[ulo .. uhi), offset in x */
 	pgmln_text_encode_used(&rc->text, v, x + rc->offset, m->rtext, &m->tsp,
 						   m->used + rc->ulo, rc->uhi - rc->ulo, rc->offset);

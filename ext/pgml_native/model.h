@@ -175,9 +175,19 @@ int pgmln_row_encode(const pgmln_model *m, int col, const pgmln_value *v, double
  * The same for a caller that passes x only to the scorer: a text column writes the
  * features the model reads and those its value touches instead of its whole width
  * (the others keep their previous, finite, values; x must start zeroed), with the
- * same values to the bit.  pgml_native.c's serving path.
+ * same values to the bit; for a linear model without a prefix, it lists the text's
+ * non-zero features for pgmln_predict_used_f64 and writes nothing in x.  pgml_native.c's
+ * serving path.
  */
 int pgmln_row_encode_used(const pgmln_model *m, int col, const pgmln_value *v, double *x);
+/*
+ * pgmln_predict_checked_f64 of a row every column of which pgmln_row_encode_used just
+ * encoded into x (the serving path).  A linear model without a prefix gets its text
+ * columns from those calls as lists of their non-zero features (x keeps zeros there),
+ * so that it costs the non-zero features times the classes, not the width; the sums
+ * are the ones of the whole row, to the bit.  Other models score x as it is.
+ */
+int pgmln_predict_used_f64(const pgmln_model *m, const double *x, double *out, int *feature);
 /*
  * 1 if this number column's values only matter as float32: a tree model read
  * in float32 (not LightGBM, which reads doubles) with no prefix, and the

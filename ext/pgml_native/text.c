@@ -143,60 +143,76 @@ typedef struct
 	size_t		start, end;		/* byte span in the source */
 } span;
 
-/* is_word and lower_cp of the ASCII code points, as tables: most text is ASCII */
-static const unsigned char ascii_word[128] = {
-	['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-	['8'] = 1, ['9'] = 1,
-	['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
-	['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
-	['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
-	['Y'] = 1, ['Z'] = 1,
-	['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
-	['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
-	['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
-	['y'] = 1, ['z'] = 1,
+/* per byte: 1 an ASCII word character, 0 an ASCII separator, 2 a byte of a UTF-8
+ * sequence (next_cp and is_word decide) */
+static const unsigned char byte_class[256] = {
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, [0x80 ... 0xFF] = 2,
 };
 
-/* is_word of the code point at s[*i], advancing *i: one table load for an ASCII byte */
-static inline int
-word_at(const unsigned char *s, size_t n, size_t *pos)
-{
-	unsigned char c = s[*pos];
+#if defined(__GNUC__)
+#define TEXT_INLINE static inline __attribute__((always_inline))
+#else
+#define TEXT_INLINE static inline
+#endif
 
-	if (c < 0x80)
-	{
-		(*pos)++;
-		return ascii_word[c];
-	}
-	return is_word(next_cp(s, n, pos));
-}
-
-/* the next token (a run of 2+ word code points) from *pos; 0 at the end */
-static int
+/*
+ * the next token (a run of 2+ word code points) from *pos; 0 at the end.  Inlined into
+ * each loop that reads tokens, the ASCII word bytes of a run read by a loop of one table
+ * load each.  (The serving path reads an ASCII text with next_ascii_token instead, eight
+ * bytes at a time.)
+ */
+TEXT_INLINE int
 next_token(const unsigned char *s, size_t n, size_t *pos, span *tok)
 {
-	while (*pos < n)
-	{
-		size_t		start = *pos,
-					end;
-		size_t		count = 1;
+	size_t		p = *pos;
 
-		if (!word_at(s, n, pos))
-			continue;
-		end = *pos;
-		while (*pos < n && word_at(s, n, pos))
+	while (p < n)
+	{
+		size_t		start = p,
+					end,
+					count = 1;
+		unsigned	cls = byte_class[s[p]];
+
+		if (cls == 0)
 		{
+			p++;
+			continue;
+		}
+		if (cls == 1)
+			p++;
+		else if (!is_word(next_cp(s, n, &p)))
+			continue;
+		end = p;
+		while (p < n)
+		{
+			size_t		q = p;
+
+			while (q < n && byte_class[s[q]] == 1)
+				q++;
+			count += q - p;
+			end = p = q;
+			if (p >= n)
+				break;
+			if (byte_class[s[p]] == 0)
+			{
+				p++;			/* the separator */
+				break;
+			}
+			if (!is_word(next_cp(s, n, &p)))
+				break;
 			count++;
-			end = *pos;
+			end = p;
 		}
 		/* the loop stopped after a separator (or at the end): nothing to give back */
 		if (count >= 2)
 		{
 			tok->start = start;
 			tok->end = end;
+			*pos = p;
 			return 1;
 		}
 	}
+	*pos = p;
 	return 0;
 }
 
@@ -411,6 +427,8 @@ count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_
 		out[j] += delta;
 }
 
+static void multi_hot(const pgmln_text *t, const pgmln_value *v, double *out);
+
 void
 pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out, char *scratch)
 {
@@ -422,16 +440,7 @@ pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out, char *
 		return;
 	if (t->encode == PGMLN_ENC_MULTI_HOT)
 	{
-		for (size_t i = 0; i < v->nitems; i++)
-		{
-			int64_t		code;
-
-			if (v->items[i] == NULL)
-				continue;
-			code = vocab_code(t, v->items[i], v->item_lens[i]);
-			if (code >= 0)
-				out[code] = 1.0;
-		}
+		multi_hot(t, v, out);
 		return;
 	}
 	{
@@ -530,7 +539,13 @@ pgmln_text_index_slots(uint32_t ncat)
 
 	if (ncat >= INDEX_MAX_TERMS)
 		return 0;
-	while (n < 2 * ncat)
+	/*
+	 * At most an eighth full, up to 2^17 slots (512 kB): nearly every word pair of a text
+	 * is not in the vocabulary, and a miss probes until an empty slot (1.1 probes at an
+	 * eighth, 2.5 at half); the 2,000-term vocabulary's misses cost 12 % of its
+	 * encoding at half.  A larger vocabulary stays at most half full.
+	 */
+	while (n < 2 * ncat || (n < 8 * ncat && n < (1u << 17)))
 		n <<= 1;
 	return n;
 }
@@ -620,6 +635,22 @@ indexed_code(const pgmln_text *t, const char *s, size_t len)
 	return e == 0 ? -1 : (int64_t) ((e & 0xFFFFu) - 1);
 }
 
+/* multi_hot's 1.0 at each item in the vocabulary (out: zeroed by the caller) */
+static void
+multi_hot(const pgmln_text *t, const pgmln_value *v, double *out)
+{
+	for (size_t i = 0; i < v->nitems; i++)
+	{
+		int64_t		code;
+
+		if (v->items[i] == NULL)
+			continue;
+		code = indexed_code(t, v->items[i], v->item_lens[i]);
+		if (code >= 0)
+			out[code] = 1.0;
+	}
+}
+
 /*
  * The vocabulary index of the n-gram of the last n tokens, whose lower-cased bytes are in
  * the ring's slots (lens: their lengths; len: the n-gram's, spaces included) and whose
@@ -627,15 +658,56 @@ indexed_code(const pgmln_text *t, const char *s, size_t len)
  * matches when it is those bytes joined by single spaces, as the n-gram vocab_code
  * looks up.
  */
+/* memcmp(a, b, len) == 0 for the short strings of a vocabulary, inline: 8-byte loads,
+ * the last one overlapping (a call to memcmp cost more than the comparison) */
+static inline int
+same_bytes(const char *a, const char *b, size_t len)
+{
+	uint64_t	x,
+				y;
+	uint32_t	u,
+				v;
+
+	if (len >= 8)
+	{
+		for (size_t i = 0; i + 8 < len; i += 8)
+		{
+			memcpy(&x, a + i, 8);
+			memcpy(&y, b + i, 8);
+			if (x != y)
+				return 0;
+		}
+		memcpy(&x, a + len - 8, 8);
+		memcpy(&y, b + len - 8, 8);
+		return x == y;
+	}
+	if (len >= 4)
+	{
+		memcpy(&u, a, 4);
+		memcpy(&v, b, 4);
+		if (u != v)
+			return 0;
+		memcpy(&u, a + len - 4, 4);
+		memcpy(&v, b + len - 4, 4);
+		return u == v;
+	}
+	for (size_t i = 0; i < len; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 static inline int64_t
 gram_code(const pgmln_text *t, uint64_t h, const char *lower, size_t slot_len,
 		  const size_t *lens, size_t k, uint32_t n, size_t len)
 {
 	uint32_t	tag = (uint32_t) (h >> 48) << 16;
+	const uint32_t *index = t->index;
+	uint32_t	imask = t->imask;
 
-	for (uint32_t i = (uint32_t) h & t->imask;; i = (i + 1) & t->imask)
+	for (uint32_t i = (uint32_t) h & imask;; i = (i + 1) & imask)
 	{
-		uint32_t	e = t->index[i];
+		uint32_t	e = index[i];
 		uint32_t	c = (e & 0xFFFFu) - 1;
 		const char *term;
 		uint32_t	g;
@@ -651,7 +723,7 @@ gram_code(const pgmln_text *t, uint64_t h, const char *lower, size_t slot_len,
 
 			if (g > 0 && *term++ != ' ')
 				break;
-			if (memcmp(term, lower + from * slot_len, lens[from]) != 0)
+			if (!same_bytes(term, lower + from * slot_len, lens[from]))
 				break;
 			term += lens[from];
 		}
@@ -727,6 +799,135 @@ lower_token(const unsigned char *s, span t, unsigned char *d)
 }
 
 /*
+ * The ASCII path of the serving loop, eight bytes at a time.  Nearly every issue text is
+ * ASCII (98.5 % of the Deep-SE descriptions): for such a text a token is a run of 2+ of
+ * [0-9A-Za-z], found by masks of eight bytes instead of a test and a branch per byte,
+ * and lower-cased eight bytes at a time.  The same tokens, bytes and hashes as
+ * next_token and lower_token; a text with any other byte takes those.  No load reads
+ * outside the text: the last 1-7 bytes are read one at a time.
+ */
+#define BYTES_ONES 0x0101010101010101ull
+#define BYTES_HIGHS 0x8080808080808080ull
+
+static inline uint64_t
+load8(const unsigned char *p)
+{
+	uint64_t	w;
+
+	memcpy(&w, p, 8);
+	return w;
+}
+
+/* 0x80 in each byte of x (bytes below 0x80) that is in [lo, hi]: per byte, no carry
+ * crosses into the next (x + 0x80 - lo and x + 0x7F - hi stay below 0x100) */
+static inline uint64_t
+bytes_in(uint64_t x, unsigned lo, unsigned hi)
+{
+	return (x + BYTES_ONES * (0x80 - lo)) & ~(x + BYTES_ONES * (0x7F - hi)) & BYTES_HIGHS;
+}
+
+/* 0x80 in each byte of x (ASCII) that is a word character: a digit or a letter */
+static inline uint64_t
+word_bytes(uint64_t x)
+{
+	return bytes_in(x, '0', '9') | bytes_in(x | BYTES_ONES * 0x20, 'a', 'z');
+}
+
+static inline int
+all_ascii(const unsigned char *s, size_t n)
+{
+	uint64_t	acc = 0;
+	size_t		i = 0;
+
+	for (; i + 8 <= n; i += 8)
+		acc |= load8(s + i);
+	for (; i < n; i++)
+		acc |= s[i];
+	return (acc & BYTES_HIGHS) == 0;
+}
+
+/* next_token of an ASCII text */
+TEXT_INLINE int
+next_ascii_token(const unsigned char *s, size_t n, size_t *pos, span *tok)
+{
+	size_t		p = *pos;
+
+	for (;;)
+	{
+		size_t		start;
+
+		/* the first word byte */
+		for (;;)
+		{
+			if (p + 8 <= n)
+			{
+				uint64_t	m = word_bytes(load8(s + p));
+
+				if (m == 0)
+				{
+					p += 8;
+					continue;
+				}
+				p += (size_t) __builtin_ctzll(m) >> 3;
+				break;
+			}
+			while (p < n && byte_class[s[p]] != 1)
+				p++;
+			break;
+		}
+		if (p >= n)
+		{
+			*pos = p;
+			return 0;
+		}
+		start = p;
+		/* the first byte after the run */
+		for (;;)
+		{
+			if (p + 8 <= n)
+			{
+				uint64_t	m = ~word_bytes(load8(s + p)) & BYTES_HIGHS;
+
+				if (m == 0)
+				{
+					p += 8;
+					continue;
+				}
+				p += (size_t) __builtin_ctzll(m) >> 3;
+				break;
+			}
+			while (p < n && byte_class[s[p]] == 1)
+				p++;
+			break;
+		}
+		if (p - start >= 2)
+		{
+			tok->start = start;
+			tok->end = p;
+			*pos = p;			/* at the separator: the next call skips it */
+			return 1;
+		}
+	}
+}
+
+/* lower_token of an ASCII token: upper-case letters get 0x20, eight bytes at a time */
+static inline void
+lower_ascii(const unsigned char *s, span t, unsigned char *d)
+{
+	size_t		i = t.start;
+
+	for (; i + 8 <= t.end; i += 8)
+	{
+		uint64_t	w = load8(s + i);
+
+		w |= bytes_in(w, 'A', 'Z') >> 2;
+		memcpy(d + (i - t.start), &w, 8);
+	}
+	for (; i < t.end; i++)
+		d[i - t.start] = (s[i] >= 'A' && s[i] <= 'Z') ? (unsigned char) (s[i] + 32) : s[i];
+}
+
+/*
  * pgmln_text_encode for a caller that reads only some of the width columns: the
  * columns zero[0 .. nzero) - base get their value (most are 0),
  * and so does every column the text touched; the others are left as they were.  A
@@ -736,18 +937,17 @@ lower_token(const unsigned char *s, span t, unsigned char *d)
  * The values are pgmln_text_encode's to the bit: the counts are accumulated in the same
  * order, the l2 norm sums the squares in column order (the touched columns sorted; an
  * untouched column adds +0.0, which changes no sum) and each value is divided by it.
+ *
+ * encode_touched is the part both serving forms share: the columns v touches in
+ * sp->touched (in column order, except for words and multi_hot) with their values in
+ * sp->count; the callers copy them out and clear the scratch.
  */
-void
-pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
-					   char *scratch, const pgmln_text_scratch *sp, const uint32_t *zero,
-					   uint32_t nzero, uint32_t base)
+static uint32_t
+encode_touched(const pgmln_text *t, const pgmln_value *v, char *scratch,
+			   const pgmln_text_scratch *sp)
 {
 	uint32_t	ntouched = 0;
 
-	for (uint32_t u = 0; u < nzero; u++)
-		out[zero[u] - base] = 0.0;
-	if (v->isnull)
-		return;
 	if (t->encode == PGMLN_ENC_MULTI_HOT)
 	{
 		for (size_t i = 0; i < v->nitems; i++)
@@ -757,10 +957,12 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 			if (v->items[i] == NULL)
 				continue;
 			code = indexed_code(t, v->items[i], v->item_lens[i]);
-			if (code >= 0)
-				out[code] = 1.0;
+			if (code < 0)
+				continue;
+			touch(sp, (uint32_t) code, &ntouched);
+			sp->count[code] = 1.0;
 		}
-		return;
+		return ntouched;
 	}
 	if (t->encode == PGMLN_ENC_HASHING)
 	{
@@ -803,15 +1005,20 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 		size_t		pos = 0,
 					k = 0;
 		span		tok;
+		int			ascii = all_ascii(s, v->len);
 
-		for (; next_token(s, v->len, &pos, &tok); k++)
+		for (; ascii ? next_ascii_token(s, v->len, &pos, &tok)
+			 : next_token(s, v->len, &pos, &tok); k++)
 		{
 			size_t		slot = k % PGMLN_MAX_NGRAM;
 
 			lens[slot] = tok.end - tok.start;
 			if (lens[slot] <= t->maxlen)
 			{
-				lower_token(s, tok, (unsigned char *) sp->lower + slot * slot_len);
+				if (ascii)
+					lower_ascii(s, tok, (unsigned char *) sp->lower + slot * slot_len);
+				else
+					lower_token(s, tok, (unsigned char *) sp->lower + slot * slot_len);
 				hashes[slot] = term_hash(sp->lower + slot * slot_len, lens[slot]);
 			}
 			for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
@@ -866,8 +1073,10 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 			uint32_t	j = sp->touched[u];
 			double		c = sp->count[j];
 
+			/* 1 + log(1) is exactly 1: most terms occur once, and log is a call */
 			if (t->encode == PGMLN_ENC_TFIDF && c != 0.0)
-				c = ((t->flags & PGMLN_TEXT_SUBLINEAR_TF) ? 1.0 + log(c) : c) * t->idf[j];
+				c = ((t->flags & PGMLN_TEXT_SUBLINEAR_TF) && c != 1.0 ? 1.0 + log(c) : c) *
+					t->idf[j];
 			sp->count[j] = c;
 			total += c * c;
 		}
@@ -879,6 +1088,26 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 				sp->count[sp->touched[u]] /= norm;
 		}
 	}
+	return ntouched;
+}
+
+void
+pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
+					   char *scratch, const pgmln_text_scratch *sp, const uint32_t *zero,
+					   uint32_t nzero, uint32_t base)
+{
+	uint32_t	ntouched;
+
+	for (uint32_t u = 0; u < nzero; u++)
+		out[zero[u] - base] = 0.0;
+	if (v->isnull)
+		return;
+	if (t->encode == PGMLN_ENC_MULTI_HOT)
+	{
+		multi_hot(t, v, out);
+		return;
+	}
+	ntouched = encode_touched(t, v, scratch, sp);
 	for (uint32_t u = 0; u < ntouched; u++)
 	{
 		uint32_t	j = sp->touched[u];
@@ -887,4 +1116,35 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 		sp->count[j] = 0.0;
 		sp->bits[j >> 6] = 0;	/* cleared already unless words */
 	}
+}
+
+/*
+ * The linear scorer's form of the same values (pgmln_row_encode_used of a linear model):
+ * the columns the value touches, ascending, as base + column into idx and the value into
+ * val, and their count returned; nothing else is written.  The values are
+ * pgmln_text_encode's to the bit (the same code computes them); the columns it leaves
+ * out are the zeros.  A linear model's cost is then its non-zero features, not the width.
+ */
+uint32_t
+pgmln_text_encode_sparse(const pgmln_text *t, const pgmln_value *v, char *scratch,
+						 const pgmln_text_scratch *sp, uint32_t base, uint32_t *idx,
+						 double *val)
+{
+	uint32_t	ntouched;
+
+	if (v->isnull)
+		return 0;
+	ntouched = encode_touched(t, v, scratch, sp);
+	/* tf-idf and hashing sorted theirs for the norm; indicators did not */
+	if (t->encode == PGMLN_ENC_MULTI_HOT || t->encode == PGMLN_ENC_WORDS)
+		sort_touched(sp, ntouched, t->width);
+	for (uint32_t u = 0; u < ntouched; u++)
+	{
+		uint32_t	j = sp->touched[u];
+
+		idx[u] = base + j;
+		val[u] = sp->count[j];
+		sp->count[j] = 0.0;
+	}
+	return ntouched;
 }

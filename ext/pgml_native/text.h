@@ -38,7 +38,8 @@ typedef struct
 	uint32_t	imask;
 } pgmln_text;
 
-/* the slots pgmln_text_index needs for a vocabulary of ncat terms (a power of two) */
+/* the slots pgmln_text_index needs for a vocabulary of ncat terms (a power of two; 0
+ * for a vocabulary too large to index) */
 uint32_t	pgmln_text_index_slots(uint32_t ncat);
 
 /* build t's vocabulary index into tab (pgmln_text_index_slots(t->ncat) slots) */
@@ -72,6 +73,15 @@ typedef struct
 void		pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 								   char *scratch, const pgmln_text_scratch *sp,
 								   const uint32_t *zero, uint32_t nzero, uint32_t base);
+
+/*
+ * The same values as a sparse list for the linear scorer: the columns the value touches,
+ * ascending, base + column in idx and the value in val (room for the width each); returns
+ * how many.  The columns not listed are zeros.  Writes nothing else.
+ */
+uint32_t	pgmln_text_encode_sparse(const pgmln_text *t, const pgmln_value *v, char *scratch,
+									 const pgmln_text_scratch *sp, uint32_t base,
+									 uint32_t *idx, double *val);
 
 /* signed MurmurHash3 x86_32 of bytes, seed 0 (exported for the tests) */
 int32_t		pgmln_murmur3(const void *data, size_t len);

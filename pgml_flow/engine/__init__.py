@@ -27,15 +27,17 @@ test_sampling="stratified", preprocess=None, seed=0) -> Dataset``
     ``feature_names`` and ``columns`` (JSON for ``pgml.snapshots.columns``, below).
 
 ``train(task, algorithm, dataset, hyperparams=None, search=None, search_params=None,
-search_args=None, *, seed=0) -> TrainResult``
+search_args=None, *, seed=0, check_stored=True) -> TrainResult``
     ``algorithm``: a ``pgml.algorithm`` value; ``search``: None | "grid" | "random";
     ``search_args``: ``{"n_iter": 10, "cv": 5}`` (defaults).  Returns ``TrainResult``:
     ``files`` ``[(path, bytes)]`` for ``pgml.files``, ``metrics`` (JSON for
     ``pgml.models.metrics``), ``hyperparams`` (user's + best searched, for
     ``pgml.models.hyperparams``), ``num_features``, ``key_metric`` (float | None),
     ``warnings`` (list[str], e.g. to ``plpy.notice``), ``model`` (the ``Model`` reloaded
-    from ``files``, metrics were computed with it) and ``estimator`` (the fitted
-    library object, e.g. for ``engine.native`` to compile).
+    from ``files``, metrics were computed with it; with ``check_stored=False`` the same
+    Model over the fitted estimator, nothing reloaded: the caller checks ``files``, as
+    ``pgml.train`` does by compiling an XGBoost model's native form from them) and
+    ``estimator`` (the fitted library object, e.g. for ``engine.native`` to compile).
 
 ``available_algorithms(task) -> list[str]``; ``key_metric(task) -> str`` (r2, f1,
 silhouette, cumulative_explained_variance; higher is better, ``HIGHER_IS_BETTER``).

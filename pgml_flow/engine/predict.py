@@ -90,6 +90,9 @@ class XGBoostBackend:
         out = np.asarray(self.booster.inplace_predict(x))
         if self.task != "classification":
             return out
+        return self._codes(out)
+
+    def _codes(self, out: np.ndarray) -> np.ndarray:
         if out.ndim == 1 and self.n_classes > 2:  # multi:softmax already gives classes
             return out.astype(np.int64)
         return self._classes(out)
@@ -101,6 +104,11 @@ class XGBoostBackend:
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         return _two_columns(self.booster.inplace_predict(x))
+
+    def raw_and_proba(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Classification: :meth:`raw` and :meth:`proba` from one prediction."""
+        out = np.asarray(self.booster.inplace_predict(x))
+        return self._codes(out), _two_columns(out)
 
 
 class LightGBMBackend:
@@ -187,8 +195,24 @@ class Model:
         """Raw predictions: class codes for classification, else as :meth:`predict`."""
         return self.backend.raw(self.check(x))
 
+    def predict_codes_and_proba(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict_codes` and :meth:`predict_proba` of a classifier, from one
+        prediction where the backend can (XGBoost: both come from the same output), so
+        that scoring a test split does not predict it twice."""
+        if self.task != "classification":
+            raise InvalidArgument(f"predict_codes_and_proba needs a classification model; "
+                                  f"this one is {self.task}")
+        x = self.check(x)
+        both = getattr(self.backend, "raw_and_proba", None)
+        codes, proba = both(x) if both else (self.backend.raw(x), self.backend.proba(x))
+        return codes, self.target.proba(proba) if self.target else proba
+
     def predict(self, x: Any) -> np.ndarray:
         """One float per row: the value ``pgml.predict`` returns."""
+        if self.target.class_values is not None:  # a classifier read as points (classes)
+            from pgml_flow.engine.targets_classes import class_median
+
+            return class_median(self.backend.proba(self.check(x)), self.target.class_values)
         out = self.backend.raw(self.check(x))
         if self.task == "classification":
             if self._class_values is not None:

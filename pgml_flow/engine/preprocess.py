@@ -123,6 +123,9 @@ def _nan_to_none(values: np.ndarray) -> list[float | None]:
 
 def _column_stats(block: np.ndarray) -> dict[str, np.ndarray]:
     """Per output feature statistics of the non-NULL train values (NaN if none)."""
+    if block.ndim == 2 and block.shape[0] and block.shape[1] > 1 \
+            and not np.isnan(block).any():
+        return _stats_of_rows(np.ascontiguousarray(block.T, dtype=np.float64))
     out = {name: np.full(block.shape[1], np.nan) for name in _STATS}
     for j in range(block.shape[1]):
         col = block[:, j][~np.isnan(block[:, j])]
@@ -134,6 +137,31 @@ def _column_stats(block: np.ndarray) -> dict[str, np.ndarray]:
         out["median"][j] = np.median(col)
         out["mode"][j] = values[np.argmax(counts)]  # smallest value among ties
     return out
+
+
+def _stats_of_rows(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_column_stats` of a block without NULL, given transposed (a row per feature),
+    all features at once and with the same numbers: each is reduced along its own
+    contiguous row as the one-feature computation reduces its column.  An array column of
+    64 numbers spent 7 ms of every pgml.train in the per-feature loop."""
+    n = rows.shape[1]
+    ordered = np.sort(rows, axis=1)
+    starts_at = np.ones(ordered.shape, dtype=bool)  # where each run of equal values starts
+    starts_at[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    starts = np.flatnonzero(starts_at)
+    lengths = np.diff(np.append(starts, ordered.size))
+    feature = starts // n
+    # per feature, its longest run, the first (smallest value) among ties, as np.unique finds
+    best = np.lexsort((starts, -lengths, feature))
+    first = best[np.r_[True, feature[best][1:] != feature[best][:-1]]]
+    return {
+        "mean": rows.mean(axis=1),
+        "std_dev": rows.std(axis=1),
+        "min": rows.min(axis=1),
+        "max": rows.max(axis=1),
+        "median": np.median(rows, axis=1),
+        "mode": ordered.ravel()[starts[first]],
+    }
 
 
 def check_training_values(column: Column, values: Sequence[Any]) -> None:

@@ -19,6 +19,10 @@ reads the *label* column's entry as the target's treatment, so that it travels w
   prediction exactly halfway between two values goes to the smaller one.  Metrics are of
   the snapped predictions (what is served); ``target.mean_absolute_error_unsnapped`` in the
   metrics says what snapping cost or gained.
+* ``classes: "median"`` (and ``min_class``, regression): the label's values become classes,
+  the algorithm's classifier is fitted on them and the prediction is the lower weighted
+  median of its class probabilities over the values, the MAE-optimal point
+  (:mod:`pgml_flow.engine.targets_classes`).
 * ``calibration: "sigmoid" | "isotonic"`` (binary classification): the estimator is fitted
   on the training rows minus ``calibration_size`` (default 0.2) of them, stratified; the
   calibrator is fitted on that held-out part, never on the test rows.  ``sigmoid`` is a
@@ -46,7 +50,10 @@ from pgml_flow.engine.errors import DataError, InvalidPreprocess
 TRANSFORMS = ("log1p",)
 CALIBRATIONS = ("sigmoid", "isotonic")
 #: keys of a label column's preprocess entry
-TARGET_KEYS = frozenset({"transform", "snap", "calibration", "calibration_size"})
+TARGET_KEYS = frozenset({"transform", "snap", "calibration", "calibration_size", "classes",
+                         "min_class"})
+#: ``classes``: how a prediction is read off the class probabilities (targets_classes)
+CLASS_OUTPUTS = ("median",)
 #: snapping is for a scale of a few values; more distinct labels than this is not a scale
 MAX_SCALE = 256
 #: probabilities are clipped to this distance from 0 and 1 before taking log-odds
@@ -61,9 +68,12 @@ class TargetOptions:
     snap: bool = False
     calibration: str | None = None
     calibration_size: float = 0.2
+    #: "median": the label's values are classes, the prediction the MAE-optimal point
+    classes: str | None = None
+    min_class: int = 5
 
     def __bool__(self) -> bool:
-        return bool(self.transform or self.snap or self.calibration)
+        return bool(self.transform or self.snap or self.calibration or self.classes)
 
 
 def take_target_options(
@@ -133,7 +143,34 @@ def _parse(column: str, rule: Mapping[str, Any], task: str) -> TargetOptions:
     if calibration and task != "classification":
         raise InvalidPreprocess(f"{where}: calibration applies to classification; this is "
                                 f"{task}")
-    return TargetOptions(transform, snap, calibration, float(size))
+    classes, min_class = _parse_classes(where, rule, task, transform, snap)
+    return TargetOptions(transform, snap, calibration, float(size), classes, min_class)
+
+
+def _parse_classes(where: str, rule: Mapping[str, Any], task: str, transform: str | None,
+                   snap: bool) -> tuple[str | None, int]:
+    """``classes`` and ``min_class`` (pgml_flow.engine.targets_classes), validated."""
+    classes = rule.get("classes")
+    min_class = rule.get("min_class", 5)
+    if classes is None:
+        if "min_class" in rule:
+            raise InvalidPreprocess(f"{where}: min_class goes with classes, e.g. "
+                                    '{"classes": "median", "min_class": 5}')
+        return None, 5
+    if classes not in CLASS_OUTPUTS:
+        raise InvalidPreprocess(f"{where}: classes must be one of {CLASS_OUTPUTS} (predict "
+                                f"the median of the class probabilities), got {classes!r}")
+    if task != "regression":
+        raise InvalidPreprocess(f"{where}: classes applies to regression (a label whose "
+                                f"values are a scale, such as story points); this is {task}")
+    if transform or snap:
+        raise InvalidPreprocess(f"{where}: classes already predicts one of the label's "
+                                "values; train it without transform and snap")
+    if isinstance(min_class, bool) or not isinstance(min_class, int) or min_class < 1:
+        raise InvalidPreprocess(f"{where}: min_class is the number of training rows a value "
+                                f"needs to be a class of its own, an integer >= 1 (default "
+                                f"5), got {min_class!r}")
+    return str(classes), int(min_class)
 
 
 def check_labels(options: TargetOptions, y: np.ndarray, column: str) -> None:
@@ -228,9 +265,13 @@ class OutputTransform:
         scale = data.get("scale")
         self.scale = None if scale is None else np.asarray(scale, dtype=np.float64)
         self.calibration: dict[str, Any] | None = data.get("calibration")
+        #: the ``classes`` option: the class values whose probabilities give the median
+        values = data.get("class_values") if data.get("classes") == "median" else None
+        self.class_values = None if values is None else np.asarray(values, dtype=np.float64)
 
     def __bool__(self) -> bool:
-        return bool(self.transform or self.scale is not None or self.calibration)
+        return bool(self.transform or self.scale is not None or self.calibration
+                    or self.class_values is not None)
 
     def regression(self, out: np.ndarray, *, snapped: bool = True) -> np.ndarray:
         if self.transform == "log1p":

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pgml_flow.engine import targets
+from pgml_flow.engine import targets, targets_classes
 from pgml_flow.engine.dataset import Dataset
 from pgml_flow.engine.errors import InvalidPreprocess
 from pgml_flow.engine.predict import Model
@@ -26,19 +26,42 @@ class FitRows:
     """The rows and labels the estimator is fitted (and searched) on."""
 
     dataset: Dataset
+    #: (a scipy CSR matrix for the classes option of ``linear``: targets_classes.fit_matrix)
     x: np.ndarray
     y: np.ndarray | None
     #: indices into the train rows held out to fit the calibration (None: no calibration)
     calibration_rows: np.ndarray | None = None
+    #: ``classes``: the class values (ascending); ``y`` then holds class indexes
+    class_values: np.ndarray | None = None
+
+    @staticmethod
+    def estimator_task(dataset: Dataset, task: str, algorithm: str, search: str | None) -> str:
+        """The task of the estimator fitted: a classifier for the ``classes`` option
+        (targets_classes), whose algorithm is checked here, before any fit."""
+        if not dataset.target.classes:
+            return task
+        targets_classes.check_algorithm(algorithm)
+        if search is not None:
+            raise InvalidPreprocess(
+                "the target option classes is not searched (a search would score the "
+                "classifier's classes, not the points it predicts): train without search, "
+                "or compare hyperparameters as spec candidates"
+            )
+        return "classification"
 
     @classmethod
-    def of(cls, dataset: Dataset, n_classes: int, seed: int) -> FitRows:
+    def of(cls, dataset: Dataset, n_classes: int, seed: int, algorithm: str = "") -> FitRows:
         options = dataset.target
         x, y = dataset.x_train, dataset.y_train
         if not options or y is None:
             return cls(dataset, x, y)
         if options.snap:
             targets.scale_of(y)  # a label that is no scale fails before the fit
+        if options.classes:
+            label = (dataset.columns.get("labels") or [{}])[0].get("name", "label")
+            values, codes = targets_classes.merge_classes(y, options.min_class, str(label))
+            return cls(dataset, targets_classes.fit_matrix(x, algorithm), codes,
+                       class_values=values)
         if options.transform == "log1p":
             y = np.log1p(y)  # labels were checked >= 0 by prepare_dataset
         if not options.calibration:
@@ -59,6 +82,9 @@ class FitRows:
             out["transform"] = options.transform
         if options.snap and self.dataset.y_train is not None:
             out["scale"] = targets.scale_of(self.dataset.y_train)
+        if options.classes and self.class_values is not None:
+            out["classes"] = options.classes
+            out["class_values"] = [float(v) for v in self.class_values]
         return out or None
 
     def calibrate(self, model: Model, save: Saver) -> tuple[list[tuple[str, bytes]], Model,
@@ -86,6 +112,10 @@ class FitRows:
         y, x = data.y_test, data.x_test
         if data.task != "regression" or y is None or y.ndim != 1 or not len(y):
             return out
+        if options.classes and model.target.class_values is not None:
+            out["target"] = {"classes": options.classes, "min_class": options.min_class,
+                             "class_values": model.target.class_values.tolist(),
+                             "metrics_scale": "original"}
         if options.transform or options.snap:
             block: dict[str, Any] = {"transform": options.transform, "snap": options.snap,
                                      "metrics_scale": "original"}

@@ -5,6 +5,12 @@ train rows, serializes the model, reloads it from those bytes and computes the t
 metrics *with the reloaded model* — so the stored metrics describe exactly what
 ``pgml.predict`` will serve, and a model that cannot be reloaded fails at training
 time rather than at the first prediction.
+
+With ``check_stored=False`` the caller checks the stored bytes itself (``pgml.train``
+compiles an XGBoost model's native form from its stored JSON and checks it against the
+fitted model's predictions, :mod:`pgml_flow.server.api`): the metrics are then computed
+with the fitted model and nothing is reloaded, which the caller does where its check
+cannot run (``TrainResult.stored_checked``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pgml_flow.engine.algorithms import make_estimator
 from pgml_flow.engine.dataset import Dataset
 from pgml_flow.engine.errors import InvalidArgument, InvalidHyperparams, TrainingFailed
 from pgml_flow.engine.predict import Model
-from pgml_flow.engine.storage import dump_model, load_model
+from pgml_flow.engine.storage import dump_model, fitted_model, load_model
 
 
 @dataclass
@@ -37,12 +43,15 @@ class TrainResult:
     #: JSON for ``pgml.models.hyperparams``: the user's hyperparams + the best searched ones
     hyperparams: dict[str, Any]
     num_features: int
-    #: the reloaded model, ready to cache for predictions
+    #: the reloaded model, ready to cache for predictions (with ``check_stored=False``:
+    #: the same Model over the fitted estimator)
     model: Model
     #: the fitted estimator itself (e.g. for engine.native to compile)
     estimator: Any = None
     #: distinct warnings the estimator raised while fitting (e.g. ConvergenceWarning)
     warnings: list[str] = field(default_factory=list)
+    #: were ``files`` reloaded (False: ``check_stored=False``, the caller checks them)
+    stored_checked: bool = True
 
     @property
     def key_metric(self) -> float | None:
@@ -71,8 +80,8 @@ def _score(model: Model, estimator: Any, dataset: Dataset) -> dict[str, Any]:
     if task == "classification":
         assert y is not None and dataset.classes is not None
         n_classes = len(dataset.classes)
-        proba = model.predict_proba(x)
-        return metrics.classification(y, model.predict_codes(x), proba, n_classes)
+        codes, proba = model.predict_codes_and_proba(x)
+        return metrics.classification(y, codes, proba, n_classes)
     if task == "clustering":
         return metrics.clustering(x, model.predict_codes(x))
     return metrics.decomposition(estimator)
@@ -88,8 +97,13 @@ def train(
     search_args: Mapping[str, Any] | None = None,
     *,
     seed: int = 0,
+    check_stored: bool = True,
 ) -> TrainResult:
-    """Train one model on ``dataset`` (from :func:`prepare_dataset`) and score it."""
+    """Train one model on ``dataset`` (from :func:`prepare_dataset`) and score it.
+
+    ``check_stored=False``: score the fitted model and leave the check of the stored
+    files to the caller (see the module doc).
+    """
     if dataset.task != task:
         raise InvalidArgument(f"the dataset was prepared for {dataset.task!r}, not {task!r}")
     if hyperparams is not None and not isinstance(hyperparams, Mapping):
@@ -98,11 +112,14 @@ def train(
     joint = dataset.y_train is not None and dataset.y_train.ndim == 2
     n_outputs = dataset.y_train.shape[1] if joint and dataset.y_train is not None else 1
     n_classes = len(dataset.classes or [])
-    args = searching.validate(task, algorithm, search, hyperparams, search_params, search_args)
-    fitting = targets_fit.FitRows.of(dataset, n_classes, seed)
+    # a classifier for the target option classes (targets_classes), else the task's own
+    fit_task = targets_fit.FitRows.estimator_task(dataset, task, algorithm, search)
+    args = searching.validate(fit_task, algorithm, search, hyperparams, search_params,
+                              search_args)
+    fitting = targets_fit.FitRows.of(dataset, n_classes, seed, algorithm)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimator = make_estimator(task, algorithm, hyperparams, seed=seed, joint=joint)
+        estimator = make_estimator(fit_task, algorithm, hyperparams, seed=seed, joint=joint)
         found = None
         if search is not None:
             found = searching.run(
@@ -137,7 +154,7 @@ def train(
             feature_names=dataset.feature_names,
             target=target,
         )
-        return files, load_model(files)
+        return files, load_model(files) if check_stored else fitted_model(estimator, files)
 
     files, model = save(fitting.output(estimator))
     report: dict[str, Any] = {}
@@ -151,4 +168,5 @@ def train(
     if found is not None:
         scores["search_results"] = found.results
     messages = list(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
-    return TrainResult(files, scores, hyperparams, dataset.num_features, model, estimator, messages)
+    return TrainResult(files, scores, hyperparams, dataset.num_features, model, estimator, messages,
+                       check_stored)

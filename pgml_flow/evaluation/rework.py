@@ -14,10 +14,13 @@ cycles, which the dataset does not have.
 
 ``gousios-pullreqs-icse2014`` (291 projects, 170,601 pull requests): the merge decision
 of Gousios, Pinzger, van Deursen, ICSE 2014, by its published protocol (gousiosg/pullreqs,
-R/merge-decision.R): one model over all projects (the import makes one client of them), a
-random forest on the paper's 16 features, 10 runs, each on a random half of the pull
-requests split 90/10 at random, AUC averaged (SOURCE.txt; the paper's own filter, 166,884
-of the rows, is not replicated). Each run is a training of the spec ``merge_decision``
+R/merge-decision.R): one model over all projects (the import makes one client of them) on
+the paper's 16 features, 10 runs, each on a random half of the pull requests split 90/10
+at random, AUC averaged (SOURCE.txt; the paper's own filter, 166,884 of the rows, is not
+replicated: its R code drops rows these files do not have). The protocol fixes data,
+features and split, not the learner: the paper's random forest, or boosted trees, which
+do better on the same draws (rework.toml says how their settings were chosen, on training
+rows only). Each run is a training of the spec ``merge_decision``
 whose held-out rows are that 10 % (the view's ``draw`` order). Beside the paper's table
 (0.94), the paper's own per-run results (``published_results/merge-decision-cv-N.csv``:
 the random forest's AUC of each of its 10 runs at N rows) are shown for the half
@@ -25,8 +28,8 @@ the random forest's AUC of each of its 10 runs at N rows) are shown for the half
 gave its authors. Three feature sets: the paper's (10 runs); those known when the pull
 request arrives (without the counts of commits, comments and participants and the
 conflict and forward-link flags, which accumulate during review); and those review-time
-ones only (``VARIANT_RUNS`` runs each: our reading of the paper, not a replication, and
-each run is a 3-minute training on the shared cores). ``PGML_FLOW_EVALUATION_RUNS``
+ones only (``VARIANT_RUNS`` runs each, on the same draws: our reading of the paper, not a
+replication; each run is a training of 20-60 s on the shared cores). ``PGML_FLOW_EVALUATION_RUNS``
 lowers the number of runs (a quick look; the figures of docs/models.md use 10).
 """
 
@@ -64,7 +67,7 @@ PER_RUN_2014 = {83442: "random forest, paper's 10 runs on half",
 REVIEW_TIME = ("num_commits", "num_comments", "num_participants", "conflict", "forward_links")
 RUNS = 10
 #: runs of the two feature subsets (arrival, review-time): not part of the replication
-VARIANT_RUNS = 1
+VARIANT_RUNS = RUNS
 RUNS_ENV = "PGML_FLOW_EVALUATION_RUNS"
 Progress = Callable[[str], None] | None
 
@@ -318,7 +321,7 @@ def _targets_2014(results: Sequence[ProjectResult]) -> list[Target]:
     return [
         Target("merge decision, the published protocol: AUC at least the published 0.94",
                shown(paper), paper is not None and paper.ours is not None
-               and round(paper.ours, 2) >= 0.94),
+               and paper.ours >= 0.94),  # unrounded: 0.935 is below the 0.94 asked
         Target("the same protocol against the paper's own 10 runs on half the rows "
                "(published_results/merge-decision-cv-83442.csv)",
                f"{shown(paper)} against " + ("n/a" if own is None else f"{own:.3f}"),

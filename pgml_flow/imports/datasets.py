@@ -277,13 +277,16 @@ def _tawos_rt(root: Path, project: str, label: str, dataset: Dataset,
     columns = ("Issue_Key", "Type", "Status", "Resolution", "Creation_Date", "Resolution_Date",
                "Story_Point", *TAWOS_RT_KEPT)
     rows = list(_rows(path, label, columns))
+    texts = story_point_texts(root.parent, project)
     # no shipped split: the chronological 60/20/20 (the file is in creation order)
     for n, ((where, row), part) in enumerate(zip(rows, chronological_split(len(rows)),
                                                  strict=True)):
         if limit is not None and n >= limit:
             break
         attributes = {c: _number(row[c]) for c in TAWOS_RT_KEPT if _null(row[c]) is not None}
+        title, description = texts.get(row["Issue_Key"], (None, None))
         batch.add(owner, r.complete_issue({
+            "title": title, "description": description,
             "_where": where, "issue_key": _key(where, row["Issue_Key"]),
             "issuetype": _parse(where, "Type", _null(row["Type"]), r.text),
             "status": _parse(where, "Status", _null(row["Status"]), r.text),
@@ -295,6 +298,39 @@ def _tawos_rt(root: Path, project: str, label: str, dataset: Dataset,
             "story_points": _parse(where, "Story_Point", _null(row["Story_Point"]), r.points),
             "dataset_split": part, "attributes": {**attributes, "source_row": n}}))
     return batch
+
+
+#: the story-point datasets whose titles and descriptions the resolution-time import joins by
+#: issue key when they are beside its folder (its SOURCE.txt: 18,846 and 15,792 of their rows
+#: join); (folder, file pattern): the first that has an issue's key gives its text
+TAWOS_RT_TEXT = (("tawos-storypoints-tse2023", "data/*_deep-se.csv.gz"),
+                 ("deepse-storypoints", "data/*.csv.gz"))
+
+
+def story_point_texts(datasets: Path, project: str
+                      ) -> dict[str, tuple[str | None, str | None]]:
+    """(title, description) by issue key of the issues of TAWOS project ``project`` that the
+    story-point datasets in the folder ``datasets`` hold (``TAWOS_RT_TEXT``); empty when
+    neither is there.
+
+    Why: the resolution-time files have no text, but title and description are known when
+    an issue is created, and the same issues' texts ship with the story-point datasets.
+    Only the files whose first issue key is of the project are read (a Deep-SE file is
+    named after the product, not the key), so a project without text costs a glance.
+    """
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for folder, pattern in TAWOS_RT_TEXT:
+        for path in sorted((datasets / folder).glob(pattern)):
+            label = display(path)
+            rows = _rows(path, label, ("issuekey", "title", "description"))
+            first = next(rows, None)
+            if first is None or first[1]["issuekey"].rsplit("-", 1)[0] != project:
+                continue
+            for where, row in (first, *rows):
+                found.setdefault(row["issuekey"], (
+                    _parse(where, "title", _null(row["title"]), r.text),
+                    _parse(where, "description", _null(row["description"]), r.text)))
+    return found
 
 
 # -- gousios-pullreqs-2015 ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pgml_flow import sqlfiles
@@ -262,14 +262,32 @@ def train(
         _json(search_params), _json(search_args), native=_native_available(plpy),
         limits=_train_limits(plpy, GD, project["task"], algorithm), backend=os.getpid(),
     )
+    stored: list[Fitted] = []
+
+    def store(fitted: Fitted) -> None:  # while the child compiles the native form (_fit)
+        model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search,
+                                search_params, search_args, fitted, [])
+        stored.append(replace(fitted, model_id=model_id))  # a copy: _fit empties its files
+
     # In a forked child, so that a cancel, statement_timeout or shutdown stops it (child.py);
-    # nothing is written before it succeeded, and all of it in this statement's transaction.
-    result = child.run(plpy, fit, what=algorithm)
-    for warning in result.warnings:
-        plpy.notice(f"{algorithm}: {warning}")
-    model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search, search_params,
-                            search_args, result, _native_files(plpy, result.native,
-                                                                     algorithm))
+    # nothing is written before the fit succeeded, and all of it in this statement's
+    # transaction, which an error in the child after ``store`` rolls back.
+    result = child.run(plpy, fit, what=algorithm, early=store, wait=False)
+    try:
+        for warning in result.warnings:
+            plpy.notice(f"{algorithm}: {warning}")
+        compiled = _native_files(plpy, result.native, algorithm)
+        files = stored[0].files if stored else result.files
+        if not compiled and not result.stored_checked:
+            engine.load_model(files)  # the check of its native form did not pass: reload
+        if stored:
+            model_id = stored[0].model_id
+            _store_files(plpy, GD, model_id, compiled)
+        else:
+            model_id = _store_model(plpy, GD, project, snapshot["id"], algorithm, search,
+                                    search_params, search_args, result, compiled)
+    finally:
+        child.reap()  # the training child ended while its model was checked and stored
     deployed = False
     if automatic_deploy:
         current = _one(plpy, GD, "deployed_model", project["id"])
@@ -297,7 +315,7 @@ class NativeCandidate:
     #: with the snapshot's row section; None when it cannot be compiled (``row_problem``)
     with_row: bytes | None
     row_problem: str | None
-    #: up to 200 held-out rows, rounded to float32 as ``real[]`` delivers them
+    #: held-out rows (:func:`_check_rows`), rounded to float32 as ``real[]`` delivers them
     x: Any
     #: the library's predictions on ``x``
     expected: Any
@@ -305,6 +323,8 @@ class NativeCandidate:
     output: bool = False
     #: calibrated models: the Python path's probabilities on ``x``, checked natively too
     probabilities: Any = None
+    #: compiled from the stored model file itself (XGBoost's JSON): its check checks that too
+    from_stored: bool = False
 
 
 @dataclass
@@ -318,6 +338,11 @@ class Fitted:
     key_metric: float | None
     warnings: list[str]
     native: NativeCandidate | None
+    #: were the files reloaded (False: ``native`` was compiled from them and its check in
+    #: the backend checks them, or reloads them there if it cannot run)
+    stored_checked: bool = True
+    #: the backend's: the model's id once stored (the early part of train)
+    model_id: int = 0
 
 
 def _fit(
@@ -331,11 +356,41 @@ def _fit(
 
     if limits is not None and os.getpid() != backend:  # not when child.run could not fork:
         parallel.configure(limits, values=dataset.x_train.size)  # the backend stays 1 thread
+    # An XGBoost model's native form is compiled from its stored JSON and checked against
+    # the fitted model's predictions (_native_files): that checks the stored file, so it is
+    # not reloaded here (engine.train's check_stored), and the test split is scored with
+    # the fitted model (the same predictions: XGBoost's JSON is exact).
+    from_stored = native and _compiles_from_stored(task, algorithm)
     result = engine.train(task, algorithm, dataset, hyperparams, search, search_params,
-                          search_args)
-    candidate = _compile_native(result, dataset) if native else None  # may add a warning
-    return Fitted(result.files, result.metrics, result.hyperparams, result.num_features,
-                  result.key_metric, result.warnings, candidate)
+                          search_args, check_stored=not from_stored)
+    fitted = Fitted(result.files, result.metrics, result.hyperparams, result.num_features,
+                    result.key_metric, result.warnings, None, result.stored_checked)
+    # the backend stores the model now (train's ``store``) while the native form compiles
+    # here: on two cores, the two overlap
+    sent = child.send_early(fitted)
+    fitted.native = _compile_native(result, dataset) if native else None  # may add a warning
+    if not fitted.stored_checked and (fitted.native is None or not fitted.native.from_stored):
+        engine.load_model(result.files)  # no native form checks the file: reload it
+        fitted.stored_checked = True
+    if sent:
+        fitted.files = []  # the backend has them
+    return fitted
+
+
+def _compiles_from_stored(task: str, algorithm: str) -> bool:
+    """Is the algorithm's native form compiled from its stored file (XGBoost)?"""
+    from pgml_flow.engine import algorithms, storage
+
+    try:
+        library = algorithms.spec_for(task, algorithm).library
+    except ModelError:  # reported by engine.train with the other argument checks
+        return False
+    return library in storage.COMPILED_FROM_STORED
+
+
+class _Warm:
+    #: tasks whose metrics this backend has computed once (metrics.warm_up)
+    tasks: set[str] = set()
 
 
 def _train_limits(plpy: Any, GD: dict[str, Any], task: str, algorithm: str) -> Any:
@@ -348,11 +403,16 @@ def _train_limits(plpy: Any, GD: dict[str, Any], task: str, algorithm: str) -> A
     """
     import contextlib
 
-    from pgml_flow.engine import algorithms, parallel
+    # the compiler too (its import, a few ms, would be repeated by every training child)
+    from pgml_flow.engine import algorithms, metrics, native, parallel  # noqa: F401
 
     # an unknown algorithm is reported by the training child, with the other argument checks
     with contextlib.suppress(ModelError):
         algorithms.accepted_params(task, algorithm)
+    parallel.openmp_libraries()  # looked up once here, not in every training child
+    if task not in _Warm.tasks:  # each child would otherwise pay their first call
+        metrics.warm_up(task)
+        _Warm.tasks.add(task)
     # after the import, which cannot be interrupted: this query acts on a cancel it delayed
     row = _one(plpy, GD, "train_limits")
     return parallel.Limits.from_settings(row and row["fits"], row and row["threads"])
@@ -394,11 +454,16 @@ def _store_model(
     )
     assert row is not None
     model_id = int(row["id"])
-    for path, data in [*result.files, *extra_files]:
+    _store_files(plpy, GD, model_id, [*result.files, *extra_files])
+    return model_id
+
+
+def _store_files(plpy: Any, GD: dict[str, Any], model_id: int,
+                 files: list[tuple[str, bytes]]) -> None:
+    for path, data in files:
         for part, start in enumerate(range(0, max(len(data), 1), FILE_PART_BYTES)):
             _rows(plpy, GD, "insert_file", model_id, path, part,
                   data[start: start + FILE_PART_BYTES])
-    return model_id
 
 
 def _native_available(plpy: Any) -> bool:
@@ -412,18 +477,21 @@ def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
 
     The blob also carries the snapshot's columns and preprocessing (its row section) so
     that the ROW form is native too, unless they cannot be compiled.  Runs in the training
-    child; :func:`_native_files` checks the result in the backend.
+    child; :func:`_native_files` checks the result in the backend.  An XGBoost model is
+    compiled from its stored file (``from_stored``), whose check that is then too.
     """
     import numpy as np
 
-    from pgml_flow.engine import native
+    from pgml_flow.engine import native, storage
 
     model = result.model
     if (result.estimator is None or model.task not in ("regression", "classification")
             or model.num_outputs > 1):
         return None
+    path = storage.COMPILED_FROM_STORED.get(model.meta["library"])
+    stored = next((data for name, data in result.files if name == path), None)
     try:
-        blob = native.compile_model(result.estimator)
+        blob = native.compile_model(result.estimator, stored=stored)
     except ModelError as exc:
         if type(result.estimator).__module__.startswith("catboost"):
             # CatBoost is native unless the model uses its own categorical/text features
@@ -431,14 +499,17 @@ def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
             result.warnings.append(f"served by the Python path, not the C scorer: {exc}")
         return None
     rows = dataset.x_test if len(dataset.x_test) else dataset.x_train
-    x32 = np.asarray(rows[:200], dtype=np.float32)
+    x32 = np.asarray(rows[:CHECK_ROWS_SCANNED], dtype=np.float32)
     expected = model.predict(x32.astype(np.float64))
+    chosen = _check_rows(x32, expected, model.task == "classification")
+    x32, expected = x32[chosen], expected[chosen]
     try:
         with_row, problem = native.add_row_section(blob, dataset.columns), None
     except native.NotCompilable as exc:
         with_row, problem = None, str(exc)
     if not model.target:
-        return NativeCandidate(blob, with_row, problem, x32, expected)
+        return NativeCandidate(blob, with_row, problem, x32, expected,
+                               from_stored=stored is not None)
     # target options (log1p, snapping, calibration): the output section ends both blobs
     try:
         blob = native.add_output_section(blob, model.meta["target"])
@@ -446,7 +517,38 @@ def _compile_native(result: Any, dataset: Any) -> NativeCandidate | None:
     except ModelError:
         return None
     proba = model.predict_proba(x32.astype(np.float64)) if model.target.calibration else None
-    return NativeCandidate(blob, with_row, problem, x32, expected, True, proba)
+    return NativeCandidate(blob, with_row, problem, x32, expected, True, proba,
+                           stored is not None)
+
+
+#: the held-out rows a native form is checked on: the first CHECK_ROWS of the first
+#: CHECK_ROWS_SCANNED, and among the others a row of each class and non-finite ones
+CHECK_ROWS = 64
+CHECK_ROWS_SCANNED = 200
+#: at most this many non-finite rows beyond the first CHECK_ROWS
+CHECK_NON_FINITE_ROWS = 8
+
+
+def _check_rows(x32: Any, expected: Any, classification: bool) -> Any:
+    """The indices of the rows of ``x32`` that :func:`_native_files` checks a native form on.
+
+    Why not all 200: the backend converts every checked value to ``real[]`` one float at a
+    time (PL/Python goes through each value's text form), about 40 µs a row of 64 features:
+    10.6 ms of CPU for 200 rows, 4 ms for 64, in a training of 0.4 s.  A wrong blob (a
+    label mapping, base score, objective or tree layout the compiler got wrong) disagrees
+    on most rows, so the first CHECK_ROWS catch it; the paths a few rows take are kept
+    covered by their own rows: the first row the library predicts each class for, and up
+    to CHECK_NON_FINITE_ROWS rows with a NaN or infinite value (missing-value directions,
+    input rules).
+    """
+    import numpy as np
+
+    chosen = set(range(min(len(x32), CHECK_ROWS)))
+    if classification and len(expected):
+        chosen.update(np.unique(expected, return_index=True)[1].tolist())
+    non_finite = np.flatnonzero(~np.isfinite(x32).all(axis=1))
+    chosen.update(non_finite[:CHECK_NON_FINITE_ROWS].tolist())
+    return np.array(sorted(chosen), dtype=np.int64)
 
 
 def _native_files(
@@ -454,17 +556,52 @@ def _native_files(
 ) -> list[tuple[str, bytes]]:
     """The compiled form, stored only if ``pgml.native_eval`` predicts what Python predicts.
 
-    The check runs the blob on up to 200 held-out rows (inputs rounded to float32, as
+    The check runs the blob on held-out rows (:func:`_check_rows`; inputs rounded to float32, as
     ``real[]`` delivers them): any disagreement, e.g. a label mapping the compiler cannot
     express, keeps the model on the Python path.  If the row section cannot be compiled
     (a notice says why) or the server's scorer predates row sections, only the ROW form
     stays on Python.  A scorer that predates input rules (installed but not yet loaded:
     it is preloaded) gets the blob without them: its NaN and infinite rows go to Python.
+
+    One statement in the usual case: the blob with all its sections scores the rows; only
+    when the scorer refuses it are they tried one by one (:func:`_native_blob_probed`),
+    which parsed and validated the blob twice more on every training.
     """
     import numpy as np
 
     if candidate is None:
         return []
+    blob = candidate.blob if candidate.with_row is None else candidate.with_row
+    try:
+        with plpy.subtransaction():  # an older scorer refuses a section or the model's kind
+            got = _native_eval_rows(plpy, "native_eval_rows", blob, candidate.x)
+    except plpy.SPIError as exc:
+        _reraise_interrupt(exc)
+        probed = _native_blob_probed(plpy, candidate, algorithm)
+        if probed is None:
+            return []
+        blob = probed
+        got = _native_eval_rows(plpy, "native_eval_rows", blob, candidate.x)
+    else:
+        if candidate.with_row is None:
+            plpy.notice(f"{algorithm}: the ROW form of pgml.predict stays on the Python "
+                        f"path: {candidate.row_problem}")
+    if not np.allclose(got, candidate.expected, rtol=1e-4, atol=1e-4):
+        plpy.notice(f"{algorithm}: the native scorer disagrees with the library on "
+                    "held-out rows; this model is served by the Python path")
+        return []
+    if candidate.probabilities is not None:  # calibrated probabilities, compared too
+        got = _native_eval_rows(plpy, "native_eval_proba_rows", blob, candidate.x)
+        if not np.allclose(got, candidate.probabilities, rtol=1e-4, atol=1e-4):
+            plpy.notice(f"{algorithm}: the native scorer's calibrated probabilities disagree "
+                        "with the library's; this model is served by the Python path")
+            return []
+    return [("native", blob)]
+
+
+def _native_blob_probed(plpy: Any, candidate: NativeCandidate, algorithm: str) -> bytes | None:
+    """The blob an older scorer reads, its sections tried one by one (a notice says what
+    stays on the Python path); None: it reads none (a notice says why)."""
     from pgml_flow.engine import native
 
     plan = plpy.prepare("SELECT pgml.native_eval($1, $2) AS p", ["bytea", "real[]"])
@@ -473,7 +610,7 @@ def _native_files(
         plpy.notice(f"{algorithm}: the server's pgml_native does not read target options "
                     "(log1p, snap, calibration); rebuild it (./dev setup) to score this "
                     "model natively; it is served by the Python path")
-        return []
+        return None
     try:
         with plpy.subtransaction():  # a scorer older than input rules rejects them
             plan.execute([blob, x32[0].tolist()])
@@ -489,7 +626,7 @@ def _native_files(
             plpy.notice(f"{algorithm}: the server's pgml_native does not read this model's "
                         f"compiled form ({exc2}); rebuild it (./dev setup) to score it "
                         "natively; it is served by the Python path")
-            return []
+            return None
     if with_row is None:
         plpy.notice(f"{algorithm}: the ROW form of pgml.predict stays on the Python "
                     f"path: {candidate.row_problem}")
@@ -502,18 +639,7 @@ def _native_files(
             _reraise_interrupt(exc)
             plpy.notice(f"{algorithm}: the server's pgml_native does not read row "
                         f"sections ({exc}); rebuild it (./dev setup) for a native ROW form")
-    got = _native_eval_rows(plpy, "native_eval_rows", blob, x32)
-    if not np.allclose(got, candidate.expected, rtol=1e-4, atol=1e-4):
-        plpy.notice(f"{algorithm}: the native scorer disagrees with the library on "
-                    "held-out rows; this model is served by the Python path")
-        return []
-    if candidate.probabilities is not None:  # calibrated probabilities, compared too
-        got = _native_eval_rows(plpy, "native_eval_proba_rows", blob, x32)
-        if not np.allclose(got, candidate.probabilities, rtol=1e-4, atol=1e-4):
-            plpy.notice(f"{algorithm}: the native scorer's calibrated probabilities disagree "
-                        "with the library's; this model is served by the Python path")
-            return []
-    return [("native", blob)]
+    return blob
 
 
 def _native_eval_rows(plpy: Any, query: str, blob: bytes, x32: Any) -> Any:
@@ -750,11 +876,15 @@ def _as_native(model: Any, x: Any) -> Any:
 
 @sql_errors
 def predict_rows(plpy: Any, GD: dict[str, Any], key: int | str,
-                 rows: Sequence[Any]) -> list[float | None]:
+                 rows: Sequence[Any], positive: bool = False) -> list[float | None]:
     """Many rows of the ``ROW(...)`` form at once (``pgml_flow.predict_rows``, the BI
     surface's read of a model with preprocessing): each row ``to_json(row)``; one transform
     and one prediction for all of them. A row the model cannot score (a value it refuses,
     a missing column: the ROW form's error) and a NaN or infinite prediction give None.
+
+    ``positive`` (``pgml_flow.predict_positive_rows``): a two-class model's probability of
+    its larger label instead, what a spec whose key metric is ``roc_auc`` or ``log_loss``
+    compares a champion and a challenger on (pgml_flow.holdout).
     """
     from pgml_flow.errors import ModelError
 
@@ -763,11 +893,18 @@ def predict_rows(plpy: Any, GD: dict[str, Any], key: int | str,
     transformer = _transformer(plpy, GD, model_id, cached)
     labels = transformer.feature_labels()
     values = [json.loads(r) if isinstance(r, str) else r for r in rows]
+    classes = cached.model.classes
+    if positive and (cached.model.task != "classification" or len(classes or ()) != 2):
+        raise UserError(f"model {model_id} is not a two-class classifier: the probability of "
+                        "a positive class (key metric roc_auc or log_loss) needs two classes; "
+                        "use a label metric such as f1 or accuracy")
 
     def score(batch: list[Any]) -> list[float]:
         x = _as_native(cached.model, transformer.transform(batch))
         cached.model.check(x, labels)
-        return _reals(cached.model.predict(x))
+        if not positive:
+            return _reals(cached.model.predict(x))
+        return _reals(cached.model.predict_proba(x)[:, 1])
 
     if not values:
         return []

@@ -17,6 +17,12 @@ whose executor checks for interrupts:
   shares with its SIGTERM/SIGINT/SIGQUIT reset to the default action, and
   ``PR_SET_PDEATHSIG`` kills it should the backend die any other way.
 
+Early results: the work may hand a value to the backend before it ends
+(:func:`send_early`); ``run``'s ``early`` callback runs it there at once while the child
+goes on (``pgml.train`` stores a model's files while the child compiles its native form,
+so the two cores overlap them).  Were the child to fail after that, the statement fails
+and rolls back what the callback wrote.
+
 OpenMP: GNU libgomp does not survive ``fork`` once the parent ran a multi-threaded
 parallel region (the child waits forever on the parent's worker threads, which it does
 not have).  :func:`single_threaded_backend` therefore makes every OpenMP runtime in the
@@ -51,6 +57,8 @@ POLL_SECONDS = 0.05
 #: the cheapest statement whose execution reaches CHECK_FOR_INTERRUPTS (a Result node)
 _PROBE = "SELECT 1"
 _HEADER = struct.Struct("<Q")
+#: the length bit that marks an early frame (send_early), read before the final one
+_EARLY = 1 << 63
 _CHUNK = 1 << 20
 _PR_SET_PDEATHSIG = 1
 #: module names whose import loads an OpenMP runtime
@@ -64,6 +72,31 @@ _IGNORED_SIGNALS = ("SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE")
 
 class ChildTraceback(Exception):
     """The traceback of an exception raised in the child (the ``__cause__`` of its copy)."""
+
+
+class _Early:
+    #: where send_early delivers a value (None: outside run, or run without ``early``)
+    deliver: Callable[[Any], None] | None = None
+    #: children whose whole result was read, left to :func:`reap` (``run(wait=False)``)
+    unreaped: list[int] = []
+
+
+def reap() -> None:
+    """Wait for the children :func:`run` left (``wait=False``): each wrote its result and
+    is in ``os._exit``, so this does not block for long; meanwhile the caller used that
+    result (tearing down a copy of the backend takes milliseconds)."""
+    while _Early.unreaped:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(_Early.unreaped.pop(), 0)
+
+
+def send_early(value: Any) -> bool:
+    """From the work of :func:`run`: hand ``value`` (picklable) to ``run``'s ``early``
+    callback in the backend now, and go on.  False (nothing done): there is no callback."""
+    if _Early.deliver is None:
+        return False
+    _Early.deliver(value)
+    return True
 
 
 # -- threads ---------------------------------------------------------------------------------
@@ -143,12 +176,17 @@ def _check_interrupts(plpy: Any) -> None:
     plpy.execute(_probe_plan[0])
 
 
-def run(plpy: Any, work: Callable[[], T], *, what: str) -> T:
+def run(plpy: Any, work: Callable[[], T], *, what: str,
+        early: Callable[[Any], None] | None = None, wait: bool = True) -> T:
     """``work()`` in a forked child; returns its (picklable) result or raises its error.
 
     Interrupts of the backend stop the child within :data:`POLL_SECONDS` and raise
     PostgreSQL's error (see the module doc).  ``what`` names the work in messages.
+    ``early(value)`` runs in the backend for each :func:`send_early` of the work, in order,
+    before ``run`` returns.  ``wait=False``: return once the result is read, leaving the
+    ending child to :func:`reap`, which the caller then calls.
     """
+    reap()  # any a failed statement left
 
     def check() -> None:
         _check_interrupts(plpy)
@@ -167,29 +205,40 @@ def run(plpy: Any, work: Callable[[], T], *, what: str) -> T:
         plpy.warning(f"{what}: cannot start a training process ({exc}); training in the "
                      "backend, where a cancel, statement_timeout or shutdown takes effect only "
                      "when the fit ends")
-        return work()
+        _Early.deliver = early
+        try:
+            return work()
+        finally:
+            _Early.deliver = None
     if pid == 0:
-        _child(work, read_fd, write_fd, parent, libraries)
+        _child(work, read_fd, write_fd, parent, libraries, early is not None)
     gc.unfreeze()
     os.close(write_fd)
     try:
-        payload, status = _collect(pid, read_fd, check)
+        payload, status = _collect(pid, read_fd, check, early, wait)
     except BaseException:
         _kill(pid)
         raise
     finally:
         os.close(read_fd)
-    return _result(payload, status, what, check)
+    try:
+        return _result(payload, status, what, check)
+    except BaseException:
+        reap()  # an error ends the statement: reap now, the caller will not
+        raise
 
 
-def _collect(pid: int, read_fd: int, check: Callable[[], None]) -> tuple[bytes, int]:
-    """Read the child's framed payload while checking for interrupts, then reap it."""
+def _collect(pid: int, read_fd: int, check: Callable[[], None],
+             early: Callable[[Any], None] | None = None,
+             wait: bool = True) -> tuple[bytes, int]:
+    """Read the child's framed payload while checking for interrupts, then reap it;
+    early frames go to ``early`` as they come."""
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
     buffer = bytearray()
     status: int | None = None
     next_check = time.monotonic() + POLL_SECONDS
-    while not _complete(buffer):
+    while not _complete(_deliver_early(buffer, early)):
         if poller.poll(int(POLL_SECONDS * 1000)):
             chunk = os.read(read_fd, _CHUNK)
             if not chunk:
@@ -203,6 +252,10 @@ def _collect(pid: int, read_fd: int, check: Callable[[], None]) -> tuple[bytes, 
                 status = code
                 buffer += _drain(read_fd)
                 break
+    _deliver_early(buffer, early)  # those the child wrote before it ended
+    if status is None and not wait and _complete(buffer):
+        _Early.unreaped.append(pid)  # it ends right after writing: reap() waits for it
+        return bytes(buffer), 0
     while status is None:  # the child ends right after writing; reap it
         done, code = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -219,7 +272,18 @@ def _complete(buffer: bytes | bytearray) -> bool:
     """Does ``buffer`` hold a whole frame (length header + payload)?"""
     if len(buffer) < _HEADER.size:
         return False
-    return len(buffer) >= _HEADER.size + _HEADER.unpack_from(buffer)[0]
+    return len(buffer) >= _HEADER.size + (_HEADER.unpack_from(buffer)[0] & ~_EARLY)
+
+
+def _deliver_early(buffer: bytearray, early: Callable[[Any], None] | None) -> bytearray:
+    """Take the whole early frames off the front of ``buffer`` and run ``early`` on each."""
+    while _complete(buffer) and _HEADER.unpack_from(buffer)[0] & _EARLY:
+        end = _HEADER.size + (_HEADER.unpack_from(buffer)[0] & ~_EARLY)
+        value = pickle.loads(buffer[_HEADER.size:end])
+        del buffer[:end]
+        if early is not None:
+            early(value)
+    return buffer
 
 
 def _drain(fd: int) -> bytes:
@@ -288,7 +352,8 @@ def _raise_child_error(exc_pickle: bytes | None, module: str, qualname: str, mes
 
 # -- the child's side ------------------------------------------------------------------------
 def _child(
-    work: Callable[[], Any], read_fd: int, write_fd: int, parent: int, libraries: list[Any]
+    work: Callable[[], Any], read_fd: int, write_fd: int, parent: int, libraries: list[Any],
+    early: bool = False,
 ) -> NoReturn:
     code = 1
     try:
@@ -296,16 +361,24 @@ def _child(
         _die_with(parent)
         os.close(read_fd)
         _restore_threads_in_child(libraries)
-        try:
-            payload = pickle.dumps(("ok", work()), protocol=5)
-        except BaseException as exc:  # every error goes back to the backend
-            payload = _error_payload(exc)
         with os.fdopen(write_fd, "wb") as out:
-            out.write(_HEADER.pack(len(payload)))
-            out.write(payload)
+            if early:
+                _Early.deliver = lambda value: _write_frame(
+                    out, pickle.dumps(value, protocol=5), _EARLY)
+            try:
+                payload = pickle.dumps(("ok", work()), protocol=5)
+            except BaseException as exc:  # every error goes back to the backend
+                payload = _error_payload(exc)
+            _write_frame(out, payload)
         code = 0
     finally:
         os._exit(code)
+
+
+def _write_frame(out: Any, payload: bytes, flag: int = 0) -> None:
+    out.write(_HEADER.pack(len(payload) | flag))
+    out.write(payload)
+    out.flush()
 
 
 def _die_with(parent: int) -> None:

@@ -7,9 +7,11 @@
 -- than all the rest of a prediction (the view used it twice per row, for the column and
 -- for the features array). Where the native scorer is installed (and
 -- pgml.native_scoring is not off, as in 030_serving.sql), it is the C function
--- pgml_native_word_count: one pass over an ASCII text, the regex itself for any other
--- text (ext/pgml_native/pgml_native.c says why), so the value never differs from the SQL
--- definition below, which serves everywhere else and which the planner inlines.
+-- pgml_native_word_count: one pass over the text, the regex itself for a text with a
+-- character some collation's \s may match beyond the six ASCII ones (Unicode's white
+-- space, U+001C..U+001F: ext/pgml_native/pgml_native.c says why), so the value never
+-- differs from the SQL definition below, which serves everywhere else and which the
+-- planner inlines.
 -- CREATE OR REPLACE keeps the function (and the views on it) when the language changes.
 DO $do$
 DECLARE

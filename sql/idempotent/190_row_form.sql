@@ -31,3 +31,17 @@ return GD["pgml_flow.api"].predict_rows(plpy, GD, model_id, rows)
 $$;
 COMMENT ON FUNCTION pgml_flow.predict_rows(bigint, json[]) IS
     'pgml.predict(model_id, row) of each row (to_json), in one call; NULL where the model cannot score it';
+
+-- pgml_flow.predict_rows, but each row's probability of the larger of a two-class
+-- model's labels: what a spec whose key metric is roc_auc or log_loss compares a champion
+-- and a challenger on (pgml_flow.holdout). A model with other than two classes is an error.
+CREATE OR REPLACE FUNCTION pgml_flow.predict_positive_rows(model_id bigint, "rows" json[])
+RETURNS real[]
+LANGUAGE plpython3u STABLE STRICT PARALLEL UNSAFE
+AS $$
+if "pgml_flow.api" not in GD:
+    plpy.execute("SELECT pgml._bootstrap()")
+return GD["pgml_flow.api"].predict_rows(plpy, GD, model_id, rows, positive=True)
+$$;
+COMMENT ON FUNCTION pgml_flow.predict_positive_rows(bigint, json[]) IS
+    'The probability of the positive (larger) label of a two-class model for each row (to_json), in one call; NULL where the model cannot score it';

@@ -210,8 +210,9 @@ SELECT pgml_flow.drop_function_for_upgrade('analytics.predictions(text, boolean)
 -- the model was trained with class weights; NULL when it was but the class prevalence of
 -- its training rows is unknown).
 -- pgml.predict gives real; the result is double precision, converted through numeric: the
--- six significant digits a real holds (8.7, not 8.699999809265137); probability is
--- computed from that score, so that it equals score exactly when no calibration applies.
+-- six significant digits a real holds (8.7, not 8.699999809265137; pgml_flow.real_digits,
+-- in C where the native scorer is, 096_real_digits.sql); probability is computed from
+-- that score, so that it equals score exactly when no calibration applies.
 -- An unknown model name is an error (42704) that lists the models served, and so is a
 -- registered model without a feature_view (22023); with missing_ok (as the views of
 -- 300_bi.sql call it: a model is registered when it is first trained) such a model has no
@@ -252,6 +253,7 @@ DECLARE
     servable boolean;
     served text;
     python_rows boolean;
+    logs boolean;
     v_state text;
     v_reason text;
     ab record;
@@ -292,6 +294,10 @@ BEGIN
     ELSIF v_state = 'disabled' THEN
         m.model_id := NULL;
     END IF;
+    -- whether log_predictions can log this read (it returns at once otherwise): only then
+    -- is every row's features array printed for it (FILTER (WHERE $3) below)
+    logs := m.model_id IS NOT NULL AND m.log_rows <> 0
+            AND NOT current_setting('transaction_read_only')::boolean;
     started := clock_timestamp();
     IF m.task = 'classification' THEN
         EXECUTE format(
@@ -300,18 +306,18 @@ BEGIN
             '                   WHERE NOT p.proba && ''{NaN,Infinity,-Infinity}''::real[] '
             '                   ORDER BY v DESC, o LIMIT 1) ORDER BY f.entity_id), '
             '       array_agg(pgml_flow.finite_or_null(p.proba[2]) ORDER BY f.entity_id), '
-            '       array_agg(f.features::text ORDER BY f.entity_id) '
+            '       array_agg(f.features::text ORDER BY f.entity_id) FILTER (WHERE $3) '
             '  FROM %s f CROSS JOIN LATERAL '
             '       (SELECT pgml_flow.predict_proba_or_null($2, f.features) AS proba) p '
             ' WHERE f.client_id = $1 AND f.is_open', m.feature_view::regclass)
-        INTO ids, ys, scores, feats USING cid, m.model_id;
+        INTO ids, ys, scores, feats USING cid, m.model_id, logs;
         IF m.model_id IS NOT NULL THEN
             -- a model trained with calibration (engine.targets) serves probabilities already
             SELECT CASE WHEN x.metrics ? 'calibration' THEN 1
                         ELSE pgml_flow.calibration_odds(x.hyperparams, m.target_mean) END INTO odds
               FROM pgml.models x WHERE x.id = m.model_id;
         END IF;
-        probas := ARRAY(SELECT pgml_flow.calibrated(u.s::numeric::double precision, odds)::real
+        probas := ARRAY(SELECT pgml_flow.calibrated(pgml_flow.real_digits(u.s), odds)::real
                           FROM unnest(scores) WITH ORDINALITY AS u(s, o) ORDER BY u.o);
     ELSE
         FOR python_rows IN SELECT unnest(ARRAY[false, true]) LOOP
@@ -321,6 +327,7 @@ BEGIN
                     '       %s, '
                     '       NULL::real[], '
                     '       array_agg(f.features::text ORDER BY f.entity_id) '
+                    '           FILTER (WHERE $3) '
                     '  FROM %s f WHERE f.client_id = $1 AND f.is_open',
                     -- a spec with preprocess: its model reads the view's columns (the ROW
                     -- form), in C per row or in one Python call (195_native_rows.sql)
@@ -329,7 +336,7 @@ BEGIN
                          ELSE 'array_agg(pgml_flow.predict_or_null($2, f.features) '
                               'ORDER BY f.entity_id)' END,
                     m.feature_view::regclass)
-                INTO ids, ys, scores, feats USING cid, m.model_id;
+                INTO ids, ys, scores, feats USING cid, m.model_id, logs;
                 EXIT;
             EXCEPTION WHEN data_exception OR object_not_in_prerequisite_state THEN
                 -- a row the C scorer leaves to Python, which raised: read again on the
@@ -359,12 +366,12 @@ BEGIN
     RETURN QUERY
         SELECT cid, predictions.model_name, u.id,
                CASE WHEN v_state = 'enabled' THEN
-                   (CASE WHEN u.arm THEN u.cy ELSE u.y END)::numeric::double precision END,
+                   pgml_flow.real_digits(CASE WHEN u.arm THEN u.cy ELSE u.y END) END,
                CASE WHEN v_state = 'enabled' THEN pgml_flow.calibrated(
-                   (CASE WHEN u.arm THEN u.cs ELSE u.s END)::numeric::double precision,
+                   pgml_flow.real_digits(CASE WHEN u.arm THEN u.cs ELSE u.s END),
                    CASE WHEN u.arm THEN ab.odds ELSE odds END) END,
                CASE WHEN v_state = 'enabled' THEN
-                   (CASE WHEN u.arm THEN u.cs ELSE u.s END)::numeric::double precision END,
+                   pgml_flow.real_digits(CASE WHEN u.arm THEN u.cs ELSE u.s END) END,
                CASE WHEN v_state = 'enabled' THEN
                    CASE WHEN u.arm THEN ab.model_id ELSE m.model_id END END,
                CASE WHEN v_state = 'enabled' THEN

@@ -15,8 +15,8 @@ from pgml_flow.engine.errors import IncompatibleModel
 from . import toy
 
 CLASSIFIERS = [
-    ("xgboost", "booster.ubj"),
-    ("xgboost_random_forest", "booster.ubj"),
+    ("xgboost", "booster.json"),
+    ("xgboost_random_forest", "booster.json"),
     ("lightgbm", "booster.0.txt"),
     ("random_forest", "estimator.pkl"),
     ("linear_svm", "estimator.pkl"),
@@ -27,7 +27,7 @@ CASES = [
         for kind in ("multiclass", "binary")
         for alg, path in CLASSIFIERS
     ),
-    ("regression", "regression", "xgboost", "booster.ubj"),
+    ("regression", "regression", "xgboost", "booster.json"),
     ("regression", "regression", "lightgbm", "booster.0.txt"),
     ("regression", "regression", "ridge", "estimator.pkl"),
 ]
@@ -110,6 +110,30 @@ def test_joint_lightgbm_stores_one_booster_per_output():
     )
 
 
+def test_xgboost_scored_without_reload_and_older_ubjson_files(datasets):
+    """check_stored=False scores the fitted model: the same metrics as the reloaded one
+    (XGBoost's JSON is exact); and a model stored before as UBJSON still loads."""
+    data = datasets["binary"]
+    params = {"n_estimators": 10}
+    reloaded = train("classification", "xgboost", data, params)
+    fitted = train("classification", "xgboost", data, params, check_stored=False)
+    assert reloaded.stored_checked and not fitted.stored_checked
+    assert fitted.files == reloaded.files
+    drop = ("fit_time", "score_time")
+    assert ({k: v for k, v in fitted.metrics.items() if k not in drop}
+            == {k: v for k, v in reloaded.metrics.items() if k not in drop})
+    files = dict(fitted.files)
+    meta = json.loads(files.pop("meta.json"))
+    meta["files"] = ["booster.ubj"]
+    files["booster.ubj"] = bytes(fitted.estimator.get_booster().save_raw("ubj"))
+    older = load_model([("meta.json", json.dumps(meta).encode()), *files.items()])
+    x = data.x_test
+    np.testing.assert_array_equal(older.predict_proba(x), fitted.model.predict_proba(x))
+    codes, proba = fitted.model.predict_codes_and_proba(x)
+    np.testing.assert_array_equal(codes, reloaded.model.predict_codes(x))
+    np.testing.assert_array_equal(proba, reloaded.model.predict_proba(x))
+
+
 def test_meta_records_what_the_sql_layer_needs(datasets):
     result = train("classification", "linear", datasets["multiclass"])
     meta = json.loads(dict(result.files)["meta.json"])
@@ -146,7 +170,7 @@ def test_sklearn_version_mismatch_is_a_clear_error(datasets):
 def test_corrupt_native_model_is_a_clear_error(datasets):
     result = train("regression", "xgboost", datasets["regression"], {"n_estimators": 5})
     files = dict(result.files)
-    files["booster.ubj"] = b"garbage"
+    files["booster.json"] = b"garbage"
     with pytest.raises(IncompatibleModel, match="cannot load this xgboost model"):
         load_model(files.items())
 

@@ -71,7 +71,17 @@ def _lib(native_lib: NativeLib) -> ctypes.CDLL:
     lib.pgmln_row_name.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.pgmln_predict_row_f64.restype = ctypes.c_double
     lib.pgmln_predict_row_f64.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.pgmln_predict_used_f64.restype = ctypes.c_int
+    lib.pgmln_predict_used_f64.argtypes = [ctypes.c_void_p] * 4
     return lib
+
+
+def _c_predict_used(lib: ctypes.CDLL, model: NativeModel, x: np.ndarray) -> float:
+    """pgmln_predict_used_f64 of the row pgmln_row_encode_used just wrote (the server's)."""
+    out, feature = ctypes.c_double(np.nan), ctypes.c_int(-1)
+    assert lib.pgmln_predict_used_f64(model._ptr, x.ctypes.data, ctypes.byref(out),
+                                      ctypes.byref(feature)) == 0
+    return out.value
 
 
 def _c_tokens(lib: ctypes.CDLL, text: str) -> list[str]:
@@ -144,7 +154,7 @@ def _table(n: int, seed: int) -> list[dict[str, Any]]:
 
 def test_c_tokenizer_encodings_and_predictions_match_python(native_lib: NativeLib) -> None:
     from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge
     from xgboost import XGBRegressor
 
     lib = _lib(native_lib)
@@ -179,8 +189,12 @@ def test_c_tokenizer_encodings_and_predictions_match_python(native_lib: NativeLi
         {"title": t, "body": t, "summary": t, "labels": [t, None, "ops"], "n": 1.0, "y": 0.0}
         for t in [*TRICKY, "x" * 100_000, "é" * 50_001 + " bug", None]]]
     expected = ours.transform(probes)
-    for estimator in (XGBRegressor(n_estimators=30, max_depth=4), Ridge(alpha=0.1)):
-        estimator.fit(data.x_train, data.y_train)
+    # five classes: a multinomial logistic regression
+    classes = np.minimum(np.round(np.asarray(data.y_train, dtype=float)), 4)
+    for estimator in (XGBRegressor(n_estimators=30, max_depth=4), Ridge(alpha=0.1),
+                      LogisticRegression(C=10.0, max_iter=300)):
+        estimator.fit(data.x_train, classes if isinstance(estimator, LogisticRegression)
+                      else data.y_train)
         model = native_lib.load(native.compile_model(estimator, columns=data.columns))
         served = np.zeros(model.num_features)  # reused from row to row, as the server does
         for row, want in zip(probes, expected, strict=True):
@@ -189,12 +203,14 @@ def test_c_tokenizer_encodings_and_predictions_match_python(native_lib: NativeLi
             py = float(estimator.predict(want.reshape(1, -1))[0])
             c = lib.pgmln_predict_row_f64(model._ptr, got.ctypes.data)
             assert c == pytest.approx(py, rel=1e-5, abs=1e-5)
-            # the touched-columns encoding scores the same, to the bit; a linear model
-            # reads every feature, so there it is the whole row
+            # the server's encoding scores the same, to the bit: trees get the columns
+            # they read and those the text touched, linear models the lists of the text's
+            # non-zero features (x keeps its zeros there, whatever the previous row was)
             _c_features(lib, model, row, served)
-            assert lib.pgmln_predict_row_f64(model._ptr, served.ctypes.data) == c, row
-            if isinstance(estimator, Ridge):
-                assert np.array_equal(served, want), row
+            assert _c_predict_used(lib, model, served) == c, row
+            if not isinstance(estimator, XGBRegressor):
+                widths = [columns[n]["width"] for n in ("title", "body", "summary", "labels")]
+                assert not served[:sum(widths)].any(), row
 
 
 @pytest.mark.parametrize("bad", [
