@@ -115,16 +115,18 @@ def metric(name: str, task: str, y: Sequence[float], predicted: Sequence[Any]) -
                   "mean_squared_error": m.mean_squared_error}[name]
         value = float(scorer(y, values))
         return value if math.isfinite(value) else None
+    if name in PROBABILITY_METRICS:  # predicted: each row's probability of the larger label
+        import numpy as np
+
+        from pgml_flow.engine.metrics import probability
+
+        scores = np.asarray(predicted, dtype=np.float64)
+        if len(set(y)) != 2 or not np.isfinite(scores).all():
+            return None  # undefined on one class, as pgml.train leaves roc_auc out
+        codes = (np.asarray(y) == max(y)).astype(np.int64)
+        return probability(codes, np.column_stack([1.0 - scores, scores]))[name]
     from sklearn import metrics as m
 
-    if name in PROBABILITY_METRICS:  # predicted: each row's probability of the larger label
-        scores = [float(p) for p in predicted]
-        if len(set(y)) != 2 or not all(math.isfinite(v) for v in scores):
-            return None  # undefined on one class, as pgml.train leaves it out
-        truth = [v == max(y) for v in y]
-        if name == "roc_auc":
-            return float(m.roc_auc_score(truth, scores))
-        return float(m.log_loss(truth, scores, labels=[False, True]))
     classes = sorted({*y, *(float(p) for p in predicted)})
     binary = len(classes) <= 2
     kwargs: dict[str, Any] = {"zero_division": 0, "average": "binary" if binary else "macro"}

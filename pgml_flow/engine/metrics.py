@@ -75,12 +75,23 @@ def classification(
         "mcc": clean(metrics.matthews_corrcoef(y_true, y_pred)),
     }
     if n_classes == 2 and proba is not None:
-        both = len(np.unique(y_true)) == 2
-        out["roc_auc"] = clean(metrics.roc_auc_score(y_true, proba[:, 1])) if both else None
-        # float32 probabilities (XGBoost) can miss a sum of 1 by an ulp; renormalize
-        normalized = proba / proba.sum(axis=1, keepdims=True)
-        out["log_loss"] = clean(metrics.log_loss(y_true, normalized, labels=labels))
+        out.update(probability(y_true, proba))
     return out
+
+
+def probability(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float | None]:
+    """A two-class model's ``roc_auc`` and ``log_loss``: ``y_true`` codes 0/1, ``proba``
+    (n, 2). One definition for what pgml.train stores and what a retrain compares a
+    champion and a challenger on (pgml_flow.holdout)."""
+    from sklearn import metrics
+
+    both = len(np.unique(y_true)) == 2
+    # float32 probabilities (XGBoost) can miss a sum of 1 by an ulp; renormalize
+    normalized = proba / proba.sum(axis=1, keepdims=True)
+    return {
+        "roc_auc": clean(metrics.roc_auc_score(y_true, proba[:, 1])) if both else None,
+        "log_loss": clean(metrics.log_loss(y_true, normalized, labels=[0, 1])),
+    }
 
 
 def warm_up(task: str) -> None:
