@@ -47,6 +47,12 @@ must give the same figure), and the per-client choice among ``snap``, ``median``
 on an inner slice (the newest ``validation_size`` of the fit rows), the chosen one scored
 on the validation slice, so that a choice is never judged on the rows it was made on. The
 figures of 2026-12-02 are in docs/models.md ("What the figures say").
+``--embeddings`` (needs ``pip install wordllama``; its 256-d weights and tokenizer ship in
+the wheel and are read offline, nothing is downloaded) screens, beside ``snap``, ``median``
+and ``dist logreg``: ``dist logreg`` on the embedding of title and of description (or of
+"title. description") plus one-hot type and components, on tf-idf plus the embeddings, and
+``knn emb``: the median points of the k nearest fit rows by cosine, shrunk halfway to the
+fit rows' median, snapped.
 """
 
 from __future__ import annotations
@@ -248,7 +254,6 @@ def text_matrix(fit: Sequence[tuple[Any, ...]], val: Sequence[tuple[Any, ...]]
     and components, fitted on the fit rows: a sparse (fit, val) pair."""
     from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.preprocessing import MultiLabelBinarizer
 
     blocks_fit, blocks_val = [], []
     for k in (4, 5):
@@ -256,6 +261,20 @@ def text_matrix(fit: Sequence[tuple[Any, ...]], val: Sequence[tuple[Any, ...]]
                               min_df=2)
         blocks_fit.append(vec.fit_transform([r[k] or "" for r in fit]))
         blocks_val.append(vec.transform([r[k] or "" for r in val]))
+    onehot_fit, onehot_val = onehot_matrix(fit, val)
+    blocks_fit.append(onehot_fit)
+    blocks_val.append(onehot_val)
+    return sparse.hstack(blocks_fit).tocsr(), sparse.hstack(blocks_val).tocsr()
+
+
+def onehot_matrix(fit: Sequence[tuple[Any, ...]], val: Sequence[tuple[Any, ...]]
+                  ) -> tuple[Any, Any]:
+    """One-hot issue type and components (the columns ``dist logreg`` uses besides the
+    text), fitted on the fit rows: a sparse (fit, val) pair."""
+    from scipy import sparse
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    blocks_fit, blocks_val = [], []
     for k in (0, 2):
         def items(r: tuple[Any, ...], k: int = k) -> list[str]:
             v = r[k]
@@ -441,6 +460,104 @@ def engine_dist(s: Slices, project: Project, preprocess: dict[str, Any], seed: i
     return float(result.metrics["mean_absolute_error"])
 
 
+# -- --embeddings: wordllama, the offline embedding bundled in its wheel (issue 13) -----
+KNN_KS = (10, 15, 20)
+KNN_SHRINK = 0.5
+
+
+class Embedder:
+    """wordllama's ``l2_supercat`` 256-d embedding, read from the files inside the installed
+    package and never downloaded: ``cache_dir`` is the package's own folder, because
+    ``WordLlama.load()`` looks for the bundled tokenizer under ``tokenizer/`` while the
+    wheel ships it under ``tokenizers/`` and would download it otherwise."""
+
+    def __init__(self) -> None:
+        import wordllama  # lazily: the rest of the screen runs without it
+
+        self.model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent,
+                                              disable_download=True)
+        self.seconds = 0.0
+        self.texts = 0
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm embeddings, one text at a time (a batch is padded to its longest text,
+        10 times slower on issue texts); an empty text embeds to zeros."""
+        started = time.perf_counter()
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore")
+            out = self.model.embed(list(texts), norm=True, batch_size=1)
+        self.seconds += time.perf_counter() - started
+        self.texts += len(texts)
+        return np.nan_to_num(np.asarray(out, dtype=float))
+
+
+def _block(fit: np.ndarray, val: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding block standardised on the fit rows and divided by sqrt(dims), so a row
+    has a norm near 1, as a tf-idf block's rows have."""
+    mean, std = fit.mean(axis=0), fit.std(axis=0) + 1e-9
+    scale = std * math.sqrt(fit.shape[1])
+    return (fit - mean) / scale, (val - mean) / scale
+
+
+def embeddings_project(project: Project, preprocess: dict[str, Any], seed: int,
+                       min_class: int, embed: Embedder) -> dict[str, float]:
+    """``--embeddings``: the baselines, ``dist logreg`` (the screen's, and as pgml.train
+    encodes it) and the embedding ideas, on the same slices."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    s = cut(project, preprocess, seed)
+    fit, val = len(s.fit_rows), len(s.val_rows)
+    out: dict[str, float] = {
+        "median": engine_mae(s, "xgboost", MEDIAN, seed, snap=False),
+        "snap": engine_mae(s, "xgboost", SNAP, seed, snap=True),
+        "dist logreg (pgml encodings)": dist_engine(project.rows, fit, val, preprocess,
+                                                    min_class),
+    }
+    rows = s.fit_rows + s.val_rows
+    title = embed([r[4] or "" for r in rows])
+    desc = embed([r[5] or "" for r in rows])
+    joined = embed([f"{r[4] or ''}. {r[5] or ''}" for r in rows])
+    scale = np.unique(s.y_fit)
+    fit_median = float(np.median(s.y_fit))
+
+    # c. nearest fit rows by cosine on the embedding of "title. description"
+    sim = joined[fit:] @ joined[:fit].T
+    order = np.argsort(-sim, axis=1, kind="stable")
+    for k in KNN_KS:
+        near = np.median(s.y_fit[order[:, :k]], axis=1)
+        mixed = (1 - KNN_SHRINK) * near + KNN_SHRINK * fit_median
+        out[f"knn emb k{k} shrink {KNN_SHRINK:g}"] = mae(s.y_val, snap_to(mixed, scale))
+
+    values, codes = merge_classes(s.y_fit, min_class)
+    labels = ("dist logreg", "dist logreg emb title|desc", "dist logreg emb joined",
+              "dist logreg tfidf+emb")
+    if len(values) == 1:
+        for label in labels:
+            out[label] = mae(s.y_val, np.full(val, values[0]))
+        return out
+    t_fit, t_val = text_matrix(s.fit_rows, s.val_rows)
+    o_fit, o_val = onehot_matrix(s.fit_rows, s.val_rows)
+    tf, tv = _block(title[:fit], title[fit:])
+    df, dv = _block(desc[:fit], desc[fit:])
+    jf, jv = _block(joined[:fit], joined[fit:])
+    designs = {
+        "dist logreg": (t_fit, t_val),
+        "dist logreg emb title|desc": (sparse.hstack([tf, df, o_fit]),
+                                       sparse.hstack([tv, dv, o_val])),
+        "dist logreg emb joined": (sparse.hstack([jf, o_fit]), sparse.hstack([jv, o_val])),
+        "dist logreg tfidf+emb": (sparse.hstack([t_fit, tf, df]),
+                                  sparse.hstack([t_val, tv, dv])),
+    }
+    for label, (x_fit, x_val) in designs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lr = LogisticRegression(C=1.0, max_iter=2000).fit(sparse.csr_matrix(x_fit), codes)
+        proba = lr.predict_proba(sparse.csr_matrix(x_val))
+        out[label] = mae(s.y_val, mae_optimal(proba, values))
+    return out
+
+
 def summary(results: dict[str, dict[str, float]], projects: Sequence[Project]
             ) -> list[tuple[str, float, int, int]]:
     """Per method: (label, mean validation MAE, projects below the median candidate, n)."""
@@ -467,6 +584,9 @@ def main() -> None:
     parser.add_argument("--nested", action="store_true",
                         help="only dist logreg as pgml.train encodes it, and the per-client "
                              "choice with and without it, judged on an inner split")
+    parser.add_argument("--embeddings", action="store_true",
+                        help="only the baselines, dist logreg and the ideas on wordllama's "
+                             "bundled offline embedding (pip install wordllama)")
     args = parser.parse_args()
     from pgml_models.specs import builtin_specs
 
@@ -474,13 +594,18 @@ def main() -> None:
     projects = [p for p in load(args.cache, args.keep)
                 if (not args.dataset or p.dataset in args.dataset)
                 and (not args.project or p.name in args.project)]
+    embed = Embedder() if args.embeddings else None
     for dataset in dict.fromkeys(p.dataset for p in projects):
         chosen = [p for p in projects if p.dataset == dataset]
         results = {}
         started = time.perf_counter()
         for p in chosen:
-            screen = nested_project if args.nested else screen_project
-            results[p.name] = screen(p, preprocess, args.seed, args.min_class)
+            if embed is not None:
+                results[p.name] = embeddings_project(p, preprocess, args.seed,
+                                                     args.min_class, embed)
+            else:
+                screen = nested_project if args.nested else screen_project
+                results[p.name] = screen(p, preprocess, args.seed, args.min_class)
             r = results[p.name]
             best = min(r, key=lambda k: r[k])
             print(f"  {p.name}: median {r['median']:.3f} snap {r['snap']:.3f} best {best} "
@@ -490,6 +615,10 @@ def main() -> None:
         print(f"{'candidate':34} {'mean':>7} {'below median':>13}")
         for label, mean, below, n in summary(results, chosen):
             print(f"{label:34} {mean:7.3f} {below:>6} of {n}")
+        if embed is not None:
+            print(f"wordllama: {embed.texts:,} texts embedded in {embed.seconds:.1f} s "
+                  f"({embed.texts / max(embed.seconds, 1e-9):,.0f} rows/s)")
+            embed.seconds, embed.texts = 0.0, 0
         print(flush=True)
 
 

@@ -50,3 +50,33 @@ def test_word_count_is_the_regex_and_native_where_the_scorer_is(conn: psycopg.Co
         "         WHERE p.oid = to_regprocedure('pgml.predict(bigint, anyelement)'))"
     ).fetchone()
     assert language == ("c" if predict_language == "c" else "sql")
+
+
+def test_without_the_native_scorer_the_sql_definition_serves(conn: psycopg.Connection) -> None:
+    """pgml_flow.define_native_or_sql (005_upgrade.sql), which 095 and 096 call: with
+    pgml.native_scoring off, or a pgml_native without the symbol, the function is created
+    from its SQL body, which counts as the C function does."""
+    texts = _texts()
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL pgml.native_scoring = off")
+        (language,) = conn.execute(
+            "SELECT pgml_flow.define_native_or_sql('pgml_flow.word_count(t text)', 'integer',"
+            " 'IMMUTABLE PARALLEL SAFE', 'pgml_native_word_count', %s, 'count words')",
+            (f"SELECT {REGEX}",)).fetchone()
+        assert language == "sql"
+        differ = conn.execute(
+            f"SELECT t FROM unnest(%s::text[]) AS u(t) WHERE pgml_flow.word_count(t) <> {REGEX}",
+            (texts,)).fetchall()
+        assert not differ
+        conn.execute("RESET pgml.native_scoring")
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        (language,) = conn.execute(
+            "SELECT pgml_flow.define_native_or_sql('pgml_flow.word_count(t text)', 'integer',"
+            " 'IMMUTABLE PARALLEL SAFE', 'pgml_native_no_such_symbol', %s, 'count words')",
+            (f"SELECT {REGEX}",)).fetchone()
+        (installed,) = conn.execute(
+            "SELECT count(*) FROM pg_extension WHERE extname = 'pgml_native'").fetchone()
+        assert language == "sql"
+        if installed:
+            assert any("pgml_native has no pgml_native_no_such_symbol" in n for n in notices)

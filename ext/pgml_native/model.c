@@ -1667,28 +1667,36 @@ pgmln_vector_width(const pgmln_model *m)
 
 /* ---------- evaluation ---------- */
 
+/* feature j through the preprocessing prefix (impute, then the affine map), in double */
+static inline double
+pre_value(const pgmln_model *m, uint32_t j, double d)
+{
+	if (isnan(d))
+		d = m->impute[j];		/* NaN impute value leaves it missing */
+	return (d - m->shift[j]) * m->mult[j];
+}
+
 /*
- * Apply the optional impute + affine prefix, and LightGBM's input rule (its
- * predictor drops |x| <= 1e-35 as sparse zeros, so such values compare as
- * 0.0); returns the row to evaluate.
+ * The float32 row the trees read: the optional prefix applied in double, then
+ * LightGBM's input rule (its predictor drops |x| <= 1e-35 as sparse zeros, so
+ * such values compare as 0.0).  The row is float32 (xf) or, in the row form,
+ * double (xd, converted as the libraries convert it); the other is NULL.  A
+ * float32 is exactly a double, so both give the same float of the same value.
+ * Only the features the trees read: the row form's rows are thousands wide
+ * with text, of which the splits read a few hundred.  Inlined into each
+ * caller, where one of xf, xd is a constant NULL.
  */
 static inline const float *
-prepare(const pgmln_model *m, const float *x)
+prepare(const pgmln_model *m, const float *xf, const double *xd)
 {
-	if (!m->has_pre && !m->snap_zero)
-		return x;
-	for (uint32_t j = 0; j < m->F; j++)
+	if (xf != NULL && !m->has_pre && !m->snap_zero)
+		return xf;
+	for (uint32_t u = 0; u < m->n_used; u++)
 	{
-		float v = x[j];
+		uint32_t j = m->used[u];
+		double d = xf != NULL ? (double) xf[j] : xd[j];
+		float v = (float) (m->has_pre ? pre_value(m, j, d) : d);
 
-		if (m->has_pre)
-		{
-			double d = v;
-
-			if (isnan(d))
-				d = m->impute[j]; /* NaN impute value leaves it missing */
-			v = (float) ((d - m->shift[j]) * m->mult[j]);
-		}
 		if (m->snap_zero && fabsf(v) <= ZERO_THRESHOLD)
 			v = 0.0f;
 		m->xbuf[j] = v;
@@ -2096,22 +2104,25 @@ linear_input(const pgmln_model *m, uint32_t j, double *v)
 {
 	if (m->has_pre)
 	{
-		if (isnan(*v))
-			*v = m->impute[j];
-		*v = (*v - m->shift[j]) * m->mult[j];
+		*v = pre_value(m, j, *v);
 		return true;
 	}
 	return *v != 0.0;
 }
 
-static void
-raw_linear(const pgmln_model *m, const float *x, double *acc)
+/*
+ * Of a float32 row (xf) or of the row form's double row (xd; scikit-learn
+ * computes in double), the other NULL: a float32 widens to the double it is, so
+ * the same sums.  Inlined into each caller, where one of xf, xd is a constant NULL.
+ */
+static inline void
+raw_linear(const pgmln_model *m, const float *xf, const double *xd, double *acc)
 {
 	for (uint32_t k = 0; k < m->K; k++)
 		acc[k] = 0.0;
 	for (uint32_t j = 0; j < m->F; j++)
 	{
-		double		v = x[j];
+		double		v = xf != NULL ? (double) xf[j] : xd[j];
 
 		if (linear_input(m, j, &v))
 			add_feature(m, j, v, acc);
@@ -2120,15 +2131,16 @@ raw_linear(const pgmln_model *m, const float *x, double *acc)
 		acc[k] += m->base[k];
 }
 
+/* raw scores of a float32 row (xf) or a double row (xd), the other NULL */
 static inline void
-raw_scores(const pgmln_model *m, const float *x, double *acc)
+raw_scores(const pgmln_model *m, const float *xf, const double *xd, double *acc)
 {
 	if (m->kind == PGMLN_KIND_TREES)
-		raw_trees(m, prepare(m, x), acc);
+		raw_trees(m, prepare(m, xf, xd), acc);
 	else if (m->kind == PGMLN_KIND_OBLIVIOUS)
-		raw_oblivious(m, prepare(m, x), acc);
+		raw_oblivious(m, prepare(m, xf, xd), acc);
 	else
-		raw_linear(m, x, acc); /* linear applies preprocessing in double */
+		raw_linear(m, xf, xd, acc); /* linear applies preprocessing in double */
 }
 
 static inline double
@@ -2355,7 +2367,7 @@ vector_from_link(const pgmln_model *m, const double *raw, double *out)
 double
 pgmln_predict_row(const pgmln_model *m, const float *x)
 {
-	raw_scores(m, x, m->acc);
+	raw_scores(m, x, NULL, m->acc);
 	return scalar_from_raw(m, m->acc);
 }
 
@@ -2369,7 +2381,7 @@ pgmln_predict_rows(const pgmln_model *m, const float *x, size_t n, double *out)
 void
 pgmln_outputs_row(const pgmln_model *m, const float *x, double *out)
 {
-	raw_scores(m, x, m->acc);
+	raw_scores(m, x, NULL, m->acc);
 	vector_from_raw(m, m->acc, out);
 }
 
@@ -2386,55 +2398,10 @@ pgmln_outputs_rows(const pgmln_model *m, const float *x, size_t n, double *out)
 
 /* ---------- row form ---------- */
 
-/* the float32 row the trees read, from double features (as the libraries
- * convert them), with the optional prefix applied in double first */
-static const float *
-prepare_f64(const pgmln_model *m, const double *x)
-{
-	/* only the features the trees read: the row form's rows are thousands wide with
-	 * text, of which the splits read a few hundred */
-	for (uint32_t u = 0; u < m->n_used; u++)
-	{
-		uint32_t j = m->used[u];
-		double d = x[j];
-		float v;
-
-		if (m->has_pre)
-		{
-			if (isnan(d))
-				d = m->impute[j];
-			d = (d - m->shift[j]) * m->mult[j];
-		}
-		v = (float) d;
-		if (m->snap_zero && fabsf(v) <= ZERO_THRESHOLD)
-			v = 0.0f;
-		m->xbuf[j] = v;
-	}
-	return m->xbuf;
-}
-
-/* linear models keep the row form's double features (scikit-learn computes in double);
- * raw_linear's order and zero skipping */
-static void
-raw_linear_f64(const pgmln_model *m, const double *x, double *acc)
-{
-	for (uint32_t k = 0; k < m->K; k++)
-		acc[k] = 0.0;
-	for (uint32_t j = 0; j < m->F; j++)
-	{
-		double		v = x[j];
-
-		if (linear_input(m, j, &v))
-			add_feature(m, j, v, acc);
-	}
-	for (uint32_t k = 0; k < m->K; k++)
-		acc[k] += m->base[k];
-}
-
 /*
- * raw_linear_f64 of the row pgmln_row_encode_used prepared (lin_sparse): the columns in
+ * raw_linear of the row pgmln_row_encode_used prepared (lin_sparse): the columns in
  * order, a text column's non-zero features from its list, the others' from x.  The same
- * features in the same order as raw_linear_f64 of the whole row, so the same sums to
+ * features in the same order as raw_linear of the whole row, so the same sums to
  * the bit, for O(non-zero features x classes) instead of O(width x classes).
  */
 static void
@@ -2464,28 +2431,17 @@ raw_linear_used(const pgmln_model *m, const double *x, double *acc)
 		acc[k] += m->base[k];
 }
 
-static inline void
-raw_scores_f64(const pgmln_model *m, const double *x, double *acc)
-{
-	if (m->kind == PGMLN_KIND_TREES)
-		raw_trees(m, prepare_f64(m, x), acc);
-	else if (m->kind == PGMLN_KIND_OBLIVIOUS)
-		raw_oblivious(m, prepare_f64(m, x), acc);
-	else
-		raw_linear_f64(m, x, acc);
-}
-
 double
 pgmln_predict_row_f64(const pgmln_model *m, const double *x)
 {
-	raw_scores_f64(m, x, m->acc);
+	raw_scores(m, NULL, x, m->acc);
 	return scalar_from_raw(m, m->acc);
 }
 
 void
 pgmln_outputs_row_f64(const pgmln_model *m, const double *x, double *out)
 {
-	raw_scores_f64(m, x, m->acc);
+	raw_scores(m, NULL, x, m->acc);
 	vector_from_raw(m, m->acc, out);
 }
 
@@ -2518,29 +2474,14 @@ judge(const pgmln_model *m, uint32_t j, double v)
 	return !m->rules ? PGMLN_UNDECIDED : m->refuse_inf ? PGMLN_REFUSED_INF : PGMLN_SCORED;
 }
 
-/* the first feature the rules do not let the C scorer answer (slow path) */
+/* the first feature the rules do not let the C scorer answer (slow path), of a
+ * float32 row (xf) or a double row (xd), the other NULL */
 static int
-judge_row_f32(const pgmln_model *m, const float *x, int *feature)
+judge_row(const pgmln_model *m, const float *xf, const double *xd, int *feature)
 {
 	for (uint32_t j = 0; j < m->F; j++)
 	{
-		int st = judge(m, j, x[j]);
-
-		if (st != PGMLN_SCORED)
-		{
-			*feature = (int) j;
-			return st;
-		}
-	}
-	return PGMLN_SCORED;
-}
-
-static int
-judge_row_f64(const pgmln_model *m, const double *x, int *feature)
-{
-	for (uint32_t j = 0; j < m->F; j++)
-	{
-		int st = judge(m, j, x[j]);
+		int st = judge(m, j, xf != NULL ? (double) xf[j] : xd[j]);
 
 		if (st != PGMLN_SCORED)
 		{
@@ -2584,12 +2525,12 @@ checked_scores(const pgmln_model *m, const float *x, int *feature)
 	int st;
 
 	if (m->check == CHECK_SCAN && row_has_special(m, x) &&
-		(st = judge_row_f32(m, x, feature)) != PGMLN_SCORED)
+		(st = judge_row(m, x, NULL, feature)) != PGMLN_SCORED)
 		return st;
-	raw_scores(m, x, m->acc);
+	raw_scores(m, x, NULL, m->acc);
 	/* linear: a NaN or infinity makes the scores NaN or infinite (finite coefficients) */
 	if (m->check == CHECK_SCORES && !scores_finite(m) &&
-		(st = judge_row_f32(m, x, feature)) != PGMLN_SCORED)
+		(st = judge_row(m, x, NULL, feature)) != PGMLN_SCORED)
 		return st;
 	return PGMLN_SCORED;
 }
@@ -2625,7 +2566,7 @@ pgmln_predict_checked_f64(const pgmln_model *m, const double *x, double *out, in
 			special |= !(fabs(x[j]) <= FLT_MAX);
 		if (special)
 		{
-			int st = judge_row_f64(m, x, feature);
+			int st = judge_row(m, NULL, x, feature);
 
 			if (st != PGMLN_SCORED)
 				return st;
@@ -2655,7 +2596,7 @@ pgmln_predict_used_f64(const pgmln_model *m, const double *x, double *out, int *
 		if (special)
 		{
 			/* x's text features are the zeros it started with: judged as scored */
-			int			st = judge_row_f64(m, x, feature);
+			int			st = judge_row(m, NULL, x, feature);
 
 			if (st != PGMLN_SCORED)
 				return st;

@@ -857,52 +857,55 @@ pgml_native_eval_proba(PG_FUNCTION_ARGS)
 
 /* ------------------------------------------------------------------ serving */
 
-Datum
-pgml_native_predict_project(PG_FUNCTION_ARGS)
+/*
+ * pgml.predict and pgml.predict_proba of a model id: a project's deployed model (0 for
+ * none) or the id given; what the C scorer does not answer goes to the Python path fb.
+ * Id 0 is no model (pgml.models ids start at 1): nothing to look up.
+ */
+static Datum
+predict_scalar(FunctionCallInfo fcinfo, int64 id, Fallback *fb)
 {
-	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
 	pgmln_model *m = id ? get_model(id) : NULL;
 	double		v;
 
 	if (m == NULL || !serve_scalar(m, PG_GETARG_DATUM(1), &v))
-		return call_fallback(&fb_predict_text, fcinfo, id);
+		return call_fallback(fb, fcinfo, id);
 	PG_RETURN_FLOAT4((float4) v);
+}
+
+static Datum
+predict_proba(FunctionCallInfo fcinfo, int64 id, Fallback *fb)
+{
+	pgmln_model *m = id ? get_model(id) : NULL;
+	ArrayType  *p = m ? serve_vector(m, PG_GETARG_DATUM(1)) : NULL;
+
+	if (p == NULL)
+		return call_fallback(fb, fcinfo, id);
+	PG_RETURN_ARRAYTYPE_P(p);
+}
+
+Datum
+pgml_native_predict_project(PG_FUNCTION_ARGS)
+{
+	return predict_scalar(fcinfo, deployed_model(PG_GETARG_TEXT_PP(0), true), &fb_predict_text);
 }
 
 Datum
 pgml_native_predict_model(PG_FUNCTION_ARGS)
 {
-	int64		id = PG_GETARG_INT64(0);
-	pgmln_model *m = get_model(id);
-	double		v;
-
-	if (m == NULL || !serve_scalar(m, PG_GETARG_DATUM(1), &v))
-		return call_fallback(&fb_predict_id, fcinfo, id);
-	PG_RETURN_FLOAT4((float4) v);
+	return predict_scalar(fcinfo, PG_GETARG_INT64(0), &fb_predict_id);
 }
 
 Datum
 pgml_native_predict_proba_project(PG_FUNCTION_ARGS)
 {
-	int64		id = deployed_model(PG_GETARG_TEXT_PP(0), true);
-	pgmln_model *m = id ? get_model(id) : NULL;
-	ArrayType  *p = m ? serve_vector(m, PG_GETARG_DATUM(1)) : NULL;
-
-	if (p == NULL)
-		return call_fallback(&fb_proba_text, fcinfo, id);
-	PG_RETURN_ARRAYTYPE_P(p);
+	return predict_proba(fcinfo, deployed_model(PG_GETARG_TEXT_PP(0), true), &fb_proba_text);
 }
 
 Datum
 pgml_native_predict_proba_model(PG_FUNCTION_ARGS)
 {
-	int64		id = PG_GETARG_INT64(0);
-	pgmln_model *m = get_model(id);
-	ArrayType  *p = m ? serve_vector(m, PG_GETARG_DATUM(1)) : NULL;
-
-	if (p == NULL)
-		return call_fallback(&fb_proba_id, fcinfo, id);
-	PG_RETURN_ARRAYTYPE_P(p);
+	return predict_proba(fcinfo, PG_GETARG_INT64(0), &fb_proba_id);
 }
 
 Datum

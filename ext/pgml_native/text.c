@@ -411,23 +411,59 @@ ngram_column(const pgmln_text *t, const unsigned char *s, const span *ring, size
 	}
 }
 
-/* the n-gram of the last n tokens counted into out */
-static void
-count_ngram(const pgmln_text *t, const unsigned char *s, const span *ring, size_t k,
-			uint32_t n, double *out, char *scratch)
+/* column j is touched by this call: listed once */
+static inline void
+touch(const pgmln_text_scratch *sp, uint32_t j, uint32_t *ntouched)
 {
-	uint32_t	j;
-	double		delta;
+	uint64_t	bit = (uint64_t) 1 << (j & 63);
 
-	if (!ngram_column(t, s, ring, k, n, scratch, &j, &delta))
-		return;
-	if (t->encode == PGMLN_ENC_WORDS)
-		out[j] = 1.0;
-	else
-		out[j] += delta;
+	if (!(sp->bits[j >> 6] & bit))
+	{
+		sp->bits[j >> 6] |= bit;
+		sp->touched[(*ntouched)++] = j;
+	}
 }
 
-static void multi_hot(const pgmln_text *t, const pgmln_value *v, double *out);
+/*
+ * Each n-gram of v's text counted into out (words: 1.0), in the text's order, a ring of
+ * the last PGMLN_MAX_NGRAM tokens' spans; with sp (the serving path, out its count)
+ * each column counted is also listed in sp->touched, and their number returned.
+ * Inlined into both callers, where sp is a constant (NULL for pgmln_text_encode).
+ */
+TEXT_INLINE uint32_t
+count_ngrams(const pgmln_text *t, const pgmln_value *v, char *scratch, double *out,
+			 const pgmln_text_scratch *sp)
+{
+	const unsigned char *s = (const unsigned char *) v->str;
+	span		ring[PGMLN_MAX_NGRAM];
+	size_t		pos = 0,
+				k = 0;
+	span		tok;
+	uint32_t	ntouched = 0;
+
+	for (; next_token(s, v->len, &pos, &tok); k++)
+	{
+		ring[k % PGMLN_MAX_NGRAM] = tok;
+		for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
+		{
+			uint32_t	j;
+			double		delta;
+
+			if (!ngram_column(t, s, ring, k, n, scratch, &j, &delta))
+				continue;
+			if (sp != NULL)
+				touch(sp, j, &ntouched);
+			if (t->encode == PGMLN_ENC_WORDS)
+				out[j] = 1.0;
+			else
+				out[j] += delta;
+		}
+	}
+	return ntouched;
+}
+
+static inline uint32_t multi_hot(const pgmln_text *t, const pgmln_value *v, double *out,
+								 const pgmln_text_scratch *sp);
 
 void
 pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out, char *scratch)
@@ -440,23 +476,10 @@ pgmln_text_encode(const pgmln_text *t, const pgmln_value *v, double *out, char *
 		return;
 	if (t->encode == PGMLN_ENC_MULTI_HOT)
 	{
-		multi_hot(t, v, out);
+		multi_hot(t, v, out, NULL);
 		return;
 	}
-	{
-		const unsigned char *s = (const unsigned char *) v->str;
-		span		ring[PGMLN_MAX_NGRAM];
-		size_t		pos = 0,
-					k = 0;
-		span		tok;
-
-		for (; next_token(s, v->len, &pos, &tok); k++)
-		{
-			ring[k % PGMLN_MAX_NGRAM] = tok;
-			for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
-				count_ngram(t, s, ring, k, n, out, scratch);
-		}
-	}
+	count_ngrams(t, v, scratch, out, NULL);
 	if (t->encode == PGMLN_ENC_WORDS)
 		return;
 	if (t->encode == PGMLN_ENC_TFIDF)
@@ -635,10 +658,14 @@ indexed_code(const pgmln_text *t, const char *s, size_t len)
 	return e == 0 ? -1 : (int64_t) ((e & 0xFFFFu) - 1);
 }
 
-/* multi_hot's 1.0 at each item in the vocabulary (out: zeroed by the caller) */
-static void
-multi_hot(const pgmln_text *t, const pgmln_value *v, double *out)
+/* multi_hot's 1.0 at each item in the vocabulary (out: zeroed by the caller); with sp
+ * (encode_touched: out its count) each column set is also listed in sp->touched, and
+ * their number returned (count_ngrams' convention) */
+static inline uint32_t
+multi_hot(const pgmln_text *t, const pgmln_value *v, double *out, const pgmln_text_scratch *sp)
 {
+	uint32_t	ntouched = 0;
+
 	for (size_t i = 0; i < v->nitems; i++)
 	{
 		int64_t		code;
@@ -646,9 +673,13 @@ multi_hot(const pgmln_text *t, const pgmln_value *v, double *out)
 		if (v->items[i] == NULL)
 			continue;
 		code = indexed_code(t, v->items[i], v->item_lens[i]);
-		if (code >= 0)
-			out[code] = 1.0;
+		if (code < 0)
+			continue;
+		if (sp != NULL)
+			touch(sp, (uint32_t) code, &ntouched);
+		out[code] = 1.0;
 	}
+	return ntouched;
 }
 
 /*
@@ -729,19 +760,6 @@ gram_code(const pgmln_text *t, uint64_t h, const char *lower, size_t slot_len,
 		}
 		if (g == n)
 			return c;
-	}
-}
-
-/* column j is touched by this call: listed once */
-static inline void
-touch(const pgmln_text_scratch *sp, uint32_t j, uint32_t *ntouched)
-{
-	uint64_t	bit = (uint64_t) 1 << (j & 63);
-
-	if (!(sp->bits[j >> 6] & bit))
-	{
-		sp->bits[j >> 6] |= bit;
-		sp->touched[(*ntouched)++] = j;
 	}
 }
 
@@ -949,44 +967,9 @@ encode_touched(const pgmln_text *t, const pgmln_value *v, char *scratch,
 	uint32_t	ntouched = 0;
 
 	if (t->encode == PGMLN_ENC_MULTI_HOT)
-	{
-		for (size_t i = 0; i < v->nitems; i++)
-		{
-			int64_t		code;
-
-			if (v->items[i] == NULL)
-				continue;
-			code = indexed_code(t, v->items[i], v->item_lens[i]);
-			if (code < 0)
-				continue;
-			touch(sp, (uint32_t) code, &ntouched);
-			sp->count[code] = 1.0;
-		}
-		return ntouched;
-	}
+		return multi_hot(t, v, sp->count, sp);
 	if (t->encode == PGMLN_ENC_HASHING)
-	{
-		const unsigned char *s = (const unsigned char *) v->str;
-		span		ring[PGMLN_MAX_NGRAM];
-		size_t		pos = 0,
-					k = 0;
-		span		tok;
-
-		for (; next_token(s, v->len, &pos, &tok); k++)
-		{
-			ring[k % PGMLN_MAX_NGRAM] = tok;
-			for (uint32_t n = t->lo; n <= t->hi && n <= k + 1; n++)
-			{
-				uint32_t	j;
-				double		delta;
-
-				if (!ngram_column(t, s, ring, k, n, scratch, &j, &delta))
-					continue;
-				touch(sp, j, &ntouched);
-				sp->count[j] += delta;
-			}
-		}
-	}
+		ntouched = count_ngrams(t, v, scratch, sp->count, sp);
 	else
 	{
 		/*
@@ -1104,7 +1087,7 @@ pgmln_text_encode_used(const pgmln_text *t, const pgmln_value *v, double *out,
 		return;
 	if (t->encode == PGMLN_ENC_MULTI_HOT)
 	{
-		multi_hot(t, v, out);
+		multi_hot(t, v, out, NULL);
 		return;
 	}
 	ntouched = encode_touched(t, v, scratch, sp);

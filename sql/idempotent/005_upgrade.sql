@@ -85,3 +85,41 @@ END;
 $$;
 COMMENT ON FUNCTION pgml_flow.drop_function_for_upgrade(text, text) IS
     'Drop a function whose signature or result changed, and the analytics views on it (no CASCADE)';
+
+-- Create a function in C where the native scorer is installed, in SQL everywhere else:
+-- `signature` (e.g. 'pgml_flow.word_count(t text)') returning `result`, with
+-- `attributes` (volatility, strictness, parallel safety: the same for both), as the
+-- symbol `symbol` of pgml_native when the extension is present and pgml.native_scoring is
+-- not off (as in sql/pgml/030_serving.sql), else as the SQL `body`, which the planner
+-- inlines. A pgml_native built before `symbol` gets the SQL and a notice naming `what`
+-- the C would do. CREATE OR REPLACE keeps the function (and the views on it) when its
+-- language changes. Our own files call it with constant texts: it is not granted to
+-- anyone (900_grants.sql revokes PUBLIC's EXECUTE on the schema's functions).
+-- Returns the language chosen.
+CREATE OR REPLACE FUNCTION pgml_flow.define_native_or_sql(signature text, result text,
+                                                          attributes text, symbol text,
+                                                          body text, what text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    native_on boolean := coalesce(current_setting('pgml.native_scoring', true), 'on') <> 'off';
+BEGIN
+    IF native_on AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
+        BEGIN
+            EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS %s AS %L, %L LANGUAGE C %s',
+                           signature, result, '$libdir/pgml_native', symbol, attributes);
+            RETURN 'c';
+        EXCEPTION WHEN undefined_function THEN
+            RAISE NOTICE 'pgml_native has no %; rebuild it (./dev setup) to % in C',
+                         symbol, what;
+        END;
+    END IF;
+    EXECUTE format('CREATE OR REPLACE FUNCTION %s RETURNS %s LANGUAGE sql %s AS %L',
+                   signature, result, attributes, body);
+    RETURN 'sql';
+END;
+$$;
+COMMENT ON FUNCTION pgml_flow.define_native_or_sql(text, text, text, text, text, text) IS
+    'Create a function from pgml_native''s C symbol where it is installed, else from SQL';

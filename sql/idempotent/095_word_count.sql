@@ -13,30 +13,11 @@
 -- differs from the SQL definition below, which serves everywhere else and which the
 -- planner inlines.
 -- CREATE OR REPLACE keeps the function (and the views on it) when the language changes.
-DO $do$
-DECLARE
-    native_on boolean := coalesce(current_setting('pgml.native_scoring', true), 'on') <> 'off';
-BEGIN
-    IF native_on AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
-        BEGIN
-            CREATE OR REPLACE FUNCTION pgml_flow.word_count(t text)
-            RETURNS integer AS '$libdir/pgml_native', 'pgml_native_word_count'
-            LANGUAGE C IMMUTABLE PARALLEL SAFE;
-            RETURN;
-        EXCEPTION WHEN undefined_function THEN
-            -- a pgml_native built before word_count: the SQL definition below
-            RAISE NOTICE 'pgml_native has no word_count; rebuild it (./dev setup) to compute '
-                         'description_words in C';
-        END;
-    END IF;
-    CREATE OR REPLACE FUNCTION pgml_flow.word_count(t text)
-    RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
-        SELECT CASE WHEN coalesce(btrim(t), '') = '' THEN 0
-                    ELSE array_length(regexp_split_to_array(btrim(t), '\s+'), 1) END
-    $$;
-END
-$do$;
+SELECT pgml_flow.define_native_or_sql(
+    'pgml_flow.word_count(t text)', 'integer', 'IMMUTABLE PARALLEL SAFE',
+    'pgml_native_word_count',
+    $$SELECT CASE WHEN coalesce(btrim(t), '') = '' THEN 0
+                  ELSE array_length(regexp_split_to_array(btrim(t), '\s+'), 1) END$$,
+    'compute description_words');
 COMMENT ON FUNCTION pgml_flow.word_count(text) IS
     'Fields of regexp_split_to_array(btrim(t), ''\s+''), 0 for NULL or blank: description_words';

@@ -10,27 +10,9 @@
 -- does (ext/pgml_native/pgml_native.c); the SQL definition below, which the planner
 -- inlines, serves everywhere else. CREATE OR REPLACE keeps the function when the language
 -- changes.
-DO $do$
-DECLARE
-    native_on boolean := coalesce(current_setting('pgml.native_scoring', true), 'on') <> 'off';
-BEGIN
-    IF native_on AND EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgml_native') THEN
-        BEGIN
-            CREATE OR REPLACE FUNCTION pgml_flow.real_digits(value real)
-            RETURNS double precision AS '$libdir/pgml_native', 'pgml_native_real_digits'
-            LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-            RETURN;
-        EXCEPTION WHEN undefined_function THEN
-            -- a pgml_native built before real_digits: the SQL definition below
-            RAISE NOTICE 'pgml_native has no real_digits; rebuild it (./dev setup) to '
-                         'convert predictions in C';
-        END;
-    END IF;
-    CREATE OR REPLACE FUNCTION pgml_flow.real_digits(value real)
-    RETURNS double precision
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT value::numeric::double precision $$;
-END
-$do$;
+SELECT pgml_flow.define_native_or_sql(
+    'pgml_flow.real_digits(value real)', 'double precision', 'IMMUTABLE STRICT PARALLEL SAFE',
+    'pgml_native_real_digits', $$SELECT value::numeric::double precision$$,
+    'convert predictions');
 COMMENT ON FUNCTION pgml_flow.real_digits(real) IS
     'real::numeric::double precision: the double of a real''s six significant digits';

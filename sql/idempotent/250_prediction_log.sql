@@ -51,6 +51,10 @@ CREATE OR REPLACE FUNCTION pgml_flow.log_predictions(
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
+-- every table it reads it reads by key (the log's unique key, the usage and calibration
+-- rows): never a scan, whatever the statistics said when a session cached the plan (a
+-- log that was nearly empty then holds up to prediction_log_max_rows rows per client now)
+SET enable_seqscan = off
 AS $$
 DECLARE
     n integer := coalesce(cardinality(p_ids), 0);
@@ -104,9 +108,14 @@ BEGIN
                array_agg(s.f ORDER BY s.r)
           INTO picked, keys, picked_ys, picked_probas, picked_features
           FROM keyed s
-         WHERE NOT EXISTS (SELECT 1 FROM public.ml_prediction_log l
-                            WHERE l.client_id = p_client AND l.model_id = p_model_id
-                              AND l.entity_id = s.id AND l.prediction_key = s.k);
+         -- one probe of the unique key per sampled row, whatever the log holds: as NOT
+         -- EXISTS this became an anti join, and its generic plan (a session's sixth read,
+         -- which does not know the sample's size) read every row the client's model had
+         -- logged on every read; a scalar subquery with LIMIT is never made a join
+         WHERE (SELECT 1 FROM public.ml_prediction_log l
+                 WHERE l.client_id = p_client AND l.model_id = p_model_id
+                   AND l.entity_id = s.id AND l.prediction_key = s.k
+                 LIMIT 1) IS NULL;
         IF picked IS NULL THEN
             RETURN 0;
         END IF;
