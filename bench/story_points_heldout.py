@@ -46,13 +46,15 @@ counts are checked against the splits (Deep-SE: ``splits/*_3sets.txt``; both: tr
 from __future__ import annotations
 
 import argparse
+import copy
+import json
 import math
 import pickle
 import statistics
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +240,163 @@ def median_baseline(p: SplitProject) -> float:
     return sps.mae(y_valid, np.full(len(y_valid), statistics.median(y_train)))
 
 
+# -- --variants: the spec with one change at a time, at test_size 0.1 ----------------------
+VARIANT_TEST_SIZE = 0.1
+UNCHANGED = "spec (unchanged)"
+
+
+def _changed(candidate: str, hyperparams: dict[str, Any] | None = None,
+             preprocess: dict[str, dict[str, Any]] | None = None) -> Callable[[Any], Any]:
+    """A change of the spec: candidate ``candidate``'s hyperparams and per-column preprocess
+    options merged onto its own (a column's options key by key)."""
+    import dataclasses
+
+    def change(spec: Any) -> Any:
+        out = []
+        for c in spec.candidates:
+            c = copy.deepcopy(dict(c))
+            if c.get("name") == candidate:
+                c["hyperparams"] = {**dict(c.get("hyperparams", {})), **(hyperparams or {})}
+                rules = dict(c.get("preprocess", {}))
+                for column, options in (preprocess or {}).items():
+                    rules[column] = {**dict(rules.get(column) or spec.preprocess[column]),
+                                     **options}
+                c["preprocess"] = rules
+            out.append(c)
+        assert [c["name"] for c in out] == [c["name"] for c in spec.candidates]
+        return dataclasses.replace(spec, candidates=tuple(out))
+    return change
+
+
+def _validation_size(size: float) -> Callable[[Any], Any]:
+    import dataclasses
+    return lambda spec: dataclasses.replace(spec, validation_size=size)
+
+
+def _median_candidate(spec: Any) -> Any:
+    """A third candidate after the two: the spec's xgboost with learning_rate 0 (one tree:
+    with no learning more trees change nothing), the training median, snapped."""
+    import dataclasses
+    median = {"name": "median", "hyperparams": {"n_estimators": 1, "learning_rate": 0.0},
+              "preprocess": {"story_points": {"snap": True}}}
+    return dataclasses.replace(spec, candidates=(*spec.candidates, median))
+
+
+def _tfidf(n: int) -> dict[str, dict[str, Any]]:
+    return {"title": {"max_features": n}, "description": {"max_features": n}}
+
+
+VARIANTS: dict[str, Callable[[Any], Any]] = {
+    UNCHANGED: lambda spec: spec,
+    "classes C=0.3": _changed("classes", hyperparams={"C": 0.3}),
+    "classes C=3": _changed("classes", hyperparams={"C": 3.0}),
+    "classes min_class=3": _changed("classes", preprocess={"story_points": {"min_class": 3}}),
+    "classes min_class=10": _changed("classes",
+                                     preprocess={"story_points": {"min_class": 10}}),
+    "classes tfidf 1000": _changed("classes", preprocess=_tfidf(1000)),
+    "classes tfidf 4000": _changed("classes", preprocess=_tfidf(4000)),
+    "snap n_estimators=300": _changed("snap", hyperparams={"n_estimators": 300}),
+    "snap max_depth=3": _changed("snap", hyperparams={"max_depth": 3}),
+    "validation_size=0.3": _validation_size(0.3),
+    "+ median candidate": _median_candidate,
+}
+
+
+def variant_specs(combine: Sequence[str]) -> dict[str, Any]:
+    """Each variant's spec (the built-in complexity spec with its change), and each
+    ``combine`` entry (variant labels joined by ``+``, e.g. ``classes C=3+snap max_depth=3``)
+    with all its changes."""
+    from pgml_models.specs import builtin_specs
+
+    spec = builtin_specs()["complexity"]
+    assert spec.test_size == VARIANT_TEST_SIZE, spec.test_size
+    out = {label: change(spec) for label, change in VARIANTS.items()}
+    for combined in combine:
+        labels = [s.strip() for s in combined.split("+") if s.strip()]
+        unknown = [s for s in labels if s not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"--combine: unknown variants {unknown}; known: {list(VARIANTS)}")
+        s = spec
+        for label in labels:
+            s = VARIANTS[label](s)
+        out[" + ".join(labels)] = s
+    return out
+
+
+def variant_scores(p: SplitProject, variants: dict[str, Any]
+                   ) -> dict[str, tuple[float, str]]:
+    """Per variant: the outer MAE on the valid split of the candidate its validation slice
+    chooses (refit on the rows before the held-out ones), and that candidate's name. Each
+    training is done once per project (a variant that leaves a candidate and the slices as
+    the spec has them reuses the spec's)."""
+    from pgml_flow.selection import candidate_spec
+    from pgml_flow.selection import slices as selection_slices
+
+    memo: dict[tuple[str, int, int, bool], float] = {}
+
+    def mae(spec: Any, fit: int, end: int, outer: bool) -> float:
+        key = (json.dumps([spec.algorithm, spec.hyperparams, spec.preprocess],
+                          sort_keys=True, default=str), fit, end, outer)
+        if key not in memo:
+            memo[key] = engine_mae(spec, p.train[:fit],
+                                   p.valid if outer else p.train[fit:end])
+        return memo[key]
+
+    out = {}
+    for label, spec in variants.items():
+        fit, val = selection_slices(spec, len(p.train))
+        made = {str(c["name"]): candidate_spec(spec, c) for c in spec.candidates}
+        scored = {k: mae(s, fit, fit + val, False) for k, s in made.items()}
+        chosen = min(scored, key=lambda k: scored[k])  # the first of equals, as select
+        out[label] = (mae(made[chosen], fit + val, fit + val, True), chosen)
+    return out
+
+
+def variants_table(projects: Sequence[SplitProject],
+                   results: dict[tuple[str, str], dict[str, tuple[float, str]]],
+                   medians: dict[tuple[str, str], float]) -> None:
+    datasets = list(dict.fromkeys(p.dataset for p in projects))
+    labels = list(next(iter(results.values())))
+    print(f"\nvariants at test_size {VARIANT_TEST_SIZE:g}: mean outer MAE on the valid split, "
+          "projects below the train-split Median, change of the mean against the spec")
+    head = f"{'variant':34}"
+    for d in datasets:
+        n = sum(1 for p in projects if p.dataset == d)
+        head += f" | {d.split('-')[0][:12] + f' ({n})':>16} {'below':>6} {'vs spec':>8}"
+    print(head + " | snap/median chosen")
+    for label in labels:
+        line = f"{label:34}"
+        chosen = []
+        for d in datasets:
+            keys = [(p.dataset, p.name) for p in projects if p.dataset == d]
+            mean = statistics.fmean(results[k][label][0] for k in keys)
+            ref = statistics.fmean(results[k][UNCHANGED][0] for k in keys)
+            below = sum(1 for k in keys if results[k][label][0] < medians[k] - 1e-9)
+            line += f" | {mean:16.3f} {below:>2} of {len(keys):<2} {100 * (mean / ref - 1):+7.2f}%"
+            chosen.append(f"{sum(1 for k in keys if results[k][label][1] == 'snap')}/"
+                          f"{sum(1 for k in keys if results[k][label][1] == 'median')}")
+        print(line + " | " + " ".join(chosen))
+    print(flush=True)
+
+
+def run_variants(projects: Sequence[SplitProject], combine: Sequence[str],
+                 per_project: bool) -> None:
+    variants = variant_specs(combine)
+    results, medians = {}, {}
+    started = time.perf_counter()
+    for p in projects:
+        key = (p.dataset, p.name)
+        results[key] = variant_scores(p, variants)
+        medians[key] = median_baseline(p)
+        r = results[key]
+        print(f"  {p.dataset.split('-')[0]} {p.name}: Median {medians[key]:.3f}; spec "
+              f"{r[UNCHANGED][0]:.3f}({r[UNCHANGED][1][0]}) "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        if per_project:
+            print("    " + "; ".join(f"{k} {v:.3f}({c[0]})" for k, (v, c) in r.items()))
+    variants_table(projects, results, medians)
+
+
 def table(dataset: str, chosen: Sequence[SplitProject],
           results: dict[str, dict[float, dict[str, Any]]], medians: dict[str, float]) -> None:
     names = [p.name for p in chosen]
@@ -279,11 +438,19 @@ def main() -> None:
     parser.add_argument("--project", action="append", default=[], help="only this project")
     parser.add_argument("--per-project", action="store_true",
                         help="print each project's figures as well")
+    parser.add_argument("--variants", action="store_true",
+                        help="at test_size 0.1, the spec with one change at a time instead")
+    parser.add_argument("--combine", action="append", default=[],
+                        help="with --variants, also these variants together (labels "
+                             "joined by '+')")
     args = parser.parse_args()
     projects = [p for p in load(args.cache, args.keep)
                 if (not args.dataset or p.dataset in args.dataset)
                 and (not args.project or p.name in args.project)]
     check_counts(projects)
+    if args.variants:
+        run_variants(projects, args.combine, args.per_project)
+        return
     specs = candidates()
     for dataset in dict.fromkeys(p.dataset for p in projects):
         chosen = [p for p in projects if p.dataset == dataset]
