@@ -63,7 +63,7 @@ import pickle
 import statistics
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +92,12 @@ class Project:
         return np.array([float(r[-1]) for r in self.rows])
 
 
-def load(cache: Path | None, keep: bool) -> list[Project]:
-    """Every project's training rows, in split order (from ``cache`` when it exists)."""
-    if cache is not None and cache.exists():
-        with cache.open("rb") as f:
-            found: list[Project] = pickle.load(f)
-        return found
+def read_clients(database: str, keep: bool, extra: Sequence[str] = ()
+                 ) -> Iterator[tuple[Any, str, str, int, list[tuple[Any, ...]]]]:
+    """Both datasets imported as ``pgml-flow evaluate`` imports them, in the scratch
+    ``database``; per project: the connection, the dataset, the project, its client id and
+    its rows of the complexity spec's training view (``COLUMNS``, then ``extra``) in file
+    order. The view holds the ``train`` and ``valid`` splits only: never a test row."""
     import psycopg
     from psycopg import sql
 
@@ -111,11 +111,11 @@ def load(cache: Path | None, keep: bool) -> list[Project]:
 
     app = PgmlFlow()
     spec = get_spec(app.model_specs([]), "complexity")
-    projects = []
-    with evaluation_run.scratch_database(app.url, "pgmlflow_screen_sp", keep=keep) as url, \
+    with evaluation_run.scratch_database(app.url, database, keep=keep) as url, \
             psycopg.connect(url) as conn:
         for dataset, folder in DATASETS.items():
             benchmark = find("complexity", dataset)
+            assert set(benchmark.train_splits) == {"train", "valid"}, benchmark.train_splits
             root = Path(folder)
             names = (benchmark.default_projects(root) if benchmark.default_projects
                      else sorted(known.DATASETS[dataset].projects(root)))
@@ -124,15 +124,27 @@ def load(cache: Path | None, keep: bool) -> list[Project]:
             view = sql.Identifier("pgml_flow_evaluation", f"{spec.name}_training")
             query = sql.SQL("SELECT {cols} FROM {view} WHERE client_id = %(c)s "
                             "ORDER BY source_row").format(
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c, _ in COLUMNS), view=view)
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in
+                                        [*(c for c, _ in COLUMNS), *extra]), view=view)
             for name in names:
                 slug = known.DATASETS[dataset].project(name).slug
                 row = conn.execute("SELECT client_id FROM clients WHERE slug = %s",
                                    (slug,)).fetchone()
                 assert row is not None
-                rows = [tuple(r) for r in conn.execute(query, {"c": int(row[0])})]
-                projects.append(Project(dataset, name, rows))
+                client = int(row[0])
+                yield (conn, dataset, name, client,
+                       [tuple(r) for r in conn.execute(query, {"c": client})])
             print(f"read {dataset}: {len(names)} projects", flush=True)
+
+
+def load(cache: Path | None, keep: bool) -> list[Project]:
+    """Every project's training rows, in split order (from ``cache`` when it exists)."""
+    if cache is not None and cache.exists():
+        with cache.open("rb") as f:
+            found: list[Project] = pickle.load(f)
+        return found
+    projects = [Project(dataset, name, rows)
+                for _, dataset, name, _, rows in read_clients("pgmlflow_screen_sp", keep)]
     if cache is not None:
         with cache.open("wb") as f:
             pickle.dump(projects, f)
