@@ -81,7 +81,6 @@ import story_points_screen as sps
 
 SCRATCH = "pgmlflow_screen_t2"
 TEST_SIZES = (0.25, 0.15, 0.1, 0.05, 0.0)
-VALIDATION_SIZE = 0.2
 METHODS = ("spec (classes|snap)", "classes", "snap", "median")
 
 
@@ -188,20 +187,18 @@ def engine_mae(spec: Any, train_rows: Sequence[tuple[Any, ...]],
     return float(result.metrics["mean_absolute_error"])
 
 
-def slices(n: int, test_size: float) -> tuple[int, int]:
-    """(fit rows, validation rows) of ``n`` training rows, as pgml_flow.selection cuts
-    them (holdout.test_rows: ``ceil(n * test_size)`` held out)."""
-    before = n - math.ceil(n * test_size)
-    validation = math.ceil(before * VALIDATION_SIZE)
-    return before - validation, validation
-
-
 def project_scores(p: SplitProject, specs: dict[str, Any]
                    ) -> dict[float, dict[str, Any]]:
     """Per test_size: each method's outer MAE on the valid split, and the chosen name."""
+    import dataclasses
+
+    from pgml_flow.selection import slices
+
     out: dict[float, dict[str, Any]] = {}
     for test_size in TEST_SIZES:
-        fit, val = slices(len(p.train), test_size)
+        # cut as pgml_flow.selection cuts a client's rows, with this held-out share
+        fit, val = slices(dataclasses.replace(specs["classes"], test_size=test_size),
+                          len(p.train))
         before = p.train[: fit + val]
         scored = {k: engine_mae(specs[k], before[:fit], before[fit:])
                   for k in ("classes", "snap")}
