@@ -331,7 +331,6 @@ def _dist_scores(label: str, proba: np.ndarray, values: np.ndarray, prior: np.nd
 
 def screen_project(project: Project, preprocess: dict[str, Any], seed: int,
                    min_class: int) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
     from xgboost import XGBClassifier
 
     s = cut(project, preprocess, seed)
@@ -375,11 +374,20 @@ def screen_project(project: Project, preprocess: dict[str, Any], seed: int,
     _dist_scores("dist xgb recency 0.5", clf.predict_proba(s.x_val), values, prior_rec,
                  s.y_val, out)
     t_fit, t_val = text_matrix(s.fit_rows, s.val_rows)
+    _dist_scores("dist logreg", logreg_proba(t_fit, codes, t_val), values, prior, s.y_val,
+                 out)
+    return out
+
+
+def logreg_proba(x_fit: Any, codes: np.ndarray, x_val: Any) -> np.ndarray:
+    """``dist logreg``'s class probabilities of the validation rows: a logistic regression
+    with the built candidate's hyperparams, fitted on the fit rows' class codes."""
+    from sklearn.linear_model import LogisticRegression
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lr = LogisticRegression(C=1.0, max_iter=2000).fit(t_fit, codes)
-    _dist_scores("dist logreg", lr.predict_proba(t_val), values, prior, s.y_val, out)
-    return out
+        lr = LogisticRegression(**DIST_HYPERPARAMS).fit(x_fit, codes)
+    return np.asarray(lr.predict_proba(x_val))
 
 
 #: the candidate as pgml.train would encode it: tf-idf of title and description, the
@@ -516,7 +524,6 @@ def embeddings_project(project: Project, preprocess: dict[str, Any], seed: int,
     """``--embeddings``: the baselines, ``dist logreg`` (the screen's, and as pgml.train
     encodes it) and the embedding ideas, on the same slices."""
     from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
 
     s = cut(project, preprocess, seed)
     fit, val = len(s.fit_rows), len(s.val_rows)
@@ -562,10 +569,7 @@ def embeddings_project(project: Project, preprocess: dict[str, Any], seed: int,
                                   sparse.hstack([t_val, tv, dv])),
     }
     for label, (x_fit, x_val) in designs.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lr = LogisticRegression(C=1.0, max_iter=2000).fit(sparse.csr_matrix(x_fit), codes)
-        proba = lr.predict_proba(sparse.csr_matrix(x_val))
+        proba = logreg_proba(sparse.csr_matrix(x_fit), codes, sparse.csr_matrix(x_val))
         out[label] = mae(s.y_val, mae_optimal(proba, values))
     return out
 
